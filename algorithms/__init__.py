@@ -1,0 +1,17 @@
+"""Methods, one file each, behind one interface (algorithms/base.py).
+
+METHODS maps the display name (as the paper's tables print it) to the class.
+"""
+
+from algorithms.base import OfflineMethod, build_config, lookup  # noqa: F401
+from algorithms.bc import BCAll, BCSafe
+
+METHODS: dict[str, type[OfflineMethod]] = {
+    "BC-All": BCAll,
+    "BC-Safe": BCSafe,
+}
+
+
+def get_method(name: str) -> tuple[str, type[OfflineMethod]]:
+    """(display name, class) for a method name in any case."""
+    return lookup(METHODS, name, "method")

@@ -1,0 +1,107 @@
+"""The one small interface every method meets, and how a method is built from a config.
+
+A method is built from the task's spec, its config, the cost threshold (None for a
+threshold-agnostic method, which is trained once and evaluated at every threshold) and a seed.
+NumPy is the boundary: `act` takes and returns arrays, so a non-PyTorch method fits too.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import difflib
+from typing import Any, ClassVar
+
+import numpy as np
+
+from tasks.registry import TaskSpec, UnknownNameError
+
+
+class OfflineMethod(abc.ABC):
+    """Base class of every method. Subclasses set the class attributes and the four methods."""
+
+    #: the frozen dataclass of hyperparameters
+    Config: ClassVar[type]
+    #: trained once per (task, seed) and evaluated at every threshold
+    threshold_agnostic: ClassVar[bool] = True
+    #: "transitions" (s, a, r, c, s', done) or "sequences" (CDT)
+    wants: ClassVar[str] = "transitions"
+    #: training steps per profile (smoke for tests, quick for a laptop, paper's budget)
+    profile_steps: ClassVar[dict[str, int]] = {}
+    #: per-task values that truly differ from the defaults: {task name: {field: value}}
+    overrides: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def __init__(self, spec: TaskSpec, config, threshold: float | None, seed: int,
+                 device: str = "cpu"):
+        self.spec, self.config, self.threshold, self.seed = spec, config, threshold, seed
+        self.device = device
+
+    def training_data(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The part of the dataset this method learns from (all of it, by default)."""
+        return arrays
+
+    @abc.abstractmethod
+    def train_step(self, batch: dict) -> dict:
+        """One gradient step on a batch of torch tensors; returns scalar stats (tensors allowed)."""
+
+    @abc.abstractmethod
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Actions for a batch of observations (num_envs, obs_dim) -> (num_envs, act_dim)."""
+
+    def reset(self, num_envs: int) -> None:
+        """Called at the start of evaluation episodes (sequence models clear their context)."""
+
+    @abc.abstractmethod
+    def state_dict(self) -> dict:
+        """Everything needed to act again after load_state_dict (weights, normalizers)."""
+
+    @abc.abstractmethod
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what state_dict returned."""
+
+
+class ConfigError(ValueError):
+    """A --set value or override that does not fit the method's config."""
+
+
+def build_config(method_cls: type[OfflineMethod], task: str, sets: dict[str, str] | None = None):
+    """Config = the defaults, then the task's overrides, then the user's --set values."""
+    config = method_cls.Config()
+    config = dataclasses.replace(config, **method_cls.overrides.get(task, {}))
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    parsed = {}
+    for key, text in (sets or {}).items():
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            hint = f" Did you mean {close[0]}?" if close else ""
+            raise ConfigError(f"{method_cls.__name__} has no setting {key!r}.{hint} "
+                              f"Settings: {', '.join(fields)}")
+        parsed[key] = _parse_like(getattr(config, key), text, key)
+    return dataclasses.replace(config, **parsed)
+
+
+def _parse_like(default, text: str, key: str):
+    try:
+        if isinstance(default, bool):
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(text)
+            return text.lower() in ("true", "1")
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+        if isinstance(default, tuple):
+            return tuple(type(default[0])(part) for part in text.split(",")) if default else ()
+    except ValueError:
+        raise ConfigError(f"--set {key}={text}: expected a value like {default!r}") from None
+    return text
+
+
+def lookup(registry: dict[str, type], name: str, kind: str = "method"):
+    folded = {key.lower().replace("_", "-"): key for key in registry}
+    key = folded.get(name.lower().replace("_", "-"))
+    if key is None:
+        close = difflib.get_close_matches(name, list(registry), n=3, cutoff=0.4)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise UnknownNameError(f"unknown {kind} {name!r}.{hint} Known: {', '.join(registry)}.")
+    return key, registry[key]

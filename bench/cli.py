@@ -1,0 +1,196 @@
+"""The command line: thin subcommands over library functions (heavy imports inside each)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXAMPLES = {
+    "tasks": "python -m bench tasks --suite bullet --format json",
+    "collect": "python -m bench collect --suite bullet --profile quick",
+    "run": "python -m bench run --suite bullet --methods BC-All,BC-Safe --profile quick",
+    "report": "python -m bench report --format latex",
+}
+
+
+class UserError(Exception):
+    """Bad input: printed as one line, no traceback, exit status 2."""
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in _csv(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes integers like 0,1,2, not {text!r}")
+
+
+def _selected_tasks(args) -> list:
+    from tasks.registry import get_task, suite_tasks
+
+    if args.tasks:
+        return [get_task(name) for name in _csv(args.tasks)]
+    if args.suite:
+        return suite_tasks(args.suite)
+    raise UserError("say which tasks: --suite bullet or --tasks BallRun,CarRun")
+
+
+def cmd_tasks(args) -> int:
+    from tasks.registry import TASKS, suite_tasks
+
+    specs = suite_tasks(args.suite) if args.suite else list(TASKS.values())
+    if args.format == "json":
+        print(json.dumps([spec.as_dict() for spec in specs], indent=1))
+    else:
+        from tabulate import tabulate
+
+        print(tabulate([(s.name, s.suite, s.env_id, s.max_episode_steps,
+                         "/".join(f"{t:g}" for t in s.thresholds), s.reward_min, s.reward_max,
+                         s.dataset_file) for s in specs],
+                       headers=["task", "suite", "env id", "steps", "thresholds", "r_min",
+                                "r_max", "official file"], floatfmt=".2f"))
+    return 0
+
+
+def cmd_collect(args) -> int:
+    from joblib import Parallel, delayed
+
+    from tasks.collect import collect_task, format_summary
+    from tasks.datasets import local_path
+
+    specs = _selected_tasks(args)
+    existing = [local_path(s, args.profile) for s in specs
+                if local_path(s, args.profile).exists()]
+    if existing and not args.force:
+        print("already collected (kept; --force to collect again): "
+              + ", ".join(p.name for p in existing))
+    todo = [s for s in specs if args.force or not local_path(s, args.profile).exists()]
+    n_jobs = min(args.jobs or 2, max(1, len(todo)))
+    call = delayed(collect_task)
+    summaries = Parallel(n_jobs=n_jobs)(
+        call(spec, profile=args.profile, seed=args.seed, progress=(n_jobs == 1),
+             force=args.force) for spec in todo) if todo else []
+    for summary in summaries:
+        print(format_summary(summary))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from algorithms import METHODS
+    from bench.plan import plan_jobs, unknown_sets
+    from bench.profiles import PROFILES
+    from bench.schedule import run_jobs
+
+    specs = _selected_tasks(args)
+    methods = _csv(args.methods) if args.methods else list(METHODS)
+    sets = {}
+    for item in args.set or []:
+        if "=" not in item:
+            raise UserError(f"--set takes key=value, not {item!r}")
+        key, value = item.split("=", 1)
+        sets[key.strip()] = value.strip()
+    bad = unknown_sets(methods, sets)
+    if bad:
+        raise UserError(f"--set {', '.join(bad)}: no selected method has such a setting")
+    seeds = args.seeds if args.seeds is not None else list(PROFILES[args.profile].seeds)
+    jobs = plan_jobs(specs, methods, seeds, args.profile, Path(args.results), args.data, sets,
+                     steps=args.steps, device=args.device)
+    todo = sum(bool(job.missing_thresholds()) for job in jobs)
+    sources = sorted({job.data_source for job in jobs})
+    print(f"{len(jobs)} training jobs planned ({todo} to run, {len(jobs) - todo} already "
+          f"recorded); data: {', '.join(sources)}; results in {args.results}", flush=True)
+    outcomes = run_jobs(jobs, n_jobs=args.jobs, progress=not args.quiet)
+    failed = [o for o in outcomes if o["status"] == "error"]
+    ran = [o for o in outcomes if o["status"] == "ok"]
+    print(f"done: {len(ran)} trained, {len(outcomes) - len(ran) - len(failed)} skipped, "
+          f"{len(failed)} failed")
+    for outcome in failed:
+        print(f"  FAILED {outcome['job']}: {outcome['error']} (traceback in its .error.json)")
+    return 1 if failed else 0
+
+
+def cmd_report(args) -> int:
+    from reports.tables import report
+
+    suites = _csv(args.suite) if args.suite else None
+    print(report(Path(args.results), args.format, suites, args.profile))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description="Safe offline RL benchmark harness (LSPC paper).",
+        epilog="examples:\n  " + "\n  ".join(EXAMPLES.values()),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name, help_text):
+        return sub.add_parser(name, help=help_text, description=help_text,
+                              epilog=f"example:\n  {EXAMPLES[name]}",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    p = add("tasks", "list the 28 DSRL tasks and their constants")
+    p.add_argument("--suite", choices=["bullet", "safetygym", "metadrive"])
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.set_defaults(func=cmd_tasks)
+
+    def add_task_selection(p):
+        p.add_argument("--suite", help="bullet | safetygym | metadrive")
+        p.add_argument("--tasks", help="comma-separated task names (any case, paper short forms)")
+        p.add_argument("--profile", choices=["smoke", "quick", "paper"], default="quick",
+                       help="budget: smoke (tests), quick (laptop), paper (cluster)")
+        p.add_argument("--jobs", type=int, default=0, help="parallel processes (default: cores)")
+
+    p = add("collect", "collect DSRL-format datasets from the simulators (PPO-Lagrangian)")
+    add_task_selection(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="collect again over an existing file")
+    p.set_defaults(func=cmd_collect)
+
+    p = add("run", "train and evaluate methods on tasks; one record per evaluated job")
+    add_task_selection(p)
+    p.add_argument("--methods", help="comma-separated (default: all registered)")
+    p.add_argument("--seeds", type=_seeds, help="comma-separated (default: the profile's)")
+    p.add_argument("--results", default="results", help="records folder (default ./results)")
+    p.add_argument("--data", choices=["auto", "dsrl", "local"], default="auto",
+                   help="official DSRL file, locally collected, or official if present (auto)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config field of the methods that have it")
+    p.add_argument("--steps", type=int, help="training steps (default: the method's profile)")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
+
+    p = add("report", "tables from the records (bold = safe, blue = best safe)")
+    p.add_argument("--results", default="results")
+    p.add_argument("--format", choices=["markdown", "latex"], default="markdown")
+    p.add_argument("--suite", help="comma-separated suites (default: all with records)")
+    p.add_argument("--profile", choices=["smoke", "quick", "paper"],
+                   help="only records of this profile")
+    p.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from algorithms.base import ConfigError
+    from tasks.datasets import DatasetError
+    from tasks.envs import EnvUnavailableError
+    from tasks.registry import UnknownNameError
+
+    user_errors = (UserError, UnknownNameError, DatasetError, ConfigError, EnvUnavailableError,
+                   FileExistsError)
+    try:
+        return args.func(args)
+    except user_errors as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished records are kept; run the same command to resume",
+              file=sys.stderr)
+        return 130

@@ -1,0 +1,57 @@
+"""Evaluation: run a policy for N episodes in vectorized environments, batched inference."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tasks.envs import make_vector_env
+from tasks.registry import TaskSpec
+
+
+def evaluate_policy(act, spec: TaskSpec, episodes: int, seed: int, reset=None) -> dict:
+    """Per-episode raw reward and cost returns of `act` over `episodes` seeded episodes.
+
+    One sub-environment per episode, all stepped together; each is seeded with `seed + i`, and
+    only its first episode counts (gymnasium vector envs reset a finished copy automatically).
+    """
+    envs = make_vector_env(spec, episodes)
+    try:
+        obs, _ = envs.reset(seed=[seed + i for i in range(episodes)])
+        if reset is not None:
+            reset(episodes)
+        reward_returns = np.zeros(episodes)
+        cost_returns = np.zeros(episodes)
+        lengths = np.zeros(episodes, dtype=int)
+        running = np.ones(episodes, dtype=bool)
+        while running.any():
+            actions = np.asarray(act(obs.astype(np.float32)), dtype=np.float32)
+            if actions.shape != (episodes, spec.act_dim) or not np.isfinite(actions).all():
+                raise ValueError(f"policy returned actions of shape {actions.shape} "
+                                 f"(finite: {np.isfinite(actions).all()}), expected "
+                                 f"({episodes}, {spec.act_dim})")
+            low, high = envs.single_action_space.low, envs.single_action_space.high
+            obs, rewards, terminated, truncated, infos = envs.step(np.clip(actions, low, high))
+            costs = step_costs(infos, episodes)
+            reward_returns += np.where(running, rewards, 0.0)
+            cost_returns += np.where(running, costs, 0.0)
+            lengths += running
+            running &= ~(terminated | truncated)
+    finally:
+        envs.close()
+    return {"reward_returns": reward_returns.tolist(), "cost_returns": cost_returns.tolist(),
+            "lengths": lengths.tolist()}
+
+
+def step_costs(infos: dict, num_envs: int) -> np.ndarray:
+    """The step cost of every sub-environment from a vector env's merged infos.
+
+    A sub-environment that just finished was reset inside step(), so its cost sits in
+    infos["final_info"][i], not in infos["cost"].
+    """
+    costs = np.zeros(num_envs)
+    if "cost" in infos:
+        costs = np.where(infos.get("_cost", True), infos["cost"], 0.0).astype(np.float64)
+    for i, final in enumerate(infos.get("final_info", [None] * num_envs)):
+        if final is not None and infos.get("_final_info", np.ones(num_envs, bool))[i]:
+            costs[i] = float(final.get("cost", 0.0))
+    return costs

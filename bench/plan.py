@@ -1,0 +1,95 @@
+"""Planning: a suite (or task list) x methods x seeds becomes a list of training jobs.
+
+A job trains one model. A threshold-agnostic method (BC-All, LSPC) gets one job per
+(task, seed) that is evaluated at every threshold; any other method one job per threshold.
+Each job knows the record paths it will write, so a job whose records exist is skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from algorithms import build_config, get_method
+from bench.profiles import PROFILES
+from bench.records import artifact_dir, config_hash, record_path
+from tasks.datasets import file_sha256, resolve_path
+from tasks.registry import TaskSpec
+
+
+@dataclass(frozen=True)
+class Job:
+    method: str
+    task: str
+    suite: str
+    seed: int
+    train_threshold: float | None  # None: threshold-agnostic, trained once
+    thresholds: tuple[float, ...]  # evaluated at these
+    config: dict
+    profile: str
+    steps: int
+    eval_episodes: int
+    data_path: str
+    data_source: str  # "dsrl" | "local"
+    data_sha256: str
+    job_hash: str
+    results: str
+    device: str = "cpu"
+
+    def record_path(self, threshold: float) -> Path:
+        return record_path(Path(self.results), self.suite, self.task, self.method, threshold,
+                           self.seed, self.job_hash)
+
+    def artifact_dir(self) -> Path:
+        return artifact_dir(Path(self.results), self.suite, self.task, self.method, self.seed,
+                            self.job_hash)
+
+    def missing_thresholds(self) -> tuple[float, ...]:
+        return tuple(t for t in self.thresholds if not self.record_path(t).exists())
+
+    @property
+    def label(self) -> str:
+        thr = "all" if self.train_threshold is None else f"{self.train_threshold:g}"
+        return f"{self.method} {self.task} thr={thr} seed={self.seed}"
+
+
+def plan_jobs(tasks: list[TaskSpec], methods: list[str], seeds: list[int], profile: str,
+              results: Path, data: str = "auto", sets: dict[str, str] | None = None,
+              steps: int | None = None, device: str = "cpu") -> list[Job]:
+    """Every job of the grid; raises DatasetError/ConfigError before anything is trained."""
+    prof = PROFILES[profile]
+    data_by_task = {}
+    for spec in tasks:
+        path, source = resolve_path(spec, data, profile)
+        data_by_task[spec.name] = (path, source, file_sha256(path))
+    jobs = []
+    for name in methods:
+        display, cls = get_method(name)
+        usable_sets = {k: v for k, v in (sets or {}).items()
+                       if k in {f.name for f in dataclasses.fields(cls.Config)}}
+        for spec in tasks:
+            config = dataclasses.asdict(build_config(cls, spec.name, usable_sets))
+            n_steps = steps if steps is not None else cls.profile_steps[profile]
+            path, source, sha = data_by_task[spec.name]
+            trainings = [None] if cls.threshold_agnostic else list(spec.thresholds)
+            for seed in seeds:
+                for train_threshold in trainings:
+                    evaluated = spec.thresholds if train_threshold is None else (train_threshold,)
+                    job_hash = config_hash({
+                        "method": display, "config": config, "steps": n_steps,
+                        "eval_episodes": prof.eval_episodes, "data_sha256": sha,
+                        "train_threshold": train_threshold})
+                    jobs.append(Job(display, spec.name, spec.suite, seed, train_threshold,
+                                    tuple(evaluated), config, profile, n_steps,
+                                    prof.eval_episodes, str(path), source, sha, job_hash,
+                                    str(results), device))
+    return jobs
+
+
+def unknown_sets(methods: list[str], sets: dict[str, str]) -> list[str]:
+    """--set keys that no selected method has (a typo would otherwise be silently ignored)."""
+    known = set()
+    for name in methods:
+        known |= {f.name for f in dataclasses.fields(get_method(name)[1].Config)}
+    return sorted(set(sets) - known)

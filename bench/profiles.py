@@ -1,0 +1,27 @@
+"""Budgets: smoke (seconds, for tests), quick (minutes on a 2-core laptop), paper (a cluster).
+
+A method's training steps per profile live beside the method (`profile_steps`); what is
+common to every method lives here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    eval_episodes: int
+    """evaluation episodes per (method, task, threshold, seed); OSRL's eval scripts use 20"""
+    seeds: tuple[int, ...]
+    """default seeds when --seeds is not given (the paper uses 3)"""
+    log_every: int
+    """training steps between two logged points of the training curve"""
+
+
+PROFILES = {
+    "smoke": Profile("smoke", eval_episodes=2, seeds=(0,), log_every=10),
+    "quick": Profile("quick", eval_episodes=20, seeds=(0, 1, 2), log_every=500),
+    "paper": Profile("paper", eval_episodes=20, seeds=(0, 1, 2), log_every=5000),
+}

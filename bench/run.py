@@ -1,0 +1,161 @@
+"""Running one job: load data, build the method, train, checkpoint, evaluate, write records.
+
+Runs inside a joblib worker; everything it needs is in the Job, so a record can be reproduced
+from its own fields.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import time
+import traceback
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from algorithms import get_method
+from bench.evaluate import evaluate_policy
+from bench.plan import Job
+from bench.profiles import PROFILES
+from bench.records import SCHEMA, provenance, utc_now, write_json_atomic
+from tasks.datasets import file_sha256, read_dsrl_file
+from tasks.registry import get_task
+
+
+def seed_everything(seed: int) -> None:
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def eval_seed(job: Job, threshold_index: int) -> int:
+    """Evaluation episodes are seeded: a different block of env seeds per (seed, threshold)."""
+    return 1_000_000 + 10_000 * job.seed + 1_000 * threshold_index
+
+
+class BatchSampler:
+    """Uniform minibatches of transitions, held as tensors on the training device."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], batch_size: int, seed: int, device: str):
+        self.tensors = {k: torch.as_tensor(v, device=device) for k, v in arrays.items()}
+        self.size = len(arrays["rewards"])
+        self.batch_size = batch_size
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+
+    def sample(self) -> dict[str, torch.Tensor]:
+        index = torch.randint(self.size, (self.batch_size,), generator=self.generator,
+                              device=self.generator.device)
+        return {k: v[index] for k, v in self.tensors.items()}
+
+
+def train(method, arrays, steps: int, batch_size: int, seed: int, device: str, log_every: int,
+          curve_path: Path) -> dict:
+    """`steps` gradient steps; the training curve (mean stats per log window) goes to a CSV."""
+    sampler = BatchSampler(arrays, batch_size, seed, device)
+    window: dict[str, list] = defaultdict(list)
+    rows = []
+    last = {}
+    for step in range(1, steps + 1):
+        stats = method.train_step(sampler.sample())
+        for key, value in stats.items():
+            window[key].append(value)
+        if step % log_every == 0 or step == steps:
+            last = {k: float(torch.stack([torch.as_tensor(v) for v in vs]).float().mean())
+                    for k, vs in window.items()}
+            rows.append({"step": step, **last})
+            window.clear()
+    curve_path.parent.mkdir(parents=True, exist_ok=True)
+    if rows:
+        with open(curve_path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[-1]))
+            writer.writeheader()
+            writer.writerows(rows)
+    return last
+
+
+def execute(job: Job, threads: int = 1) -> dict:
+    """Train (or reload) and evaluate one job; returns a summary, never raises."""
+    started = time.time()
+    missing = job.missing_thresholds()
+    if not missing:
+        return {"job": job.label, "status": "skipped", "paths": []}
+    try:
+        torch.set_num_threads(threads)
+        return _execute(job, missing, started)
+    except Exception as err:  # recorded, reported by the scheduler, never silent
+        trace = traceback.format_exc()
+        for threshold in missing:
+            error_path = job.record_path(threshold).with_suffix(".error.json")
+            write_json_atomic(error_path, {
+                "schema": SCHEMA, "status": "error", "job": dataclasses.asdict(job),
+                "error": f"{type(err).__name__}: {err}", "traceback": trace,
+                "created": utc_now()}, overwrite=True)
+        return {"job": job.label, "status": "error", "error": f"{type(err).__name__}: {err}",
+                "paths": []}
+
+
+def _execute(job: Job, missing: tuple[float, ...], started: float) -> dict:
+    spec = get_task(job.task)
+    if file_sha256(Path(job.data_path)) != job.data_sha256:
+        raise RuntimeError(f"{job.data_path} changed since the run was planned; plan again")
+    arrays, data_attrs = read_dsrl_file(Path(job.data_path), spec)
+    _, cls = get_method(job.method)
+    config = cls.Config(**{k: tuple(v) if isinstance(v, list) else v
+                           for k, v in job.config.items()})
+    seed_everything(job.seed)
+    method = cls(spec, config, job.train_threshold, job.seed, job.device)
+
+    run_dir = job.artifact_dir()
+    if job.train_threshold is not None:
+        run_dir = run_dir.with_name(run_dir.name + f"-thr{job.train_threshold:g}")
+    checkpoint = run_dir / "checkpoint.pt"
+    train_seconds = 0.0
+    final_stats: dict = {}
+    if checkpoint.exists():  # trained before, interrupted during evaluation: don't retrain
+        saved = torch.load(checkpoint, map_location=job.device, weights_only=False)
+        method.load_state_dict(saved["state"])
+        final_stats, train_seconds = saved["final_stats"], saved["train_seconds"]
+    else:
+        data = method.training_data(arrays)
+        t0 = time.time()
+        final_stats = train(method, data, job.steps, config.batch_size, job.seed, job.device,
+                            PROFILES[job.profile].log_every, run_dir / "curve.csv")
+        train_seconds = time.time() - t0
+        tmp = checkpoint.with_suffix(".tmp")
+        torch.save({"state": method.state_dict(), "final_stats": final_stats,
+                    "train_seconds": train_seconds}, tmp)
+        os.replace(tmp, checkpoint)
+
+    paths = []
+    for threshold in missing:
+        index = list(spec.thresholds).index(threshold)
+        t0 = time.time()
+        episodes = evaluate_policy(method.act, spec, job.eval_episodes, eval_seed(job, index),
+                                   reset=method.reset)
+        rewards = np.asarray(episodes["reward_returns"])
+        costs = np.asarray(episodes["cost_returns"])
+        norm_r, norm_c = spec.normalize(rewards, costs, threshold)
+        record = {
+            "schema": SCHEMA, "status": "ok",
+            "method": job.method, "task": job.task, "suite": job.suite,
+            "threshold": threshold, "seed": job.seed, "profile": job.profile,
+            "config": job.config, "config_hash": job.job_hash, "steps": job.steps,
+            "train_threshold": job.train_threshold,
+            "data_source": job.data_source, "dataset_file": Path(job.data_path).name,
+            "dataset_sha256": job.data_sha256, "dataset_attrs": data_attrs,
+            "eval_episodes": job.eval_episodes, "eval_seed": eval_seed(job, index),
+            **episodes,
+            "normalized_rewards": norm_r.tolist(), "normalized_costs": norm_c.tolist(),
+            "normalized_reward": float(norm_r.mean()), "normalized_cost": float(norm_c.mean()),
+            "final_train_stats": final_stats, "train_seconds": train_seconds,
+            "eval_seconds": time.time() - t0, "wall_seconds": time.time() - started,
+            "artifacts": str(run_dir.relative_to(job.results)),
+            "device": job.device, "created": utc_now(), "provenance": provenance(),
+        }
+        paths.append(str(write_json_atomic(job.record_path(threshold), record)))
+        job.record_path(threshold).with_suffix(".error.json").unlink(missing_ok=True)
+    return {"job": job.label, "status": "ok", "paths": paths,
+            "seconds": time.time() - started}

@@ -1,0 +1,1 @@
+"""Reports: read records, aggregate with pandas, render tables. Never trains."""

@@ -1,0 +1,221 @@
+"""Offline datasets in DSRL's HDF5 layout: finding, validating, loading and writing them.
+
+Two sources, never mixed up:
+- "dsrl": the official file, under its official name in DSRL_DATASET_DIR (default
+  ~/.dsrl/datasets, as the dsrl package).
+- "local": a file this harness collected from the real simulator (`python -m bench collect`),
+  in BENCH_LOCAL_DATA_DIR (default ~/.dsrl/local), named `<Task>-local-<profile>.hdf5`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tasks.registry import TaskSpec
+
+KEYS = ("observations", "next_observations", "actions", "rewards", "costs", "terminals",
+        "timeouts")
+SOURCES = ("auto", "dsrl", "local")
+
+
+class DatasetError(RuntimeError):
+    """A dataset is missing, unreadable or malformed; the message names the file and the fix."""
+
+
+def official_dir() -> Path:
+    return Path(os.environ.get("DSRL_DATASET_DIR", os.path.expanduser("~/.dsrl/datasets")))
+
+
+def local_dir() -> Path:
+    return Path(os.environ.get("BENCH_LOCAL_DATA_DIR", os.path.expanduser("~/.dsrl/local")))
+
+
+def official_path(spec: TaskSpec) -> Path:
+    return official_dir() / spec.dataset_file
+
+
+def local_path(spec: TaskSpec, profile: str) -> Path:
+    return local_dir() / f"{spec.name}-local-{profile}.hdf5"
+
+
+@dataclass
+class Dataset:
+    """A validated dataset: float32 arrays keyed as DSRL, plus where it came from."""
+
+    arrays: dict[str, np.ndarray]
+    path: Path
+    source: str  # "dsrl" or "local"
+    sha256: str
+    attrs: dict = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return len(self.arrays["rewards"])
+
+    def provenance(self) -> dict:
+        return {"data_source": self.source, "dataset_file": self.path.name,
+                "dataset_sha256": self.sha256, "dataset_attrs": self.attrs}
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_path(spec: TaskSpec, source: str = "auto", profile: str = "quick") -> tuple[Path, str]:
+    """Where the task's data is, and which source it is; a clear DatasetError if it is nowhere."""
+    if source not in SOURCES:
+        raise DatasetError(f"unknown data source {source!r}; use one of {', '.join(SOURCES)}")
+    official, local = official_path(spec), local_path(spec, profile)
+    if source in ("auto", "dsrl") and official.exists():
+        return official, "dsrl"
+    if source in ("auto", "local") and local.exists():
+        return local, "local"
+    looked = {"auto": [official, local], "dsrl": [official], "local": [local]}[source]
+    raise DatasetError(
+        f"no dataset for {spec.name}: looked for {' and '.join(str(p) for p in looked)}. "
+        f"Either place the official DSRL file {spec.dataset_file} in {official_dir()} "
+        f"(set DSRL_DATASET_DIR to use another folder; it is at {spec.dataset_url}), "
+        f"or collect one from the simulator: "
+        f"`python -m bench collect --task {spec.name} --profile {profile}`.")
+
+
+def load_dataset(spec: TaskSpec, source: str = "auto", profile: str = "quick") -> Dataset:
+    path, kind = resolve_path(spec, source, profile)
+    arrays, attrs = read_dsrl_file(path, spec)
+    return Dataset(arrays, path, kind, file_sha256(path), attrs)
+
+
+def read_dsrl_file(path: Path, spec: TaskSpec | None = None) -> tuple[dict[str, np.ndarray], dict]:
+    """Read and validate one DSRL-layout file; shapes are checked against the task's spaces."""
+    import h5py
+
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as handle:
+            missing = [key for key in KEYS if key not in handle]
+            if missing:
+                raise DatasetError(
+                    f"{path}: missing key(s) {', '.join(missing)}; a DSRL file holds "
+                    f"{', '.join(KEYS)}. Replace the file (official download or `bench collect`).")
+            arrays = {key: handle[key][()] for key in KEYS}
+            attrs = {key: _plain(value) for key, value in handle.attrs.items()}
+    except DatasetError:
+        raise
+    except (OSError, KeyError, ValueError) as err:
+        raise DatasetError(
+            f"{path}: not a readable HDF5 file ({err}). Delete it, then download the official "
+            "file again or run `python -m bench collect`.") from err
+    return validate_arrays(arrays, spec, where=str(path)), attrs
+
+
+def _plain(value):
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def validate_arrays(arrays: dict[str, np.ndarray], spec: TaskSpec | None,
+                    where: str = "dataset") -> dict[str, np.ndarray]:
+    """Squeeze (N, 1) columns, cast to float32, and reject wrong shapes, dtypes and NaN/inf."""
+    out = {}
+    size = len(arrays["observations"])
+    if size == 0:
+        raise DatasetError(f"{where}: the dataset is empty")
+    for key in KEYS:
+        value = np.asarray(arrays[key])
+        if value.dtype.kind not in "fiub":
+            raise DatasetError(f"{where}: {key} has dtype {value.dtype}, expected numbers")
+        if key in ("rewards", "costs", "terminals", "timeouts") and value.shape == (size, 1):
+            value = value[:, 0]
+        if len(value) != size:
+            raise DatasetError(f"{where}: {key} has {len(value)} rows, observations have {size}")
+        out[key] = value.astype(np.float32)
+    expected = {"rewards": (size,), "costs": (size,), "terminals": (size,), "timeouts": (size,)}
+    if spec is not None:
+        expected.update(observations=(size, spec.obs_dim), next_observations=(size, spec.obs_dim),
+                        actions=(size, spec.act_dim))
+    for key, shape in expected.items():
+        if out[key].shape != shape:
+            raise DatasetError(
+                f"{where}: {key} has shape {out[key].shape}, expected {shape}"
+                + (f" for {spec.name}" if spec else "") + "; the file belongs to another task "
+                "or simulator version")
+    for key in ("observations", "next_observations", "actions", "rewards", "costs"):
+        bad = ~np.isfinite(out[key])
+        if bad.any():
+            rows = np.unique(np.nonzero(bad)[0])
+            raise DatasetError(
+                f"{where}: {key} holds {int(bad.sum())} NaN/inf value(s) (first at row "
+                f"{int(rows[0])}); the file is corrupt, replace it")
+    return out
+
+
+def write_dsrl_file(path: Path, arrays: dict[str, np.ndarray], attrs: dict) -> Path:
+    """Write a DSRL-layout file atomically (temp file, then rename), gzip as DSRL does."""
+    import h5py
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".hdf5.tmp")
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as handle:
+            for key in KEYS:
+                value = np.asarray(arrays[key])
+                dtype = np.bool_ if key in ("terminals", "timeouts") else np.float32
+                handle.create_dataset(key, data=value.astype(dtype), compression="gzip")
+            for key, value in attrs.items():
+                handle.attrs[key] = value
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+@dataclass(frozen=True)
+class Trajectories:
+    """Where each trajectory starts and ends in a flat dataset, with its returns."""
+
+    starts: np.ndarray
+    ends: np.ndarray  # exclusive
+    reward_returns: np.ndarray
+    cost_returns: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def mask(self, keep: np.ndarray, size: int) -> np.ndarray:
+        """Transition mask of the trajectories selected by `keep`."""
+        out = np.zeros(size, dtype=bool)
+        for start, end in zip(self.starts[keep], self.ends[keep]):
+            out[start:end] = True
+        return out
+
+
+def split_trajectories(arrays: dict[str, np.ndarray]) -> Trajectories:
+    """Trajectories end at terminals or timeouts, as DSRL's pre-processing splits them."""
+    done = (arrays["terminals"] > 0) | (arrays["timeouts"] > 0)
+    ends = np.nonzero(done)[0] + 1
+    size = len(done)
+    if len(ends) == 0 or ends[-1] != size:
+        ends = np.append(ends, size)  # a trailing unfinished trajectory still counts
+    starts = np.concatenate([[0], ends[:-1]])
+    reward_cumsum = np.concatenate([[0.0], np.cumsum(arrays["rewards"], dtype=np.float64)])
+    cost_cumsum = np.concatenate([[0.0], np.cumsum(arrays["costs"], dtype=np.float64)])
+    return Trajectories(starts, ends, reward_cumsum[ends] - reward_cumsum[starts],
+                        cost_cumsum[ends] - cost_cumsum[starts])
