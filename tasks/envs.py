@@ -7,7 +7,9 @@ build gives one clear message (EnvUnavailableError).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import warnings
 
 import gymnasium as gym
@@ -34,18 +36,27 @@ def _import_dsrl() -> None:
                 "`pip install -e .[bullet]` (see README)") from err
 
 
+@contextlib.contextmanager
+def _real_std_streams():
+    """Bullet-Safety-Gym silences PyBullet by flushing the C stream named like sys.stdout
+    ("<stdout>"); under a captured or replaced stream (pytest, notebooks) that lookup fails."""
+    with contextlib.redirect_stdout(sys.__stdout__), contextlib.redirect_stderr(sys.__stderr__):
+        yield
+
+
 def make_env(spec: TaskSpec, seed: int | None = None) -> gym.Env:
     """One environment of the task, with DSRL's time limit; `info["cost"]` holds the step cost."""
     if spec.suite == "bullet":
         try:
-            import bullet_safety_gym  # noqa: F401
+            with _real_std_streams():
+                import bullet_safety_gym  # noqa: F401
         except ImportError as err:
             raise EnvUnavailableError(
                 f"{spec.name} needs Bullet-Safety-Gym ({err}); install the bullet extra: "
                 "`pip install -e .[bullet]` then `pip install --no-deps bullet-safety-gym==1.4.0 "
                 "dsrl==0.1.0` (scripts/setup.sh does both)") from err
         _import_dsrl()
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _real_std_streams():
             warnings.simplefilter("ignore")
             env = gym.make(spec.env_id, max_episode_steps=spec.max_episode_steps,
                            disable_env_checker=True)

@@ -1,0 +1,93 @@
+"""The protocol every registered method meets, on a small fake dataset of a real task's shape."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from algorithms import METHODS, build_config, get_method
+from algorithms.base import ConfigError
+from bench.run import BatchSampler, train
+from tasks.registry import get_task
+
+SPEC = get_task("DroneRun")  # observations 17, actions 4
+
+
+def fake_arrays(n=600, episode=50, seed=0):
+    rng = np.random.default_rng(seed)
+    costs = np.zeros(n, np.float32)
+    # episode i has cost return i (0..11): some trajectories safe at every threshold
+    for i in range(n // episode):
+        costs[i * episode: i * episode + i] = 1.0
+    timeouts = np.zeros(n, np.float32)
+    timeouts[episode - 1::episode] = 1
+    obs = rng.normal(size=(n, SPEC.obs_dim)).astype(np.float32)
+    return {"observations": obs, "next_observations": np.roll(obs, -1, 0),
+            "actions": np.tanh(obs[:, :SPEC.act_dim]).astype(np.float32),
+            "rewards": rng.normal(size=n).astype(np.float32), "costs": costs,
+            "terminals": np.zeros(n, np.float32), "timeouts": timeouts}
+
+
+def build(name, threshold=10.0, seed=0):
+    _, cls = get_method(name)
+    config = dataclasses.replace(build_config(cls, SPEC.name), batch_size=32)
+    return cls(SPEC, config, None if cls.threshold_agnostic else threshold, seed)
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_protocol_train_act_save_load(name, tmp_path):
+    torch.manual_seed(0)
+    method = build(name)
+    data = method.training_data(fake_arrays())
+    sampler = BatchSampler(data, 32, seed=0, device="cpu")
+    for _ in range(3):
+        stats = method.train_step(sampler.sample())
+        assert stats and all(np.isfinite(float(v)) for v in stats.values())
+    obs = np.random.default_rng(1).normal(size=(5, SPEC.obs_dim)).astype(np.float32)
+    method.reset(5)
+    actions = method.act(obs)
+    assert actions.shape == (5, SPEC.act_dim)
+    assert np.all(np.abs(actions) <= 1.0)
+    torch.save(method.state_dict(), tmp_path / "state.pt")
+    other = build(name, seed=1)
+    other.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=False))
+    other.reset(5)
+    np.testing.assert_array_equal(other.act(obs), actions)
+
+
+def test_bc_safe_keeps_only_trajectories_within_the_threshold():
+    arrays = fake_arrays()
+    kept = build("BC-Safe", threshold=5.0).training_data(arrays)
+    # episodes 0..5 have cost returns 0..5 <= 5: six episodes of 50 steps
+    assert len(kept["rewards"]) == 6 * 50
+    assert kept["costs"].sum() == sum(range(6))
+    assert len(build("BC-All").training_data(arrays)["rewards"]) == len(arrays["rewards"])
+
+
+def test_bc_safe_with_no_safe_trajectory_fails_clearly():
+    arrays = fake_arrays()
+    arrays["costs"][:] = 1.0
+    with pytest.raises(ValueError, match="no trajectory has a cost return <= 10"):
+        build("BC-Safe", threshold=10.0).training_data(arrays)
+
+
+def test_training_lowers_the_bc_loss(tmp_path):
+    torch.manual_seed(0)
+    method = build("BC-All")
+    arrays = fake_arrays()
+    first = float(method.train_step(BatchSampler(arrays, 256, 0, "cpu").sample())["loss/actor"])
+    last = train(method, arrays, steps=200, batch_size=256, seed=0, device="cpu", log_every=50,
+                 curve_path=tmp_path / "curve.csv")
+    assert last["loss/actor"] < 0.5 * first
+    assert (tmp_path / "curve.csv").read_text().splitlines()[0] == "step,loss/actor"
+
+
+def test_config_layers_and_bad_settings():
+    _, cls = get_method("bc-all")
+    assert build_config(cls, "BallRun", {"actor_lr": "0.01"}).actor_lr == 0.01
+    assert build_config(cls, "BallRun", {"hidden": "64,64"}).hidden == (64, 64)
+    with pytest.raises(ConfigError, match="Did you mean actor_lr"):
+        build_config(cls, "BallRun", {"actor_rl": "1"})
+    with pytest.raises(ConfigError, match="expected a value like"):
+        build_config(cls, "BallRun", {"batch_size": "big"})

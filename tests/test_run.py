@@ -1,0 +1,143 @@
+"""End to end on the real Bullet simulator with tiny budgets: plan, train, evaluate, record, resume."""
+
+import json
+
+import numpy as np
+import pytest
+
+from bench.cli import main
+from bench.evaluate import evaluate_policy, step_costs
+from conftest import rollout_arrays
+from tasks.datasets import file_sha256, local_path, write_dsrl_file
+from tasks.envs import make_env
+from tasks.registry import get_task
+
+SPEC = get_task("BallRun")
+
+
+@pytest.fixture
+def local_ballrun(data_dirs):
+    arrays = rollout_arrays(SPEC, episodes=30, seed=0)
+    path = write_dsrl_file(local_path(SPEC, "smoke"), arrays, {"source": "local", "seed": 0})
+    return path, arrays
+
+
+def run(results, *extra):
+    return main(["run", "--tasks", "BallRun", "--profile", "smoke", "--results", str(results),
+                 "--jobs", "1", "--quiet", *extra])
+
+
+def records_in(results):
+    return {p.relative_to(results): p for p in sorted(results.rglob("thr*-seed*.json"))
+            if not p.name.endswith(".error.json")}
+
+
+def test_run_records_every_threshold_and_resumes_without_training(local_ballrun, tmp_path, capsys):
+    path, arrays = local_ballrun
+    from tasks.datasets import split_trajectories
+
+    assert (split_trajectories(arrays).cost_returns <= 10).any()  # BC-Safe has data at 10
+    results = tmp_path / "results"
+    assert run(results, "--methods", "BC-All,BC-Safe") == 0
+    records = records_in(results)
+    assert len(records) == 6  # 2 methods x 3 thresholds x 1 seed
+    record = json.loads(records[next(r for r in records if "BC-All" in str(r))].read_text())
+    assert record["data_source"] == "local"
+    assert record["dataset_sha256"] == file_sha256(path)
+    assert record["dataset_attrs"]["source"] == "local"
+    assert record["method"] == "BC-All" and record["suite"] == "bullet"
+    assert record["steps"] == 20 and record["eval_episodes"] == 2
+    assert len(record["reward_returns"]) == len(record["cost_returns"]) == 2
+    reward, cost = SPEC.normalize(np.array(record["reward_returns"]),
+                                  np.array(record["cost_returns"]), record["threshold"])
+    assert record["normalized_reward"] == pytest.approx(reward.mean())
+    assert record["normalized_cost"] == pytest.approx(cost.mean())
+    # BC-All is threshold-agnostic: one training run serves its three records
+    assert len(list((results / "bullet/BallRun/BC-All").glob("run-*/checkpoint.pt"))) == 1
+    assert len(list((results / "bullet/BallRun/BC-Safe").glob("run-*/checkpoint.pt"))) == 3
+
+    mtimes = {k: p.stat().st_mtime_ns for k, p in records.items()}
+    capsys.readouterr()
+    assert run(results, "--methods", "BC-All,BC-Safe") == 0
+    out = capsys.readouterr().out
+    assert "(0 to run, 4 already recorded)" in out and "0 trained, 4 skipped" in out
+    assert {k: p.stat().st_mtime_ns for k, p in records_in(results).items()} == mtimes
+
+    # an interrupted evaluation: the model is reloaded from its checkpoint, not trained again
+    lost = next(k for k in records if "BC-All" in str(k))
+    curve = next((results / "bullet/BallRun/BC-All").glob("run-*/curve.csv"))
+    curve_mtime = curve.stat().st_mtime_ns
+    (results / lost).unlink()
+    assert run(results, "--methods", "BC-All") == 0
+    assert (results / lost).exists() and curve.stat().st_mtime_ns == curve_mtime
+
+    assert main(["report", "--results", str(results)]) == 0
+    table = capsys.readouterr().out
+    assert "| BallRun |" in table and "locally collected" in table
+
+
+def test_missing_data_is_one_clear_message(data_dirs, tmp_path, capsys):
+    assert run(tmp_path / "r", "--methods", "BC-All") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no dataset for BallRun")
+    assert "python -m bench collect --task BallRun --profile smoke" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--methods", "BC-Al"], "Did you mean BC-All"),
+    (["--methods", "BC-All", "--set", "hidden"], "key=value"),
+    (["--methods", "BC-All", "--set", "nosuch=1"], "no selected method has"),
+])
+def test_bad_input_exits_2_with_a_message(local_ballrun, tmp_path, capsys, args, match):
+    assert run(tmp_path / "r", *args) == 2
+    err = capsys.readouterr().err
+    assert match in err and "Traceback" not in err
+
+
+def test_bad_flag_value_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--suite", "bullet", "--seeds", "a,b"])
+    assert exit_info.value.code == 2
+    assert "--seeds takes integers" in capsys.readouterr().err
+
+
+def test_a_failing_job_leaves_an_error_record_and_keeps_the_rest(local_ballrun, tmp_path,
+                                                                capsys):
+    path, arrays = local_ballrun
+    arrays = dict(arrays)
+    arrays["costs"] = np.where(arrays["costs"] > 0, arrays["costs"], 0.5)  # nothing safe at 10
+    write_dsrl_file(path, arrays, {"source": "local"})
+    results = tmp_path / "results"
+    assert run(results, "--methods", "BC-All,BC-Safe", "--set", "actor_lr=0.001") == 1
+    assert "FAILED BC-Safe BallRun thr=10" in capsys.readouterr().out
+    errors = list(results.rglob("*.error.json"))
+    assert errors and "Traceback" in json.loads(errors[0].read_text())["traceback"]
+    assert len([k for k in records_in(results) if "BC-All" in str(k)]) == 3
+
+
+def test_vectorized_evaluation_matches_a_plain_loop():
+    def act(obs):
+        return np.tile([0.8, -0.3], (len(obs), 1)).astype(np.float32)
+
+    vectorized = evaluate_policy(act, SPEC, episodes=3, seed=40)
+    for i in range(3):
+        env = make_env(SPEC)
+        env.reset(seed=40 + i)
+        reward = cost = 0.0
+        done = False
+        while not done:
+            _, r, term, trunc, info = env.step(np.array([0.8, -0.3], np.float32))
+            reward, cost, done = reward + r, cost + info["cost"], term or trunc
+        # PyBullet clients in one process agree to float32 precision, not bit for bit
+        assert vectorized["reward_returns"][i] == pytest.approx(reward, rel=1e-5)
+        assert vectorized["cost_returns"][i] == pytest.approx(cost)
+    assert max(vectorized["cost_returns"]) > 0  # the check above compared real costs
+
+
+def test_step_costs_reads_the_final_step_of_a_reset_env():
+    infos = {"cost": np.array([1.0, 0.0]), "_cost": np.array([True, False]),
+             "final_info": np.array([None, {"cost": 1.0}], dtype=object),
+             "_final_info": np.array([False, True])}
+    assert step_costs(infos, 2).tolist() == [1.0, 1.0]
