@@ -8,13 +8,16 @@ from tasks.envs import make_vector_env
 from tasks.registry import TaskSpec
 
 
-def evaluate_policy(act, spec: TaskSpec, episodes: int, seed: int, reset=None) -> dict:
+def evaluate_policy(act, spec: TaskSpec, episodes: int, seed: int, reset=None,
+                    envs=None) -> dict:
     """Per-episode raw reward and cost returns of `act` over `episodes` seeded episodes.
 
     One sub-environment per episode, all stepped together; each is seeded with `seed + i`, and
     only its first episode counts (gymnasium vector envs reset a finished copy automatically).
+    Pass `envs` (a vector env of `episodes` copies) to reuse simulators across calls.
     """
-    envs = make_vector_env(spec, episodes)
+    owned = envs is None
+    envs = make_vector_env(spec, episodes) if owned else envs
     try:
         obs, _ = envs.reset(seed=[seed + i for i in range(episodes)])
         if reset is not None:
@@ -37,7 +40,8 @@ def evaluate_policy(act, spec: TaskSpec, episodes: int, seed: int, reset=None) -
             lengths += running
             running &= ~(terminated | truncated)
     finally:
-        envs.close()
+        if owned:
+            envs.close()
     return {"reward_returns": reward_returns.tolist(), "cost_returns": cost_returns.tolist(),
             "lengths": lengths.tolist()}
 

@@ -23,6 +23,7 @@ from bench.plan import Job
 from bench.profiles import PROFILES
 from bench.records import SCHEMA, provenance, utc_now, write_json_atomic
 from tasks.datasets import file_sha256, read_dsrl_file
+from tasks.envs import make_vector_env
 from tasks.registry import get_task
 
 
@@ -130,32 +131,43 @@ def _execute(job: Job, missing: tuple[float, ...], started: float) -> dict:
         os.replace(tmp, checkpoint)
 
     paths = []
-    for threshold in missing:
-        index = list(spec.thresholds).index(threshold)
-        t0 = time.time()
-        episodes = evaluate_policy(method.act, spec, job.eval_episodes, eval_seed(job, index),
-                                   reset=method.reset)
-        rewards = np.asarray(episodes["reward_returns"])
-        costs = np.asarray(episodes["cost_returns"])
-        norm_r, norm_c = spec.normalize(rewards, costs, threshold)
-        record = {
-            "schema": SCHEMA, "status": "ok",
-            "method": job.method, "task": job.task, "suite": job.suite,
-            "threshold": threshold, "seed": job.seed, "profile": job.profile,
-            "config": job.config, "config_hash": job.job_hash, "steps": job.steps,
-            "train_threshold": job.train_threshold,
-            "data_source": job.data_source, "dataset_file": Path(job.data_path).name,
-            "dataset_sha256": job.data_sha256, "dataset_attrs": data_attrs,
-            "eval_episodes": job.eval_episodes, "eval_seed": eval_seed(job, index),
-            **episodes,
-            "normalized_rewards": norm_r.tolist(), "normalized_costs": norm_c.tolist(),
-            "normalized_reward": float(norm_r.mean()), "normalized_cost": float(norm_c.mean()),
-            "final_train_stats": final_stats, "train_seconds": train_seconds,
-            "eval_seconds": time.time() - t0, "wall_seconds": time.time() - started,
-            "artifacts": str(run_dir.relative_to(job.results)),
-            "device": job.device, "created": utc_now(), "provenance": provenance(),
-        }
-        paths.append(str(write_json_atomic(job.record_path(threshold), record)))
-        job.record_path(threshold).with_suffix(".error.json").unlink(missing_ok=True)
+    envs = make_vector_env(spec, job.eval_episodes)  # built once, reseeded per threshold
+    try:
+        for threshold in missing:
+            paths.append(_evaluate_and_record(job, spec, method, envs, threshold, run_dir,
+                                              data_attrs, final_stats, train_seconds, started))
+    finally:
+        envs.close()
     return {"job": job.label, "status": "ok", "paths": paths,
             "seconds": time.time() - started}
+
+
+def _evaluate_and_record(job, spec, method, envs, threshold, run_dir, data_attrs, final_stats,
+                         train_seconds, started) -> str:
+    index = list(spec.thresholds).index(threshold)
+    t0 = time.time()
+    episodes = evaluate_policy(method.act, spec, job.eval_episodes, eval_seed(job, index),
+                               reset=method.reset, envs=envs)
+    rewards = np.asarray(episodes["reward_returns"])
+    costs = np.asarray(episodes["cost_returns"])
+    norm_r, norm_c = spec.normalize(rewards, costs, threshold)
+    record = {
+        "schema": SCHEMA, "status": "ok",
+        "method": job.method, "task": job.task, "suite": job.suite,
+        "threshold": threshold, "seed": job.seed, "profile": job.profile,
+        "config": job.config, "config_hash": job.job_hash, "steps": job.steps,
+        "train_threshold": job.train_threshold,
+        "data_source": job.data_source, "dataset_file": Path(job.data_path).name,
+        "dataset_sha256": job.data_sha256, "dataset_attrs": data_attrs,
+        "eval_episodes": job.eval_episodes, "eval_seed": eval_seed(job, index),
+        **episodes,
+        "normalized_rewards": norm_r.tolist(), "normalized_costs": norm_c.tolist(),
+        "normalized_reward": float(norm_r.mean()), "normalized_cost": float(norm_c.mean()),
+        "final_train_stats": final_stats, "train_seconds": train_seconds,
+        "eval_seconds": time.time() - t0, "wall_seconds": time.time() - started,
+        "artifacts": str(run_dir.relative_to(job.results)),
+        "device": job.device, "created": utc_now(), "provenance": provenance(),
+    }
+    path = write_json_atomic(job.record_path(threshold), record)
+    job.record_path(threshold).with_suffix(".error.json").unlink(missing_ok=True)
+    return str(path)
