@@ -10,6 +10,7 @@ from pathlib import Path
 EXAMPLES = {
     "tasks": "python -m bench tasks --suite bullet --format json",
     "collect": "python -m bench collect --suite bullet --profile quick",
+    "download": "python -m bench download --suite bullet [--mirror URL]",
     "run": "python -m bench run --suite bullet --methods BC-All,BC-Safe --profile quick",
     "report": "python -m bench report --format latex",
 }
@@ -77,6 +78,14 @@ def cmd_collect(args) -> int:
              force=args.force) for spec in todo) if todo else []
     for summary in summaries:
         print(format_summary(summary))
+    return 0
+
+
+def cmd_download(args) -> int:
+    from tasks.datasets import download_official
+
+    for spec in _selected_tasks(args):
+        print(f"{spec.name}: {download_official(spec, args.mirror)}")
     return 0
 
 
@@ -151,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="collect again over an existing file")
     p.set_defaults(func=cmd_collect)
+
+    p = add("download", "fetch the official DSRL files (needs network) into DSRL_DATASET_DIR")
+    p.add_argument("--suite", help="bullet | safetygym | metadrive")
+    p.add_argument("--tasks", help="comma-separated task names")
+    p.add_argument("--mirror", help="a URL folder holding the files under their official names")
+    p.set_defaults(func=cmd_download)
 
     p = add("run", "train and evaluate methods on tasks; one record per evaluated job")
     add_task_selection(p)

@@ -219,3 +219,37 @@ def split_trajectories(arrays: dict[str, np.ndarray]) -> Trajectories:
     cost_cumsum = np.concatenate([[0.0], np.cumsum(arrays["costs"], dtype=np.float64)])
     return Trajectories(starts, ends, reward_cumsum[ends] - reward_cumsum[starts],
                         cost_cumsum[ends] - cost_cumsum[starts])
+
+
+def download_official(spec: TaskSpec, mirror: str | None = None, timeout: float = 30.0) -> Path:
+    """Fetch the official file into DSRL_DATASET_DIR (from `mirror`/<file> or its public URL).
+
+    The file is validated before it takes its official name, so a broken download never
+    passes for the official data.
+    """
+    import urllib.error
+    import urllib.request
+
+    target = official_path(spec)
+    if target.exists():
+        return target
+    url = f"{mirror.rstrip('/')}/{spec.dataset_file}" if mirror else spec.dataset_url
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".download")
+    os.close(fd)
+    try:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    out.write(block)
+        except (urllib.error.URLError, OSError) as err:
+            raise DatasetError(
+                f"could not download {url} ({err}). Without network, place the file in "
+                f"{official_dir()} by hand, or collect local data: "
+                f"`python -m bench collect --task {spec.name}`.") from err
+        read_dsrl_file(Path(tmp), spec)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return target

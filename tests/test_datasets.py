@@ -109,3 +109,17 @@ def test_trajectories_split_at_terminals_and_timeouts():
     assert trajectories.cost_returns.tolist() == [1, 2, 2]
     assert trajectories.mask(np.array([False, True, False]), 6).tolist() == [
         False, False, True, True, False, False]
+
+
+def test_download_from_a_mirror_validates_before_taking_the_official_name(data_dirs, tmp_path):
+    from tasks.datasets import download_official
+
+    mirror = tmp_path / "mirror"
+    write_raw(mirror / SPEC.dataset_file, dsrl_like(obs_dim=9))  # wrong task shape
+    with pytest.raises(DatasetError, match="observations has shape"):
+        download_official(SPEC, mirror.as_uri())
+    assert not official_path(SPEC).exists()
+    write_raw(mirror / SPEC.dataset_file, dsrl_like())
+    assert download_official(SPEC, mirror.as_uri()) == official_path(SPEC)
+    assert load_dataset(SPEC).source == "dsrl"
+    assert not list(official_path(SPEC).parent.glob("*.download"))
