@@ -180,6 +180,7 @@ def write_dsrl_file(path: Path, arrays: dict[str, np.ndarray], attrs: dict) -> P
                 handle.create_dataset(key, data=value.astype(dtype), compression="gzip")
             for key, value in attrs.items():
                 handle.attrs[key] = value
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a dataset is for every user
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
