@@ -61,7 +61,7 @@ def cmd_tasks(args) -> int:
 def cmd_collect(args) -> int:
     from joblib import Parallel, delayed
 
-    from tasks.collect import collect_task, format_summary
+    from tasks.collect import CollectError, collect_task, format_summary
     from tasks.datasets import local_path
 
     specs = _selected_tasks(args)
@@ -72,12 +72,23 @@ def cmd_collect(args) -> int:
               + ", ".join(p.name for p in existing))
     todo = [s for s in specs if args.force or not local_path(s, args.profile).exists()]
     n_jobs = min(args.jobs or 2, max(1, len(todo)))
+    if todo:
+        print(f"collecting {', '.join(s.name for s in todo)} ({args.profile} profile, "
+              f"{n_jobs} in parallel)", flush=True)
     call = delayed(collect_task)
-    summaries = Parallel(n_jobs=n_jobs)(
-        call(spec, profile=args.profile, seed=args.seed, progress=(n_jobs == 1),
-             force=args.force) for spec in todo) if todo else []
-    for summary in summaries:
-        print(format_summary(summary))
+    try:
+        summaries = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+            call(spec, profile=args.profile, seed=args.seed, progress=(n_jobs == 1),
+                 force=args.force) for spec in todo) if todo else []
+        from tqdm import tqdm
+
+        with tqdm(total=len(todo), desc="tasks collected", unit="task",
+                  disable=n_jobs == 1 or not todo) as bar:
+            for summary in summaries:
+                bar.write(format_summary(summary))
+                bar.update(1)
+    except CollectError as err:
+        raise UserError(str(err)) from None
     return 0
 
 

@@ -119,12 +119,15 @@ def read_dsrl_file(path: Path, spec: TaskSpec | None = None) -> tuple[dict[str, 
 
 
 def _plain(value):
+    """An HDF5 attribute as plain JSON-able Python (inf becomes "inf": strict JSON has none)."""
     if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
+        value = value.decode()
+    elif isinstance(value, (np.generic, np.ndarray)):
+        value = value.tolist()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return str(value)
     return value
 
 

@@ -1,0 +1,650 @@
+"""Collecting a DSRL-format dataset from the real simulator, with our own PPO-Lagrangian agents.
+
+The official DSRL files were made by training online safe RL agents (TRPO/PPO-Lagrangian) at
+several cost limits and keeping every rollout of their training, so the data cover the
+reward-cost plane on both sides of the evaluation thresholds. This module does the same in
+spirit, on a laptop budget:
+
+- several agents per task, each a compact PPO-Lagrangian (64x64 tanh MLPs, Gaussian policy,
+  GAE, separate reward and cost critics, one Lagrange multiplier updated once per epoch from
+  the mean episode cost against the agent's own cost limit), plus one unconstrained agent;
+- every episode of every agent, from the first (near random) to the last, goes into the file;
+- each agent steps a few environments together (batched policy inference);
+- the actions stored are the ones the simulator received (clipped to the Box).
+
+Deterministic per seed (network init, action noise and every episode's reset seed derive from
+(seed, agent, episode)), resumable (each finished agent is saved to a hidden partial folder
+beside the output), and it never writes under an official DSRL file name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import math
+import os
+import random
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tasks.datasets import KEYS, local_path, split_trajectories, write_dsrl_file
+from tasks.registry import TASKS, TaskSpec
+
+#: bump when a change to this file changes what a given (task, profile, seed) collects;
+#: partial files of another version are not reused
+COLLECTOR_VERSION = "1"
+COLLECTOR_NAME = "ppo-lagrangian (bench)"
+
+#: collector throughput (env steps/s, PPO updates included, one CPU core) measured per Bullet
+#: task on the reference 2-core laptop (another job running beside it); speed-scaled budgets
+#: use it so every task takes about the same wall time. Random-policy simulator speeds are
+#: roughly 6k, 1.7k, 3.4k, 1.9k, 5.4k, 1.2k, 2.5k, 1.3k steps/s in the same order.
+TASK_SPEED = {
+    "BallRun": 3000.0,
+    "CarRun": 1150.0,
+    "DroneRun": 1850.0,
+    "AntRun": 1300.0,
+    "BallCircle": 3050.0,
+    "CarCircle": 850.0,
+    "DroneCircle": 1500.0,
+    "AntCircle": 1050.0,
+}
+#: the speed that a speed-scaled `env_steps_per_agent` is written for (steps/s)
+REFERENCE_SPEED = 2000.0
+
+
+@dataclass(frozen=True)
+class CollectBudget:
+    """How much data a profile collects per task, and the PPO-Lagrangian settings that make it."""
+
+    env_steps_per_agent: int
+    """env steps each agent trains for (at REFERENCE_SPEED when speed_scaled; see steps_for)"""
+    cost_limits: tuple[float, ...]
+    """one agent per entry: its episode cost limit on the Bullet scale (thresholds 10/20/40),
+    multiplied by (suite's largest threshold / 40) for other suites; inf = unconstrained"""
+    speed_scaled: bool = False
+    """scale env_steps_per_agent by TASK_SPEED[task] / REFERENCE_SPEED (same wall time per task)"""
+    num_envs: int = 4
+    """environments each agent steps together (batched inference)"""
+    steps_per_epoch: int = 2000
+    """env steps (all envs together) collected between two PPO updates"""
+    update_epochs: int = 10
+    """passes over one epoch's rollout per PPO update (cut short by target_kl)"""
+    minibatch_size: int = 250
+    """samples per gradient step"""
+    lr: float = 3e-4
+    """Adam learning rate of actor and both critics"""
+    gamma: float = 0.99
+    """discount of rewards and costs"""
+    gae_lambda: float = 0.95
+    """GAE lambda"""
+    clip_ratio: float = 0.2
+    """PPO clip range"""
+    target_kl: float = 0.02
+    """stop an update's passes early once the approximate KL exceeds this"""
+    lagrange_lr: float = 0.05
+    """step size of the multiplier: lam <- max(0, lam + lagrange_lr * (mean ep cost - limit))"""
+    lagrange_init: float = 0.0
+    """initial Lagrange multiplier"""
+    init_log_std: float = -0.5
+    """initial log standard deviation of the Gaussian policy"""
+    hidden: int = 64
+    """width of the two hidden tanh layers of every network"""
+
+
+COLLECT_PROFILES: dict[str, CollectBudget] = {
+    # seconds per task: tiny, for tests (2 agents x a few episodes)
+    "smoke": CollectBudget(env_steps_per_agent=400, cost_limits=(10.0, math.inf), num_envs=2,
+                           steps_per_epoch=200, update_epochs=2, minibatch_size=100),
+    # about 2 minutes per Bullet task on one core of a laptop
+    "quick": CollectBudget(env_steps_per_agent=44_000, cost_limits=(5.0, 15.0, 30.0, 60.0,
+                                                                    math.inf),
+                           speed_scaled=True),
+    # the real thing, for a cluster
+    "paper": CollectBudget(env_steps_per_agent=2_000_000,
+                           cost_limits=(5.0, 10.0, 20.0, 30.0, 40.0, 60.0, 80.0, math.inf),
+                           num_envs=8, steps_per_epoch=20_000, minibatch_size=1000),
+}
+
+
+class CollectError(RuntimeError):
+    """Collection cannot proceed (existing output, official file name, bad profile)."""
+
+
+def get_budget(profile: str) -> CollectBudget:
+    if profile not in COLLECT_PROFILES:
+        raise CollectError(f"unknown collect profile {profile!r}; use one of "
+                           f"{', '.join(COLLECT_PROFILES)}")
+    return COLLECT_PROFILES[profile]
+
+
+def steps_for(budget: CollectBudget, spec: TaskSpec) -> int:
+    """The env-step budget of one agent on this task (a whole number of epochs)."""
+    steps = float(budget.env_steps_per_agent)
+    if budget.speed_scaled:
+        steps *= TASK_SPEED.get(spec.name, REFERENCE_SPEED) / REFERENCE_SPEED
+    epochs = max(1, round(steps / budget.steps_per_epoch))
+    return epochs * budget.steps_per_epoch
+
+
+def agent_cost_limits(budget: CollectBudget, spec: TaskSpec) -> tuple[float, ...]:
+    scale = spec.thresholds[-1] / 40.0
+    return tuple(float(limit) * scale for limit in budget.cost_limits)
+
+
+def _derive_seed(*parts: int) -> int:
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
+
+
+def _seed_globals(value: int) -> None:
+    # Bullet-Safety-Gym ignores reset(seed=...): its worlds, spawn points and joint noise draw
+    # from the global `numpy.random` and `random` generators, so those are what we seed
+    np.random.seed(value % 2**32)
+    random.seed(value)
+
+
+@contextmanager
+def _global_rng_guard():
+    """Leave the caller's global numpy/random generator states as they were."""
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        yield
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+
+
+# ------------------------------------------------------------------------------------- agent
+
+
+def _mlp(in_dim: int, out_dim: int, hidden: int, out_gain: float):
+    import torch
+    from torch import nn
+
+    layers = [nn.Linear(in_dim, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
+              nn.Linear(hidden, out_dim)]
+    for layer in layers:
+        if isinstance(layer, nn.Linear):
+            gain = out_gain if layer is layers[-1] else math.sqrt(2.0)
+            nn.init.orthogonal_(layer.weight, gain=gain)
+            nn.init.zeros_(layer.bias)
+    return nn.Sequential(*layers)
+
+
+class _RunningNorm:
+    """Observation normaliser (running mean/var over everything seen, clipped to +-10)."""
+
+    def __init__(self, dim: int):
+        self.mean = np.zeros(dim, dtype=np.float64)
+        self.var = np.ones(dim, dtype=np.float64)
+        self.count = 1e-4
+
+    def update(self, batch: np.ndarray) -> None:
+        batch = batch.astype(np.float64)
+        b_mean, b_var, b_count = batch.mean(0), batch.var(0), len(batch)
+        delta = b_mean - self.mean
+        total = self.count + b_count
+        self.mean = self.mean + delta * b_count / total
+        m2 = self.var * self.count + b_var * b_count + delta ** 2 * self.count * b_count / total
+        self.var = m2 / total
+        self.count = total
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        out = (obs - self.mean) / np.sqrt(self.var + 1e-8)
+        return np.clip(out, -10.0, 10.0).astype(np.float32)
+
+
+def _gae(rew, val, last_val, done, gamma, lam):
+    """GAE over a [T, E] rollout; `done[t]` ends the trajectory after step t (no bootstrap)."""
+    steps = len(rew)
+    adv = np.zeros_like(rew)
+    running = np.zeros(rew.shape[1], dtype=np.float64)
+    for t in reversed(range(steps)):
+        next_val = last_val if t == steps - 1 else val[t + 1]
+        alive = 1.0 - done[t]
+        delta = rew[t] + gamma * next_val * alive - val[t]
+        running = delta + gamma * lam * alive * running
+        adv[t] = running
+    return adv, adv + val
+
+
+def _train_agent(spec: TaskSpec, budget: CollectBudget, steps: int, seed: int, agent: int,
+                 cost_limit: float, bar=None) -> dict[str, np.ndarray]:
+    """Train one PPO-Lagrangian agent for `steps` env steps; return all its episodes, flat.
+
+    The returned dict holds the DSRL keys plus `episode_lengths` and per-epoch logs
+    (`log_lambda`, `log_ep_cost`, `log_ep_reward`). Depends only on (spec, budget, steps,
+    seed, agent, cost_limit).
+    """
+    with _global_rng_guard():
+        return _train(spec, budget, steps, seed, agent, cost_limit, bar)
+
+
+def _train(spec, budget, steps, seed, agent, cost_limit, bar):
+    import torch
+
+    from tasks.envs import check_spaces, make_env
+
+    rng = np.random.default_rng(_derive_seed(seed, agent, 1))
+    num_envs = budget.num_envs
+    horizon = budget.steps_per_epoch // num_envs
+    envs = []
+    for i in range(num_envs):
+        _seed_globals(_derive_seed(seed, agent, 4, i))
+        envs.append(make_env(spec))
+    check_spaces(spec, envs[0])
+    low, high = envs[0].action_space.low, envs[0].action_space.high
+    obs_dim, act_dim = spec.obs_dim, spec.act_dim
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_derive_seed(seed, agent, 2))
+        actor = _mlp(obs_dim, act_dim, budget.hidden, 0.01)
+        critic_r = _mlp(obs_dim, 1, budget.hidden, 1.0)
+        critic_c = _mlp(obs_dim, 1, budget.hidden, 1.0)
+    log_std = torch.nn.Parameter(torch.full((act_dim,), budget.init_log_std))
+    params = list(actor.parameters()) + [log_std] + list(critic_r.parameters()) + list(
+        critic_c.parameters())
+    optim = torch.optim.Adam(params, lr=budget.lr)
+    norm = _RunningNorm(obs_dim)
+    lam = budget.lagrange_init
+    constrained = math.isfinite(cost_limit)
+
+    # ---- episode bookkeeping: each env fills its own episode, flushed whole when it ends
+    episodes: list[dict[str, np.ndarray]] = []
+    n_resets = 0
+
+    def reset(i: int) -> np.ndarray:
+        nonlocal n_resets
+        episode_seed = _derive_seed(seed, agent, 3, n_resets)
+        _seed_globals(episode_seed)
+        first, _ = envs[i].reset(seed=episode_seed)
+        n_resets += 1
+        return np.asarray(first, dtype=np.float32)
+
+    def empty() -> dict[str, list]:
+        return {"observations": [], "next_observations": [], "actions": [], "rewards": [],
+                "costs": []}
+
+    current = [empty() for _ in range(num_envs)]
+    collecting = True  # False once the budget is spent: finished envs are not reset
+    obs = np.stack([reset(i) for i in range(num_envs)])
+    active = np.ones(num_envs, dtype=bool)
+    epoch_returns: list[tuple[float, float]] = []
+
+    def policy(obs_norm: np.ndarray):
+        with torch.no_grad():
+            x = torch.as_tensor(obs_norm)
+            mean = actor(x).numpy()
+            v_r = critic_r(x).squeeze(-1).numpy().astype(np.float64)
+            v_c = critic_c(x).squeeze(-1).numpy().astype(np.float64)
+        return mean, v_r, v_c
+
+    def values(obs_norm: np.ndarray):
+        with torch.no_grad():
+            x = torch.as_tensor(obs_norm)
+            return (critic_r(x).squeeze(-1).numpy().astype(np.float64),
+                    critic_c(x).squeeze(-1).numpy().astype(np.float64))
+
+    def step_envs(raw_actions: np.ndarray, which: np.ndarray):
+        """Step the envs in `which`; return rewards, costs, done and truncation info."""
+        clipped = np.clip(raw_actions, low, high).astype(np.float32)
+        rew = np.zeros(num_envs)
+        cost = np.zeros(num_envs)
+        done = np.zeros(num_envs)
+        trunc_obs = {}
+        for i in np.nonzero(which)[0]:
+            nxt, r, term, trunc, info = envs[i].step(clipped[i])
+            nxt = np.asarray(nxt, dtype=np.float32)
+            c = float(info.get("cost", 0.0))
+            ep = current[i]
+            ep["observations"].append(obs[i].copy())
+            ep["next_observations"].append(nxt)
+            ep["actions"].append(clipped[i])
+            ep["rewards"].append(float(r))
+            ep["costs"].append(c)
+            rew[i], cost[i] = float(r), c
+            if term or trunc:
+                length = len(ep["rewards"])
+                flat = {key: np.asarray(value, dtype=np.float32) for key, value in ep.items()}
+                flat["terminals"] = np.zeros(length, dtype=bool)
+                flat["timeouts"] = np.zeros(length, dtype=bool)
+                if term:
+                    flat["terminals"][-1] = True
+                else:
+                    flat["timeouts"][-1] = True
+                    trunc_obs[i] = nxt
+                episodes.append(flat)
+                epoch_returns.append((float(flat["rewards"].sum()), float(flat["costs"].sum())))
+                current[i] = empty()
+                done[i] = 1.0
+                if collecting:
+                    obs[i] = reset(i)
+                else:
+                    active[i] = False
+            else:
+                obs[i] = nxt
+        if bar is not None:
+            bar.update(int(which.sum()))
+        return rew, cost, done, trunc_obs
+
+    log_lambda, log_cost, log_reward = [], [], []
+    n_epochs = steps // budget.steps_per_epoch
+    for _epoch in range(n_epochs):
+        buf_obs = np.zeros((horizon, num_envs, obs_dim), dtype=np.float32)
+        buf_raw_obs = np.zeros((horizon, num_envs, obs_dim), dtype=np.float32)
+        buf_act = np.zeros((horizon, num_envs, act_dim), dtype=np.float32)
+        buf_logp = np.zeros((horizon, num_envs))
+        buf_rew = np.zeros((horizon, num_envs))
+        buf_cost = np.zeros((horizon, num_envs))
+        buf_vr = np.zeros((horizon, num_envs))
+        buf_vc = np.zeros((horizon, num_envs))
+        buf_done = np.zeros((horizon, num_envs))
+        std_vec = torch.exp(log_std).detach().numpy().astype(np.float64)
+        epoch_returns.clear()
+        for t in range(horizon):
+            obs_norm = norm(obs)
+            mean, v_r, v_c = policy(obs_norm)
+            noise = rng.standard_normal((num_envs, act_dim))
+            raw = mean.astype(np.float64) + std_vec * noise
+            logp = (-0.5 * noise ** 2 - np.log(std_vec) - 0.5 * math.log(2 * math.pi)).sum(-1)
+            buf_obs[t], buf_raw_obs[t], buf_act[t] = obs_norm, obs, raw
+            buf_logp[t], buf_vr[t], buf_vc[t] = logp, v_r, v_c
+            rew, cost, done, trunc_obs = step_envs(raw, active)
+            if trunc_obs:  # time limit: bootstrap from the value of the final observation
+                idx = sorted(trunc_obs)
+                boot_r, boot_c = values(norm(np.stack([trunc_obs[i] for i in idx])))
+                rew[idx] += budget.gamma * boot_r
+                cost[idx] += budget.gamma * boot_c
+            buf_rew[t], buf_cost[t], buf_done[t] = rew, cost, done
+        last_r, last_c = values(norm(obs))
+        adv_r, ret_r = _gae(buf_rew, buf_vr, last_r, buf_done, budget.gamma, budget.gae_lambda)
+        adv_c, ret_c = _gae(buf_cost, buf_vc, last_c, buf_done, budget.gamma, budget.gae_lambda)
+
+        # ---- Lagrange multiplier from this epoch's finished episodes
+        if epoch_returns:
+            ep_cost = float(np.mean([c for _, c in epoch_returns]))
+            ep_rew = float(np.mean([r for r, _ in epoch_returns]))
+            if constrained:
+                lam = max(0.0, lam + budget.lagrange_lr * (ep_cost - cost_limit))
+        else:
+            ep_cost = ep_rew = float("nan")
+        log_lambda.append(lam)
+        log_cost.append(ep_cost)
+        log_reward.append(ep_rew)
+
+        # ---- PPO update
+        adv = (adv_r - lam * adv_c) / (1.0 + lam)
+        size = horizon * num_envs
+        adv = adv.reshape(size)
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        t_obs = torch.as_tensor(buf_obs.reshape(size, obs_dim))
+        t_act = torch.as_tensor(buf_act.reshape(size, act_dim))
+        t_logp = torch.as_tensor(buf_logp.reshape(size), dtype=torch.float32)
+        t_adv = torch.as_tensor(adv, dtype=torch.float32)
+        t_ret_r = torch.as_tensor(ret_r.reshape(size), dtype=torch.float32)
+        t_ret_c = torch.as_tensor(ret_c.reshape(size), dtype=torch.float32)
+        for _ in range(budget.update_epochs):
+            order = rng.permutation(size)
+            kls = []
+            for start in range(0, size, budget.minibatch_size):
+                mb = torch.as_tensor(order[start:start + budget.minibatch_size])
+                x = t_obs[mb]
+                mean = actor(x)
+                dist = torch.distributions.Normal(mean, torch.exp(log_std))
+                logp = dist.log_prob(t_act[mb]).sum(-1)
+                log_ratio = logp - t_logp[mb]
+                ratio = torch.exp(log_ratio)
+                a = t_adv[mb]
+                pi_loss = -torch.min(ratio * a, torch.clamp(ratio, 1 - budget.clip_ratio,
+                                                            1 + budget.clip_ratio) * a).mean()
+                v_loss = ((critic_r(x).squeeze(-1) - t_ret_r[mb]) ** 2).mean() + (
+                    (critic_c(x).squeeze(-1) - t_ret_c[mb]) ** 2).mean()
+                optim.zero_grad()
+                (pi_loss + 0.5 * v_loss).backward()
+                torch.nn.utils.clip_grad_norm_(params, 0.5)
+                optim.step()
+                with torch.no_grad():
+                    kls.append(float(((ratio - 1) - log_ratio).mean()))
+            if np.mean(kls) > budget.target_kl:
+                break
+        norm.update(buf_raw_obs.reshape(size, obs_dim))
+
+    # ---- budget spent: finish the episodes in progress (no more resets, no more training)
+    collecting = False
+    for i in range(num_envs):  # an episode that has not started yet is not begun
+        active[i] = len(current[i]["rewards"]) > 0
+    while active.any():
+        mean, _, _ = policy(norm(obs))
+        std_vec = torch.exp(log_std).detach().numpy().astype(np.float64)
+        raw = mean.astype(np.float64) + std_vec * rng.standard_normal((num_envs, act_dim))
+        step_envs(raw, active.copy())
+    for env in envs:
+        env.close()
+
+    out = {key: np.concatenate([ep[key] for ep in episodes]) for key in KEYS}
+    out["episode_lengths"] = np.asarray([len(ep["rewards"]) for ep in episodes], dtype=np.int64)
+    out["log_lambda"] = np.asarray(log_lambda)
+    out["log_ep_cost"] = np.asarray(log_cost)
+    out["log_ep_reward"] = np.asarray(log_reward)
+    return out
+
+
+# ---------------------------------------------------------------------------- collect_task
+
+
+def _fingerprint(spec: TaskSpec, profile: str, budget: CollectBudget, seed: int, agent: int,
+                 limit: float, steps: int) -> str:
+    return json.dumps({"collector": COLLECTOR_VERSION, "task": spec.name, "profile": profile,
+                       "seed": seed, "agent": agent, "cost_limit": repr(limit), "steps": steps,
+                       "budget": {k: repr(v) for k, v in dataclasses.asdict(budget).items()}},
+                      sort_keys=True)
+
+
+def _load_partial(path: Path, fingerprint: str) -> dict[str, np.ndarray] | None:
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["fingerprint"]) != fingerprint:
+                return None
+            return {key: data[key] for key in data.files if key != "fingerprint"}
+    except (OSError, ValueError, KeyError):
+        return None  # a torn or foreign file: recompute that agent
+
+
+def _save_partial(path: Path, arrays: dict[str, np.ndarray], fingerprint: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, fingerprint=np.asarray(fingerprint), **arrays)
+    os.replace(tmp, path)
+
+
+def partial_dir(out_path: Path, seed: int) -> Path:
+    """The hidden folder holding finished agents of an interrupted collection."""
+    out_path = Path(out_path)
+    return out_path.parent / ".partial" / f"{out_path.stem}-seed{seed}"
+
+
+def _versions() -> str:
+    from importlib import metadata
+
+    found = {}
+    for package in ("torch", "gymnasium", "pybullet", "bullet-safety-gym", "dsrl", "numpy"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "missing"
+    try:
+        from bench import __version__ as bench_version
+    except ImportError:
+        bench_version = "unknown"
+    found["bench"] = str(bench_version)
+    found["collector"] = COLLECTOR_VERSION
+    return json.dumps(found, sort_keys=True)
+
+
+def collect_task(spec: TaskSpec, profile: str = "quick", seed: int = 0, out_path=None,
+                 progress: bool = True, force: bool = False) -> dict:
+    """Collect the task's dataset with PPO-Lagrangian agents; write it, plot it, summarise it.
+
+    Returns the summary dict (also what gets printed, see format_summary).
+    """
+    import torch
+
+    budget = get_budget(profile)
+    out_path = Path(out_path) if out_path is not None else local_path(spec, profile)
+    official_names = {task.dataset_file for task in TASKS.values()}
+    if out_path.name in official_names:
+        raise CollectError(
+            f"{out_path}: {out_path.name} is the name of an official DSRL file; locally "
+            "collected data must not pose as official data, choose another name")
+    if out_path.exists() and not force:
+        raise CollectError(
+            f"{out_path} already exists; pass --force (force=True) to collect again and "
+            "overwrite it")
+
+    steps = steps_for(budget, spec)
+    limits = agent_cost_limits(budget, spec)
+    partial = partial_dir(out_path, seed)
+    started = time.perf_counter()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    bar = None
+    try:
+        from tqdm import tqdm
+
+        bar = tqdm(total=steps * len(limits), unit="step", disable=not progress,
+                   desc=f"collect {spec.name} ({profile})", dynamic_ncols=True)
+        results, resumed = [], []
+        for agent, limit in enumerate(limits):
+            fingerprint = _fingerprint(spec, profile, budget, seed, agent, limit, steps)
+            file = partial / f"agent{agent}.npz"
+            data = _load_partial(file, fingerprint)
+            if data is None:
+                start_n = bar.n
+                data = _train_agent(spec, budget, steps, seed, agent, limit, bar=bar)
+                bar.update(max(0, start_n + steps - bar.n))  # the tail steps overshoot
+                _save_partial(file, data, fingerprint)
+            else:
+                resumed.append(agent)
+                bar.update(steps)
+            results.append(data)
+    finally:
+        torch.set_num_threads(threads)
+        if bar is not None:
+            bar.close()
+
+    arrays = {key: np.concatenate([r[key] for r in results]) for key in KEYS}
+    attrs = {
+        "source": "local",
+        "collector": COLLECTOR_NAME,
+        "task": spec.name,
+        "env_id": spec.env_id,
+        "profile": profile,
+        "seed": int(seed),
+        "cost_limits": np.asarray(limits, dtype=np.float64),
+        "env_steps_per_agent": int(steps),
+        "n_agents": len(limits),
+        "agent_episodes": np.asarray([len(r["episode_lengths"]) for r in results]),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "versions": _versions(),
+        "budget": json.dumps({k: repr(v) for k, v in dataclasses.asdict(budget).items()}),
+    }
+    write_dsrl_file(out_path, arrays, attrs)
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        partial.parent.rmdir()  # the .partial folder itself, when nothing else is pending
+    except OSError:
+        pass
+
+    trajs = split_trajectories(arrays)
+    agent_of = np.repeat(np.arange(len(results)),
+                         [len(r["episode_lengths"]) for r in results])
+    plot = _plot(spec, profile, out_path, trajs.reward_returns, trajs.cost_returns, agent_of,
+                 limits)
+    per_agent = []
+    for agent, (limit, r) in enumerate(zip(limits, results)):
+        mine = agent_of == agent
+        tail = max(1, mine.sum() // 10)
+        per_agent.append({
+            "agent": agent, "cost_limit": limit, "n_trajectories": int(mine.sum()),
+            "final_lambda": float(r["log_lambda"][-1]) if len(r["log_lambda"]) else 0.0,
+            "last10pct_reward": float(trajs.reward_returns[mine][-tail:].mean()),
+            "last10pct_cost": float(trajs.cost_returns[mine][-tail:].mean()),
+            "resumed": agent in resumed})
+    return {
+        "task": spec.name,
+        "profile": profile,
+        "seed": int(seed),
+        "path": str(out_path),
+        "plot": str(plot),
+        "n_trajectories": len(trajs),
+        "n_transitions": int(len(arrays["rewards"])),
+        "reward_return_min": float(trajs.reward_returns.min()),
+        "reward_return_max": float(trajs.reward_returns.max()),
+        "cost_return_min": float(trajs.cost_returns.min()),
+        "cost_return_max": float(trajs.cost_returns.max()),
+        "fraction_cost_le": {float(th): float(np.mean(trajs.cost_returns <= th))
+                             for th in spec.thresholds},
+        "cost_limits": list(limits),
+        "env_steps_per_agent": int(steps),
+        "agents": per_agent,
+        "resumed_agents": resumed,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def _plot(spec: TaskSpec, profile: str, out_path: Path, rewards: np.ndarray, costs: np.ndarray,
+          agent_of: np.ndarray, limits) -> Path:
+    """Reward return vs cost return per trajectory (as DSRL's Fig. 10), beside the data file."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for agent, limit in enumerate(limits):
+        mine = agent_of == agent
+        label = "unconstrained" if not math.isfinite(limit) else f"limit {limit:g}"
+        ax.scatter(costs[mine], rewards[mine], s=6, alpha=0.5, label=label)
+    for th in spec.thresholds:
+        ax.axvline(th, color="k", linestyle="--", linewidth=0.8)
+    ax.set_xlabel("cost return")
+    ax.set_ylabel("reward return")
+    ax.set_title(f"{spec.name}: locally collected ({profile}, {len(rewards)} trajectories)")
+    ax.legend(fontsize=7, markerscale=2)
+    fig.tight_layout()
+    path = out_path.with_suffix(".png")
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def format_summary(summary: dict) -> str:
+    """Human-readable lines for the CLI."""
+    fractions = ", ".join(f"<= {th:g}: {frac:.0%}"
+                          for th, frac in summary["fraction_cost_le"].items())
+    lines = [
+        f"{summary['task']} ({summary['profile']}, seed {summary['seed']}): "
+        f"{summary['n_trajectories']} trajectories, {summary['n_transitions']} transitions "
+        f"in {summary['seconds']:.0f}s",
+        f"  file: {summary['path']}",
+        f"  plot: {summary['plot']}",
+        f"  reward return: {summary['reward_return_min']:.1f} .. "
+        f"{summary['reward_return_max']:.1f}",
+        f"  cost return:   {summary['cost_return_min']:.1f} .. {summary['cost_return_max']:.1f}",
+        f"  trajectories with cost {fractions}",
+    ]
+    for agent in summary.get("agents", []):
+        limit = agent["cost_limit"]
+        name = "unconstrained" if not math.isfinite(limit) else f"cost limit {limit:g}"
+        lines.append(
+            f"  agent {agent['agent']} ({name}): {agent['n_trajectories']} episodes, last 10%: "
+            f"reward {agent['last10pct_reward']:.1f}, cost {agent['last10pct_cost']:.1f}, "
+            f"lambda {agent['final_lambda']:.2f}" + (" [resumed]" if agent["resumed"] else ""))
+    return "\n".join(lines)

@@ -1,0 +1,154 @@
+"""Local data collection (tasks/collect.py): format, provenance, determinism, safety, resume."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("bullet_safety_gym")
+pytest.importorskip("dsrl")
+
+from tasks import collect  # noqa: E402
+from tasks.collect import (COLLECT_PROFILES, CollectError, collect_task,  # noqa: E402
+                           format_summary, partial_dir, steps_for)
+from tasks.datasets import KEYS, local_path, read_dsrl_file, split_trajectories  # noqa: E402
+from tasks.registry import get_task  # noqa: E402
+
+SPEC = get_task("BallRun")
+
+
+@pytest.fixture(autouse=True)
+def local_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_LOCAL_DATA_DIR", str(tmp_path))
+    return tmp_path
+
+
+def _arrays(path):
+    arrays, _ = read_dsrl_file(path, SPEC)
+    return arrays
+
+
+def test_smoke_collection_file_attrs_summary_plot(local_dir):
+    summary = collect_task(SPEC, "smoke", seed=0, progress=False)
+    path = local_path(SPEC, "smoke")
+    assert summary["path"] == str(path) and path.parent == local_dir
+    arrays, attrs = read_dsrl_file(path, SPEC)  # validates keys, shapes, dtypes, finiteness
+
+    size = len(arrays["rewards"])
+    assert arrays["observations"].shape == (size, SPEC.obs_dim)
+    assert arrays["next_observations"].shape == (size, SPEC.obs_dim)
+    assert arrays["actions"].shape == (size, SPEC.act_dim)
+    assert np.all(np.abs(arrays["actions"]) <= 1.0)  # the clipped action is stored
+
+    budget = COLLECT_PROFILES["smoke"]
+    assert attrs["source"] == "local"
+    assert attrs["collector"] == "ppo-lagrangian (bench)"
+    assert attrs["task"] == "BallRun" and attrs["env_id"] == SPEC.env_id
+    assert attrs["profile"] == "smoke" and attrs["seed"] == 0
+    assert attrs["n_agents"] == len(budget.cost_limits) == len(attrs["cost_limits"])
+    assert attrs["env_steps_per_agent"] == steps_for(budget, SPEC)
+    for key in ("created", "versions"):
+        assert attrs[key]
+    for package in ("torch", "gymnasium", "pybullet", "bench"):
+        assert package in attrs["versions"]
+
+    # every episode is whole: it ends by termination or by the time limit, never cut short
+    trajs = split_trajectories(arrays)
+    done = (arrays["terminals"] > 0) | (arrays["timeouts"] > 0)
+    lengths = trajs.ends - trajs.starts
+    assert done[-1] and np.all(lengths <= SPEC.max_episode_steps)
+    ends = trajs.ends - 1
+    np.testing.assert_array_equal(arrays["timeouts"][ends] > 0,
+                                  (lengths == SPEC.max_episode_steps)
+                                  & ~(arrays["terminals"][ends] > 0))
+    inside = ~done[:-1]
+    np.testing.assert_array_equal(arrays["next_observations"][:-1][inside],
+                                  arrays["observations"][1:][inside])
+    assert not np.array_equal(arrays["next_observations"][:-1][~inside],
+                              arrays["observations"][1:][~inside])  # a reset between episodes
+
+    assert summary["task"] == "BallRun"
+    assert summary["n_trajectories"] == len(trajs)
+    assert summary["n_transitions"] == size
+    assert summary["reward_return_min"] == pytest.approx(trajs.reward_returns.min(), rel=1e-5)
+    assert summary["reward_return_max"] == pytest.approx(trajs.reward_returns.max(), rel=1e-5)
+    assert summary["cost_return_min"] == pytest.approx(trajs.cost_returns.min())
+    assert summary["cost_return_max"] == pytest.approx(trajs.cost_returns.max())
+    assert set(summary["fraction_cost_le"]) == set(SPEC.thresholds)
+    for threshold, fraction in summary["fraction_cost_le"].items():
+        assert fraction == pytest.approx(np.mean(trajs.cost_returns <= threshold))
+
+    plot = path.with_suffix(".png")
+    assert summary["plot"] == str(plot) and plot.stat().st_size > 0
+    assert not partial_dir(path, 0).exists()
+    text = format_summary(summary)
+    assert "BallRun" in text and str(path) in text
+
+
+def test_same_seed_same_data_other_seed_differs(local_dir):
+    first = collect_task(SPEC, "smoke", seed=3, out_path=local_dir / "a.hdf5", progress=False)
+    again = collect_task(SPEC, "smoke", seed=3, out_path=local_dir / "b.hdf5", progress=False)
+    other = collect_task(SPEC, "smoke", seed=4, out_path=local_dir / "c.hdf5", progress=False)
+    a, b, c = (_arrays(s["path"]) for s in (first, again, other))
+    for key in KEYS:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert not np.array_equal(a["observations"][:5], c["observations"][:5])
+
+
+def test_refuses_to_overwrite_without_force_and_official_names(local_dir):
+    out = local_dir / "data.hdf5"
+    collect_task(SPEC, "smoke", out_path=out, progress=False)
+    before = out.read_bytes()
+    with pytest.raises(CollectError, match="--force"):
+        collect_task(SPEC, "smoke", out_path=out, progress=False)
+    assert out.read_bytes() == before
+    collect_task(SPEC, "smoke", out_path=out, progress=False, force=True)
+    with pytest.raises(CollectError, match="official"):
+        collect_task(SPEC, "smoke", out_path=local_dir / SPEC.dataset_file, progress=False)
+    with pytest.raises(CollectError, match="profile"):
+        collect_task(SPEC, "nope", out_path=local_dir / "x.hdf5", progress=False)
+
+
+def test_resume_reuses_finished_agents(local_dir, monkeypatch):
+    reference = collect_task(SPEC, "smoke", seed=1, out_path=local_dir / "ref.hdf5",
+                             progress=False)
+    real_train = collect._train_agent
+    calls = []
+
+    def interrupted(spec, budget, steps, seed, agent, *args, **kwargs):
+        if agent == 1:
+            raise KeyboardInterrupt
+        calls.append(agent)
+        return real_train(spec, budget, steps, seed, agent, *args, **kwargs)
+
+    out = local_dir / "resumed.hdf5"
+    monkeypatch.setattr(collect, "_train_agent", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        collect_task(SPEC, "smoke", seed=1, out_path=out, progress=False)
+    assert calls == [0] and not out.exists()
+    assert (partial_dir(out, 1) / "agent0.npz").exists()
+
+    def counting(spec, budget, steps, seed, agent, *args, **kwargs):
+        calls.append(agent)
+        return real_train(spec, budget, steps, seed, agent, *args, **kwargs)
+
+    monkeypatch.setattr(collect, "_train_agent", counting)
+    summary = collect_task(SPEC, "smoke", seed=1, out_path=out, progress=False)
+    assert calls == [0, 1]  # agent 0 was not trained again
+    assert summary["resumed_agents"] == [0]
+    assert not partial_dir(out, 1).exists()
+    a, b = _arrays(reference["path"]), _arrays(out)
+    for key in KEYS:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_budgets():
+    quick = COLLECT_PROFILES["quick"]
+    assert set(COLLECT_PROFILES) == {"smoke", "quick", "paper"}
+    # slower simulators get fewer steps, so every quick collection takes about the same time
+    assert steps_for(quick, get_task("CarCircle")) < steps_for(quick, get_task("BallRun"))
+    assert any(not math.isfinite(limit) for limit in quick.cost_limits)
+    assert min(quick.cost_limits) < 10 and max(filter(math.isfinite, quick.cost_limits)) > 40
+    assert steps_for(COLLECT_PROFILES["paper"], SPEC) >= 1_000_000
