@@ -26,6 +26,10 @@ class OfflineMethod(abc.ABC):
     threshold_agnostic: ClassVar[bool] = True
     #: "transitions" (s, a, r, c, s', done) or "sequences" (CDT)
     wants: ClassVar[str] = "transitions"
+    #: names of the policies one training run yields, each recorded as a method of its own
+    #: (LSPC gives LSPC-S and LSPC-O); empty: the method is its one policy. The runner sets
+    #: `self.policy` to the one `act` should use.
+    policies: ClassVar[tuple[str, ...]] = ()
     #: training steps per profile (smoke for tests, quick for a laptop, paper's budget)
     profile_steps: ClassVar[dict[str, int]] = {}
     #: per-task values that truly differ from the defaults: {task name: {field: value}}
@@ -98,7 +102,11 @@ def _parse_like(default, text: str, key: str):
 
 
 def lookup(registry: dict[str, type], name: str, kind: str = "method"):
+    """(registered name, class) for a name in any case, or a policy name of a method."""
     folded = {key.lower().replace("_", "-"): key for key in registry}
+    for key, cls in registry.items():
+        for policy in getattr(cls, "policies", ()):
+            folded.setdefault(policy.lower(), key)
     key = folded.get(name.lower().replace("_", "-"))
     if key is None:
         close = difflib.get_close_matches(name, list(registry), n=3, cutoff=0.4)

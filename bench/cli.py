@@ -120,7 +120,7 @@ def cmd_run(args) -> int:
     seeds = args.seeds if args.seeds is not None else list(PROFILES[args.profile].seeds)
     jobs = plan_jobs(specs, methods, seeds, args.profile, Path(args.results), args.data, sets,
                      steps=args.steps, device=args.device)
-    todo = sum(bool(job.missing_thresholds()) for job in jobs)
+    todo = sum(bool(job.missing()) for job in jobs)
     sources = sorted({job.data_source for job in jobs})
     print(f"{len(jobs)} training jobs planned ({todo} to run, {len(jobs) - todo} already "
           f"recorded); data: {', '.join(sources)}; results in {args.results}", flush=True)

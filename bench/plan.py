@@ -37,16 +37,24 @@ class Job:
     results: str
     device: str = "cpu"
 
-    def record_path(self, threshold: float) -> Path:
-        return record_path(Path(self.results), self.suite, self.task, self.method, threshold,
-                           self.seed, self.job_hash)
+    policies: tuple[str, ...] = ()  # what gets recorded; empty: the method itself
+
+    @property
+    def recorded_as(self) -> tuple[str, ...]:
+        return self.policies or (self.method,)
+
+    def record_path(self, threshold: float, name: str | None = None) -> Path:
+        return record_path(Path(self.results), self.suite, self.task, name or self.method,
+                           threshold, self.seed, self.job_hash)
 
     def artifact_dir(self) -> Path:
         return artifact_dir(Path(self.results), self.suite, self.task, self.method, self.seed,
                             self.job_hash)
 
-    def missing_thresholds(self) -> tuple[float, ...]:
-        return tuple(t for t in self.thresholds if not self.record_path(t).exists())
+    def missing(self) -> list[tuple[float, str]]:
+        """(threshold, recorded name) pairs without a record yet."""
+        return [(t, name) for t in self.thresholds for name in self.recorded_as
+                if not self.record_path(t, name).exists()]
 
     @property
     def label(self) -> str:
@@ -64,7 +72,8 @@ def plan_jobs(tasks: list[TaskSpec], methods: list[str], seeds: list[int], profi
         path, source = resolve_path(spec, data, profile)
         data_by_task[spec.name] = (path, source, file_sha256(path))
     jobs = []
-    for name in methods:
+    registered = list(dict.fromkeys(get_method(name)[0] for name in methods))  # LSPC-S -> LSPC
+    for name in registered:
         display, cls = get_method(name)
         usable_sets = {k: v for k, v in (sets or {}).items()
                        if k in {f.name for f in dataclasses.fields(cls.Config)}}
@@ -83,7 +92,7 @@ def plan_jobs(tasks: list[TaskSpec], methods: list[str], seeds: list[int], profi
                     jobs.append(Job(display, spec.name, spec.suite, seed, train_threshold,
                                     tuple(evaluated), config, profile, n_steps,
                                     prof.eval_episodes, str(path), source, sha, job_hash,
-                                    str(results), device))
+                                    str(results), device, tuple(cls.policies)))
     return jobs
 
 

@@ -80,7 +80,7 @@ def train(method, arrays, steps: int, batch_size: int, seed: int, device: str, l
 def execute(job: Job, threads: int = 1) -> dict:
     """Train (or reload) and evaluate one job; returns a summary, never raises."""
     started = time.time()
-    missing = job.missing_thresholds()
+    missing = job.missing()
     if not missing:
         return {"job": job.label, "status": "skipped", "paths": []}
     try:
@@ -88,8 +88,8 @@ def execute(job: Job, threads: int = 1) -> dict:
         return _execute(job, missing, started)
     except Exception as err:  # recorded, reported by the scheduler, never silent
         trace = traceback.format_exc()
-        for threshold in missing:
-            error_path = job.record_path(threshold).with_suffix(".error.json")
+        for threshold, name in missing:
+            error_path = job.record_path(threshold, name).with_suffix(".error.json")
             write_json_atomic(error_path, {
                 "schema": SCHEMA, "status": "error", "job": dataclasses.asdict(job),
                 "error": f"{type(err).__name__}: {err}", "traceback": trace,
@@ -98,7 +98,7 @@ def execute(job: Job, threads: int = 1) -> dict:
                 "paths": []}
 
 
-def _execute(job: Job, missing: tuple[float, ...], started: float) -> dict:
+def _execute(job: Job, missing: list[tuple[float, str]], started: float) -> dict:
     spec = get_task(job.task)
     if file_sha256(Path(job.data_path)) != job.data_sha256:
         raise RuntimeError(f"{job.data_path} changed since the run was planned; plan again")
@@ -133,8 +133,10 @@ def _execute(job: Job, missing: tuple[float, ...], started: float) -> dict:
     paths = []
     envs = make_vector_env(spec, job.eval_episodes)  # built once, reseeded per threshold
     try:
-        for threshold in missing:
-            paths.append(_evaluate_and_record(job, spec, method, envs, threshold, run_dir,
+        for threshold, name in missing:
+            if job.policies:
+                method.policy = name
+            paths.append(_evaluate_and_record(job, spec, method, envs, threshold, name, run_dir,
                                               data_attrs, final_stats, train_seconds, started))
     finally:
         envs.close()
@@ -142,10 +144,11 @@ def _execute(job: Job, missing: tuple[float, ...], started: float) -> dict:
             "seconds": time.time() - started}
 
 
-def _evaluate_and_record(job, spec, method, envs, threshold, run_dir, data_attrs, final_stats,
-                         train_seconds, started) -> str:
+def _evaluate_and_record(job, spec, method, envs, threshold, name, run_dir, data_attrs,
+                         final_stats, train_seconds, started) -> str:
     index = list(spec.thresholds).index(threshold)
     t0 = time.time()
+    torch.manual_seed(eval_seed(job, index))  # stochastic policies: same draws on a resume
     episodes = evaluate_policy(method.act, spec, job.eval_episodes, eval_seed(job, index),
                                reset=method.reset, envs=envs)
     rewards = np.asarray(episodes["reward_returns"])
@@ -153,7 +156,7 @@ def _evaluate_and_record(job, spec, method, envs, threshold, run_dir, data_attrs
     norm_r, norm_c = spec.normalize(rewards, costs, threshold)
     record = {
         "schema": SCHEMA, "status": "ok",
-        "method": job.method, "task": job.task, "suite": job.suite,
+        "method": name, "trained_as": job.method, "task": job.task, "suite": job.suite,
         "threshold": threshold, "seed": job.seed, "profile": job.profile,
         "config": job.config, "config_hash": job.job_hash, "steps": job.steps,
         "train_threshold": job.train_threshold,
@@ -168,6 +171,6 @@ def _evaluate_and_record(job, spec, method, envs, threshold, run_dir, data_attrs
         "artifacts": str(run_dir.relative_to(job.results)),
         "device": job.device, "created": utc_now(), "provenance": provenance(),
     }
-    path = write_json_atomic(job.record_path(threshold), record)
-    job.record_path(threshold).with_suffix(".error.json").unlink(missing_ok=True)
+    path = write_json_atomic(job.record_path(threshold, name), record)
+    job.record_path(threshold, name).with_suffix(".error.json").unlink(missing_ok=True)
     return str(path)

@@ -16,9 +16,9 @@ def run_jobs(jobs: list[Job], n_jobs: int = 0, progress: bool = True) -> list[di
     from joblib import Parallel, delayed
     from tqdm import tqdm
 
-    todo = [job for job in jobs if job.missing_thresholds()]
+    todo = [job for job in jobs if job.missing()]
     outcomes = [{"job": job.label, "status": "skipped", "paths": []}
-                for job in jobs if not job.missing_thresholds()]
+                for job in jobs if not job.missing()]
     if not todo:
         return outcomes
     cores = os.cpu_count() or 1

@@ -1,0 +1,297 @@
+"""LSPC: Latent Safety-Constrained Policy (Koirala & Fleming, "Latent Safety-Constrained Policy
+Approach for Safe Offline Reinforcement Learning", Algorithm 2 and appendix A.3).
+
+One training run gives two policies:
+- LSPC-S: the CVAE decoder with z drawn from the prior restricted to the box [-eps_S, eps_S]
+  (the high-probability region), a conservatively safe policy;
+- LSPC-O: the decoder at the latent safety encoder's z = eps * tanh(mu_delta(s)), the
+  reward-maximising policy inside the same restricted latent space.
+
+Reference code read for facts: PrajwalKoirala/LSPC-Safe-Offline-RL (lspc_iql.py,
+lspc_iql_configs.py). Choices where the paper is silent, each a Config field:
+- done = terminal or timeout for bootstrapping (the authors' code; the paper does not say);
+- cost values clamped at >= 0 (costs are non-negative; the authors' code clamps Vc and Qc);
+- the CVAE's KL term is averaged over latent dimensions (the authors' code), so the KL
+  coefficient 0.5 of A.3.1 means what it meant in their runs; `kl_reduction="sum"` is the
+  textbook KL;
+- the squared action error is summed over action dimensions (the Gaussian log-likelihood of
+  eq. 43 up to scale, as the authors' code);
+- eq. 40 and 42 sum the twin critics' losses (the paper's formula; the code averages them,
+  which Adam makes nearly the same);
+- no observation normalisation (neither the paper nor the code normalises);
+- LSPC-O acts at the encoder's mean (the paper's mu_delta(s)); the code samples from it
+  (`optimal_samples_latent=True`);
+- LSPC-S's restriction eps_S = 0.25 everywhere (the paper's A.3.1); the authors' code uses
+  eps_S = eps (0.6 on seven Bullet tasks): `safe_epsilon=None` follows the code.
+Where the authors' code orders updates (critics, then CVAE, then the encoder through the
+just-updated decoder), this file keeps that order; the critics' four losses use only
+pre-update values, so they share one forward pass and one optimizer step.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from algorithms.base import OfflineMethod
+from algorithms.nets import EnsembleMLP, exp_weights, expectile_loss, mlp, soft_update
+
+
+@dataclass(frozen=True)
+class Config:
+    batch_size: int = 1024
+    """|B|, Table 2"""
+    gamma: float = 0.99
+    """discount gamma, Table 2"""
+    polyak_tau: float = 0.005
+    """soft update rate T of the target Q networks, Table 2"""
+    lr: float = 3e-4
+    """learning rate of every network, Table 2"""
+    expectile: float = 0.7
+    """xi of the asymmetric L2 loss, eq. 39 and 41, Table 2"""
+    cost_inverse_temperature: float = 2.0
+    """lambda in w_c = exp(lambda (V^c - Q^c)), eq. 43, Table 2"""
+    reward_inverse_temperature: float = 2.0
+    """zeta in exp(zeta (Q^r - V^r)), eq. 44, Table 2"""
+    max_weight: float = 200.0
+    """clip of both exponentiated advantage weights, Table 2"""
+    kl_coef: float = 0.5
+    """KL coefficient of the CVAE ELBO, A.3.1"""
+    kl_reduction: str = "mean"
+    """"mean" over latent dims (authors' code) or "sum" (the textbook KL)"""
+    latent_dim: int = 32
+    """dimension of the latent safety space, A.3.1"""
+    epsilon: float = 0.25
+    """restriction eps of the latent space: z = eps tanh(.) for LSPC-O, A.3.1"""
+    safe_epsilon: float | None = 0.25
+    """LSPC-S box [-eps_S, eps_S]; None uses `epsilon` (the authors' code)"""
+    safe_value_threshold: float | None = None
+    """w_c = 0 where V^c or Q^c exceeds this (0.02 on MetaDrive, A.3); None: off"""
+    hidden: tuple[int, ...] = (256, 256)
+    """hidden sizes of every network (authors' code)"""
+    vae_log_std_bounds: tuple[float, float] = (-4.0, 15.0)
+    """clamp of the CVAE encoder's log-std (authors' code)"""
+    encoder_log_std_bounds: tuple[float, float] = (-10.0, 2.0)
+    """clamp of the latent safety encoder's log-std (authors' code)"""
+    done_on_timeout: bool = True
+    """bootstrap stops at timeouts as at terminals (authors' code)"""
+    clamp_cost_values: bool = True
+    """V^c and target Q^c clamped at >= 0 (authors' code)"""
+    optimal_samples_latent: bool = False
+    """LSPC-O samples z from mu_delta (code) instead of taking its mean (paper)"""
+
+
+#: A.3.1: the restriction is relaxed to 0.6 on the Bullet tasks except AntRun; MetaDrive
+#: masks the cost weights of transitions whose cost value exceeds 0.02.
+OVERRIDES = {
+    **{task: {"epsilon": 0.6} for task in ("BallRun", "CarRun", "DroneRun", "BallCircle",
+                                             "CarCircle", "DroneCircle", "AntCircle")},
+    **{task: {"safe_value_threshold": 0.02} for task in (
+        "easysparse", "easymean", "easydense", "mediumsparse", "mediummean", "mediumdense",
+        "hardsparse", "hardmean", "harddense")},
+}
+
+
+class CVAE(nn.Module):
+    """Encoder alpha: (s, a) -> q(z | s, a); decoder beta: (s, z) -> max_action tanh(.)."""
+
+    def __init__(self, obs_dim, act_dim, latent_dim, hidden, log_std_bounds, max_action=1.0):
+        super().__init__()
+        self.encoder = mlp(obs_dim + act_dim, 2 * latent_dim, hidden)
+        self.decoder = mlp(obs_dim + latent_dim, act_dim, hidden, output_activation=nn.Tanh)
+        self.latent_dim, self.log_std_bounds, self.max_action = latent_dim, log_std_bounds, max_action
+
+    def encode(self, obs, actions):
+        mean, log_std = self.encoder(torch.cat([obs, actions], -1)).chunk(2, -1)
+        return mean, log_std.clamp(*self.log_std_bounds)
+
+    def decode(self, obs, z):
+        return self.max_action * self.decoder(torch.cat([obs, z], -1))
+
+
+class LatentSafetyEncoder(nn.Module):
+    """mu_delta(z | s): a Gaussian over the latent space, squashed to (-eps, eps) by eps tanh."""
+
+    def __init__(self, obs_dim, latent_dim, hidden, log_std_bounds):
+        super().__init__()
+        self.net = mlp(obs_dim, 2 * latent_dim, hidden)
+        self.log_std_bounds = log_std_bounds
+
+    def forward(self, obs):
+        mean, log_std = self.net(obs).chunk(2, -1)
+        return mean, log_std.clamp(*self.log_std_bounds)
+
+
+def critic_losses(cfg: Config, q_ens, v_ens, q_target, batch):
+    """Eq. 39-42 from one forward pass. q_ens members: Q1, Q2, Qc1, Qc2; v_ens: V, Vc.
+
+    Returns the summed critic loss, the reward advantage Q - V (eq. 44) and the cost
+    advantage V^c - Q^c (eq. 43), both detached, the safety mask, and stats.
+    """
+    obs, actions = batch["observations"], batch["actions"]
+    done = batch["terminals"]
+    if cfg.done_on_timeout:
+        done = torch.clamp(done + batch["timeouts"], max=1.0)
+    sa = torch.cat([obs, actions], -1)
+    with torch.no_grad():
+        tq = q_target(sa).squeeze(-1)  # (4, B)
+        target_q = torch.minimum(tq[0], tq[1])  # twin reward Qs: min
+        target_qc = torch.maximum(tq[2], tq[3])  # twin cost Qs: max
+        # V(s') and V^c(s') before this step's update, as the targets of eq. 40 and 42
+        next_v, next_vc = v_ens(batch["next_observations"]).squeeze(-1)
+        if cfg.clamp_cost_values:
+            target_qc, next_vc = target_qc.clamp(min=0.0), next_vc.clamp(min=0.0)
+        not_done = 1.0 - done
+        q_backup = batch["rewards"] + cfg.gamma * not_done * next_v
+        qc_backup = batch["costs"] + cfg.gamma * not_done * next_vc
+    v, vc = v_ens(obs).squeeze(-1)
+    if cfg.clamp_cost_values:
+        vc = vc.clamp(min=0.0)
+    q = q_ens(sa).squeeze(-1)
+    v_loss = expectile_loss(target_q - v, cfg.expectile)  # eq. 39
+    vc_loss = expectile_loss(vc - target_qc, cfg.expectile)  # eq. 41
+    q_loss = F.mse_loss(q[0], q_backup) + F.mse_loss(q[1], q_backup)  # eq. 40
+    qc_loss = F.mse_loss(q[2], qc_backup) + F.mse_loss(q[3], qc_backup)  # eq. 42
+    reward_adv = (target_q - v).detach()
+    cost_adv = (vc - target_qc).detach()
+    mask = None
+    if cfg.safe_value_threshold is not None:
+        mask = ((vc.detach() < cfg.safe_value_threshold)
+                & (target_qc < cfg.safe_value_threshold)).float()
+    stats = {"loss/v": v_loss.detach(), "loss/q": q_loss.detach(), "loss/vc": vc_loss.detach(),
+             "loss/qc": qc_loss.detach(), "value/v": v.detach().mean(),
+             "value/vc": vc.detach().mean()}
+    return v_loss + q_loss + vc_loss + qc_loss, reward_adv, cost_adv, mask, stats
+
+
+def cvae_loss(cfg: Config, cvae: CVAE, obs, actions, cost_adv, mask):
+    """Eq. 43: cost-advantage-weighted negative ELBO; w_c = min(exp(lambda A_c), 200)."""
+    weights = exp_weights(cost_adv, cfg.cost_inverse_temperature, cfg.max_weight)
+    if mask is not None:
+        weights = weights * mask
+    mean, log_std = cvae.encode(obs, actions)
+    std = log_std.exp()
+    z = mean + std * torch.randn_like(std)
+    recon = (cvae.decode(obs, z) - actions).square().sum(-1)
+    kl = -0.5 * (1.0 + 2.0 * log_std - mean.square() - std.square())
+    kl = kl.mean(-1) if cfg.kl_reduction == "mean" else kl.sum(-1)
+    elbo = recon + cfg.kl_coef * kl
+    loss = (weights * elbo).mean()
+    return loss, {"loss/cvae": loss.detach(), "cvae/recon": recon.detach().mean(),
+                  "cvae/kl": kl.detach().mean(), "weights/cost_mean": weights.mean(),
+                  "weights/cost_max": weights.max()}
+
+
+def latent_encoder_loss(cfg: Config, encoder: LatentSafetyEncoder, cvae: CVAE, obs, actions,
+                        reward_adv):
+    """Eq. 44: reward AWR through the decoder, z = eps tanh(u), u ~ mu_delta(. | s)."""
+    weights = exp_weights(reward_adv, cfg.reward_inverse_temperature, cfg.max_weight)
+    mean, log_std = encoder(obs)
+    z = cfg.epsilon * torch.tanh(mean + log_std.exp() * torch.randn_like(mean))
+    error = (cvae.decode(obs, z) - actions).square().sum(-1)
+    loss = (weights * error).mean()
+    return loss, {"loss/encoder": loss.detach(), "weights/reward_mean": weights.mean()}
+
+
+class LSPC(OfflineMethod):
+    Config = Config
+    threshold_agnostic = True
+    policies = ("LSPC-S", "LSPC-O")
+    overrides = OVERRIDES
+    profile_steps = {"smoke": 10, "quick": 5000, "paper": 1_000_000}
+
+    def __init__(self, spec, config, threshold, seed, device="cpu"):
+        super().__init__(spec, config, threshold, seed, device)
+        cfg, obs_dim, act_dim = config, spec.obs_dim, spec.act_dim
+        self.q_ens = EnsembleMLP(obs_dim + act_dim, 1, cfg.hidden, members=4).to(device)
+        self.q_target = copy.deepcopy(self.q_ens).requires_grad_(False)
+        self.v_ens = EnsembleMLP(obs_dim, 1, cfg.hidden, members=2).to(device)
+        self.cvae = CVAE(obs_dim, act_dim, cfg.latent_dim, cfg.hidden,
+                         cfg.vae_log_std_bounds).to(device)
+        self.encoder = LatentSafetyEncoder(obs_dim, cfg.latent_dim, cfg.hidden,
+                                           cfg.encoder_log_std_bounds).to(device)
+        # Adam is per-parameter, so one optimizer over all critics equals one per network
+        self.critic_optim = torch.optim.Adam([*self.q_ens.parameters(), *self.v_ens.parameters()],
+                                             lr=cfg.lr)
+        self.cvae_optim = torch.optim.Adam(self.cvae.parameters(), lr=cfg.lr)
+        self.encoder_optim = torch.optim.Adam(self.encoder.parameters(), lr=cfg.lr)
+        self.policy = self.policies[-1]
+
+    @property
+    def safe_epsilon(self) -> float:
+        cfg = self.config
+        return cfg.epsilon if cfg.safe_epsilon is None else cfg.safe_epsilon
+
+    def train_step(self, batch):
+        cfg = self.config
+        obs, actions = batch["observations"], batch["actions"]
+        # lines 5-12 of Algorithm 2: all four critics, one step
+        critic_loss, reward_adv, cost_adv, mask, stats = critic_losses(
+            cfg, self.q_ens, self.v_ens, self.q_target, batch)
+        self.critic_optim.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_optim.step()
+        # lines 13-14: the CVAE on the cost-advantage-weighted ELBO
+        loss, cvae_stats = cvae_loss(cfg, self.cvae, obs, actions, cost_adv, mask)
+        self.cvae_optim.zero_grad(set_to_none=True)
+        loss.backward()
+        self.cvae_optim.step()
+        # lines 15-16: delta only; gradients flow through the decoder without touching it
+        loss, encoder_stats = latent_encoder_loss(cfg, self.encoder, self.cvae, obs, actions,
+                                                  reward_adv)
+        params = list(self.encoder.parameters())
+        for param, grad in zip(params, torch.autograd.grad(loss, params)):
+            param.grad = grad
+        self.encoder_optim.step()
+        # lines 17-19
+        soft_update(self.q_target, self.q_ens, cfg.polyak_tau)
+        return {**stats, **cvae_stats, **encoder_stats}
+
+    # ---- acting -------------------------------------------------------------------------
+    def latent(self, obs: torch.Tensor, policy: str) -> torch.Tensor:
+        cfg = self.config
+        if policy == "LSPC-S":  # the prior N(0, I) restricted to the box
+            z = torch.randn(obs.shape[0], cfg.latent_dim, device=obs.device)
+            return z.clamp(-self.safe_epsilon, self.safe_epsilon)
+        if policy == "LSPC-O":
+            mean, log_std = self.encoder(obs)
+            u = mean + log_std.exp() * torch.randn_like(mean) if cfg.optimal_samples_latent else mean
+            return cfg.epsilon * torch.tanh(u)
+        raise ValueError(f"LSPC has policies LSPC-S and LSPC-O, not {policy!r}")
+
+    @torch.no_grad()
+    def act(self, obs, policy: str | None = None):
+        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        policy = policy or self.policy
+        return self.cvae.decode(obs, self.latent(obs, policy)).cpu().numpy()
+
+    @torch.no_grad()
+    def action_space_samples(self, obs: np.ndarray, n: int = 1000) -> dict:
+        """For one state (paper Fig. 3): actions of the unrestricted CVAE policy, of LSPC-S,
+        and LSPC-O's action, each with its reward value Q_r = min(Q1, Q2)."""
+        state = torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(1, -1)
+        states = state.expand(n, -1)
+        z_free = torch.randn(n, self.config.latent_dim, device=self.device)
+        out = {"cvae": self.cvae.decode(states, z_free),
+               "lspc_s": self.cvae.decode(states, self.latent(states, "LSPC-S")),
+               "lspc_o": self.cvae.decode(state, self.latent(state, "LSPC-O"))}
+        result = {}
+        for name, actions in out.items():
+            q = self.q_ens(torch.cat([states[: len(actions)], actions], -1)).squeeze(-1)
+            result[name] = actions.cpu().numpy()
+            result[f"{name}_q"] = torch.minimum(q[0], q[1]).cpu().numpy()
+        return result
+
+    def state_dict(self):
+        return {name: getattr(self, name).state_dict() for name in (
+            "q_ens", "q_target", "v_ens", "cvae", "encoder", "critic_optim", "cvae_optim",
+            "encoder_optim")}
+
+    def load_state_dict(self, state):
+        for name, value in state.items():
+            getattr(self, name).load_state_dict(value)
