@@ -228,29 +228,37 @@ class LSPC(OfflineMethod):
         return cfg.epsilon if cfg.safe_epsilon is None else cfg.safe_epsilon
 
     def train_step(self, batch):
-        cfg = self.config
         obs, actions = batch["observations"], batch["actions"]
-        # lines 5-12 of Algorithm 2: all four critics, one step
-        critic_loss, reward_adv, cost_adv, mask, stats = critic_losses(
-            cfg, self.q_ens, self.v_ens, self.q_target, batch)
+        reward_adv, cost_adv, mask, stats = self._update_critics(batch)  # lines 5-12
+        stats |= self._update_cvae(obs, actions, cost_adv, mask)  # lines 13-14
+        stats |= self._update_encoder(obs, actions, reward_adv)  # lines 15-16
+        soft_update(self.q_target, self.q_ens, self.config.polyak_tau)  # lines 17-19
+        return stats
+
+    def _update_critics(self, batch):
+        loss, reward_adv, cost_adv, mask, stats = critic_losses(
+            self.config, self.q_ens, self.v_ens, self.q_target, batch)
         self.critic_optim.zero_grad(set_to_none=True)
-        critic_loss.backward()
+        loss.backward()
         self.critic_optim.step()
-        # lines 13-14: the CVAE on the cost-advantage-weighted ELBO
-        loss, cvae_stats = cvae_loss(cfg, self.cvae, obs, actions, cost_adv, mask)
+        return reward_adv, cost_adv, mask, stats
+
+    def _update_cvae(self, obs, actions, cost_adv, mask):
+        loss, stats = cvae_loss(self.config, self.cvae, obs, actions, cost_adv, mask)
         self.cvae_optim.zero_grad(set_to_none=True)
         loss.backward()
         self.cvae_optim.step()
-        # lines 15-16: delta only; gradients flow through the decoder without touching it
-        loss, encoder_stats = latent_encoder_loss(cfg, self.encoder, self.cvae, obs, actions,
-                                                  reward_adv)
+        return stats
+
+    def _update_encoder(self, obs, actions, reward_adv):
+        """delta only: gradients flow through the decoder without touching its parameters."""
+        loss, stats = latent_encoder_loss(self.config, self.encoder, self.cvae, obs, actions,
+                                          reward_adv)
         params = list(self.encoder.parameters())
         for param, grad in zip(params, torch.autograd.grad(loss, params)):
             param.grad = grad
         self.encoder_optim.step()
-        # lines 17-19
-        soft_update(self.q_target, self.q_ens, cfg.polyak_tau)
-        return {**stats, **cvae_stats, **encoder_stats}
+        return stats
 
     # ---- acting -------------------------------------------------------------------------
     def latent(self, obs: torch.Tensor, policy: str) -> torch.Tensor:

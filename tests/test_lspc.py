@@ -1,0 +1,228 @@
+"""LSPC: losses by hand on tiny tensors, the update's structure, and the fused step's math."""
+
+import copy
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from algorithms import build_config, get_method
+from algorithms.lspc import LSPC, Config, critic_losses, cvae_loss, latent_encoder_loss
+from algorithms.lspc_reference import ReferenceLSPC
+from algorithms.nets import EnsembleMLP, exp_weights, expectile_loss
+from bench.run import BatchSampler
+from tasks.registry import get_task
+from test_methods import fake_arrays
+
+SPEC = get_task("DroneRun")
+
+
+def small_config(**changes):
+    return dataclasses.replace(Config(), batch_size=64, hidden=(32, 32), latent_dim=4, **changes)
+
+
+def lspc(config=None, task="DroneRun", seed=0):
+    torch.manual_seed(seed)
+    return LSPC(get_task(task), config or small_config(), None, seed)
+
+
+def test_expectile_loss_and_weights_by_hand():
+    diff = torch.tensor([-1.0, 2.0])
+    assert expectile_loss(diff, 0.7).item() == pytest.approx((0.3 * 1 + 0.7 * 4) / 2)
+    weights = exp_weights(torch.tensor([0.0, 1.0, 10.0]), 2.0, 200.0)
+    assert weights.tolist() == pytest.approx([1.0, np.exp(2.0), 200.0])
+
+
+def test_lower_cost_advantage_action_gets_more_weight():
+    # same state, V^c = 0.3: the action with Q^c 0.1 (cheaper) outweighs the one with Q^c 0.5
+    vc, qc = torch.tensor([0.3, 0.3]), torch.tensor([0.1, 0.5])
+    weights = exp_weights(vc - qc, Config().cost_inverse_temperature, Config().max_weight)
+    assert weights[0] > 1.0 > weights[1]
+    assert weights.tolist() == pytest.approx([np.exp(0.4), np.exp(-0.4)], rel=1e-6)
+
+
+def test_critic_losses_by_hand():
+    # B = 2; the networks are replaced by fixed outputs so every term can be checked by hand
+    obs, next_obs = torch.zeros(2, 1), torch.ones(2, 1)
+    batch = {"observations": obs, "next_observations": next_obs, "actions": torch.zeros(2, 1),
+             "rewards": torch.tensor([1.0, 0.0]), "costs": torch.tensor([0.0, 1.0]),
+             "terminals": torch.tensor([0.0, 1.0]), "timeouts": torch.tensor([0.0, 0.0])}
+    target_q = torch.tensor([[1.0, 2.0], [3.0, 0.0], [0.5, -1.0], [0.2, -2.0]])[..., None]
+    q_now = torch.tensor([[1.0, 1.0], [2.0, 2.0], [0.0, 0.0], [1.0, 1.0]])[..., None]
+    v_now = torch.tensor([[0.5, 1.0], [0.1, -0.5]])[..., None]  # V(s), V^c(s)
+    v_next = torch.tensor([[2.0, 2.0], [1.0, -1.0]])[..., None]  # V(s'), V^c(s')
+
+    def v_ens(x):
+        return v_next if x is next_obs else v_now
+
+    cfg = Config()
+    loss, reward_adv, cost_adv, mask, stats = critic_losses(
+        cfg, lambda sa: q_now, v_ens, lambda sa: target_q, batch)
+    # min of target Qs = [1, 0]; V = [0.5, 1]; u = [0.5, -1]
+    assert stats["loss/v"].item() == pytest.approx((0.7 * 0.25 + 0.3 * 1.0) / 2)
+    assert reward_adv.tolist() == pytest.approx([0.5, -1.0])
+    # max of target Q^cs = [0.5, -1] -> clamped [0.5, 0]; V^c clamped [0.1, 0]; u = [-0.4, 0]
+    assert stats["loss/vc"].item() == pytest.approx((0.3 * 0.16 + 0.0) / 2)
+    assert cost_adv.tolist() == pytest.approx([-0.4, 0.0])
+    # Q backups: r + 0.99 (1 - d) V(s') = [1 + 1.98, 0]; Q1 = 1, Q2 = 2
+    backup = np.array([2.98, 0.0])
+    expected_q = np.mean((1 - backup) ** 2) + np.mean((2 - backup) ** 2)
+    assert stats["loss/q"].item() == pytest.approx(expected_q, rel=1e-6)
+    # cost backups: c + 0.99 (1 - d) max(V^c(s'), 0) = [0.99, 1]; Qc1 = 0, Qc2 = 1
+    backup_c = np.array([0.99, 1.0])
+    expected_qc = np.mean((0 - backup_c) ** 2) + np.mean((1 - backup_c) ** 2)
+    assert stats["loss/qc"].item() == pytest.approx(expected_qc, rel=1e-6)
+    assert loss.item() == pytest.approx(sum(stats[k].item() for k in (
+        "loss/v", "loss/vc", "loss/q", "loss/qc")), rel=1e-6)
+    assert mask is None
+    _, _, _, mask, _ = critic_losses(dataclasses.replace(cfg, safe_value_threshold=0.02),
+                                     lambda sa: q_now, v_ens, lambda sa: target_q, batch)
+    assert mask.tolist() == [0.0, 1.0]  # V^c 0.1 and Q^c 0.5 exceed 0.02; both 0 do not
+
+
+def test_cvae_loss_by_hand():
+    cfg = small_config()
+    model = lspc(cfg)
+    obs, actions = torch.randn(3, SPEC.obs_dim), torch.rand(3, SPEC.act_dim) * 2 - 1
+    cost_adv = torch.tensor([0.5, -0.5, 10.0])
+    torch.manual_seed(7)
+    loss, _ = cvae_loss(cfg, model.cvae, obs, actions, cost_adv, None)
+    torch.manual_seed(7)
+    mean, log_std = model.cvae.encode(obs, actions)
+    z = mean + log_std.exp() * torch.randn(3, cfg.latent_dim)
+    recon = ((model.cvae.decode(obs, z) - actions) ** 2).sum(1)
+    # KL(N(m, s^2) || N(0, 1)) per dimension = (m^2 + s^2 - 1) / 2 - log s, averaged over dims
+    kl = ((mean ** 2 + (2 * log_std).exp() - 1) / 2 - log_std).mean(1)
+    weights = torch.tensor([np.exp(1.0), np.exp(-1.0), 200.0])
+    assert loss.item() == pytest.approx((weights * (recon + 0.5 * kl)).mean().item(), rel=1e-5)
+
+
+def test_latent_encoder_loss_by_hand_and_squashing():
+    cfg = small_config(epsilon=0.3)
+    model = lspc(cfg)
+    obs, actions = torch.randn(3, SPEC.obs_dim), torch.rand(3, SPEC.act_dim) * 2 - 1
+    reward_adv = torch.tensor([1.0, 0.0, -1.0])
+    torch.manual_seed(3)
+    loss, _ = latent_encoder_loss(cfg, model.encoder, model.cvae, obs, actions, reward_adv)
+    torch.manual_seed(3)
+    mean, log_std = model.encoder(obs)
+    z = 0.3 * torch.tanh(mean + log_std.exp() * torch.randn_like(mean))
+    assert z.abs().max() < 0.3
+    error = ((model.cvae.decode(obs, z) - actions) ** 2).sum(1)
+    weights = torch.tensor([np.exp(2.0), 1.0, np.exp(-2.0)])
+    assert loss.item() == pytest.approx((weights * error).mean().item(), rel=1e-5)
+
+
+def test_encoder_update_moves_delta_and_leaves_the_decoder():
+    model = lspc()
+    batch = BatchSampler(fake_arrays(), 64, 0, "cpu").sample()
+    decoder = copy.deepcopy(model.cvae.state_dict())
+    encoder = copy.deepcopy(model.encoder.state_dict())
+    model._update_encoder(batch["observations"], batch["actions"], torch.ones(64))
+    for key, value in model.cvae.state_dict().items():
+        assert torch.equal(value, decoder[key]), key
+    assert all(p.grad is None for p in model.cvae.parameters())
+    assert any(not torch.equal(v, encoder[k]) for k, v in model.encoder.state_dict().items())
+
+
+def test_lspc_s_actions_are_decoded_from_the_restricted_box():
+    model = lspc(small_config(safe_epsilon=0.25, epsilon=0.6))
+    obs = torch.randn(500, SPEC.obs_dim)
+    torch.manual_seed(11)
+    z = model.latent(obs, "LSPC-S")
+    assert z.abs().max().item() <= 0.25 and (z.abs() == 0.25).any()  # clamped, not rescaled
+    torch.manual_seed(11)
+    model.policy = "LSPC-S"
+    actions = model.act(obs.numpy())
+    np.testing.assert_allclose(actions, model.cvae.decode(obs, z).detach().numpy(), atol=1e-6)
+    z_opt = model.latent(obs, "LSPC-O")
+    assert z_opt.abs().max().item() < 0.6
+
+
+def test_restriction_defaults_follow_the_paper_and_the_code_is_an_option():
+    cls = get_method("LSPC")[1]
+    carrun, antrun = build_config(cls, "CarRun"), build_config(cls, "AntRun")
+    assert (carrun.epsilon, carrun.safe_epsilon) == (0.6, 0.25)  # A.3.1: LSPC-O relaxed
+    assert (antrun.epsilon, antrun.safe_epsilon) == (0.25, 0.25)
+    assert build_config(cls, "easysparse").safe_value_threshold == 0.02
+    assert build_config(cls, "BallRun").safe_value_threshold is None
+    model = LSPC(get_task("CarRun"), dataclasses.replace(carrun, safe_epsilon=None), None, 0)
+    assert model.safe_epsilon == 0.6  # the authors' code: LSPC-S box = eps
+    assert get_method("lspc-s")[0] == get_method("LSPC-O")[0] == "LSPC"
+
+
+def test_fused_step_equals_the_straightforward_step():
+    cfg = small_config()
+    torch.manual_seed(0)
+    reference = ReferenceLSPC(SPEC.obs_dim, SPEC.act_dim, cfg)
+    fused = lspc(cfg)
+    fused.q_ens.load_members([reference.q1, reference.q2, reference.qc1, reference.qc2])
+    fused.q_target.load_members([reference.targets[k] for k in ("q1", "q2", "qc1", "qc2")])
+    fused.v_ens.load_members([reference.v, reference.vc])
+    fused.cvae.load_state_dict(reference.cvae.state_dict())
+    fused.encoder.load_state_dict(reference.encoder.state_dict())
+    sampler = BatchSampler(fake_arrays(), 64, 0, "cpu")
+    for _ in range(3):
+        batch = sampler.sample()
+        torch.manual_seed(5)
+        reference.train_step(batch)
+        torch.manual_seed(5)
+        fused.train_step(batch)
+    check = EnsembleMLP(SPEC.obs_dim + SPEC.act_dim, 1, cfg.hidden, 4)
+    check.load_members([reference.q1, reference.q2, reference.qc1, reference.qc2])
+    for mine, theirs in zip(fused.q_ens.parameters(), check.parameters()):
+        torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-5)
+    check.load_members([reference.targets[k] for k in ("q1", "q2", "qc1", "qc2")])
+    for mine, theirs in zip(fused.q_target.parameters(), check.parameters()):
+        torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-5)
+    for mine, theirs in zip(fused.cvae.parameters(), reference.cvae.parameters()):
+        torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-5)
+    for mine, theirs in zip(fused.encoder.parameters(), reference.encoder.parameters()):
+        torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_short_training_lowers_the_weighted_elbo():
+    cfg = small_config()
+    model = lspc(cfg)
+    arrays = fake_arrays(n=2000)
+    sampler = BatchSampler(arrays, 256, 0, "cpu")
+    initial_cvae = copy.deepcopy(model.cvae)
+    for _ in range(150):
+        model.train_step(sampler.sample())
+    batch = BatchSampler(arrays, 1000, 1, "cpu").sample()
+    with torch.no_grad():
+        _, _, cost_adv, mask, _ = critic_losses(cfg, model.q_ens, model.v_ens, model.q_target,
+                                                batch)
+        torch.manual_seed(0)
+        before, _ = cvae_loss(cfg, initial_cvae, batch["observations"], batch["actions"],
+                              cost_adv, mask)
+        torch.manual_seed(0)
+        after, _ = cvae_loss(cfg, model.cvae, batch["observations"], batch["actions"],
+                             cost_adv, mask)
+    assert after.item() < 0.7 * before.item()
+
+
+def test_save_load_gives_identical_actions_for_both_policies(tmp_path):
+    model = lspc()
+    sampler = BatchSampler(fake_arrays(), 64, 0, "cpu")
+    for _ in range(3):
+        model.train_step(sampler.sample())
+    torch.save(model.state_dict(), tmp_path / "lspc.pt")
+    other = lspc(seed=1)
+    other.load_state_dict(torch.load(tmp_path / "lspc.pt", weights_only=False))
+    obs = np.random.default_rng(0).normal(size=(6, SPEC.obs_dim)).astype(np.float32)
+    for policy in LSPC.policies:
+        model.policy = other.policy = policy
+        torch.manual_seed(4)
+        mine = model.act(obs)
+        torch.manual_seed(4)
+        np.testing.assert_array_equal(other.act(obs), mine)
+
+
+def test_action_space_samples_for_figure_3():
+    model = lspc()
+    out = model.action_space_samples(np.zeros(SPEC.obs_dim, np.float32), n=50)
+    assert out["cvae"].shape == out["lspc_s"].shape == (50, SPEC.act_dim)
+    assert out["lspc_o"].shape == (1, SPEC.act_dim)
+    assert out["cvae_q"].shape == (50,) and out["lspc_o_q"].shape == (1,)
