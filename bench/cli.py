@@ -13,6 +13,7 @@ EXAMPLES = {
     "download": "python -m bench download --suite bullet [--mirror URL]",
     "run": "python -m bench run --suite bullet --methods BC-All,BC-Safe --profile quick",
     "report": "python -m bench report --format latex",
+    "speed": "python -m bench speed --method LSPC --batch 1024 --steps 20 --json",
 }
 
 
@@ -142,6 +143,19 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_speed(args) -> int:
+    from bench.speed import measure
+
+    result = measure(args.method, args.task, args.batch, args.steps, args.rounds, args.device,
+                     args.threads, reference=not args.no_reference)
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        for key, value in result.items():
+            print(f"{key:28s} {value:.3f}" if isinstance(value, float) else f"{key:28s} {value}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench", description="Safe offline RL benchmark harness (LSPC paper).",
@@ -199,6 +213,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=["smoke", "quick", "paper"],
                    help="only records of this profile")
     p.set_defaults(func=cmd_report)
+
+    p = add("speed", "time a method's training step (steps/s, GFLOP/s vs the straightforward step)")
+    p.add_argument("--method", default="LSPC")
+    p.add_argument("--task", default="AntRun", help="whose shapes the synthetic data take")
+    p.add_argument("--batch", type=int, default=1024)
+    p.add_argument("--steps", type=int, default=20, help="timed steps per round")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median taken)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-reference", action="store_true", help="skip the straightforward step")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_speed)
     return parser
 
 

@@ -86,7 +86,8 @@ def suite_rows(agg: pd.DataFrame, suite: str) -> tuple[list[str], list[tuple[str
 
 
 def _fmt(x: float) -> str:
-    return f"{x:.2f}"
+    text = f"{x:.2f}"
+    return "0.00" if text == "-0.00" else text
 
 
 def render_markdown(methods, rows, title: str) -> str:
@@ -155,6 +156,8 @@ def report(results: Path, fmt: str = "markdown", suites: list[str] | None = None
         n = frame[frame.suite == suite].groupby(["task", "method"]).size()
         title = (f"{suite}: normalized reward and cost, mean over thresholds and seeds "
                  f"(data: {'locally collected' if sources == 'local' else sources}; "
-                 f"profile: {profiles}; {n.min()}-{n.max()} records per cell)")
+                 f"profile: {profiles}; "
+                 + (f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}")
+                 + " records per cell)")
         parts.append(render(methods, rows, title))
     return "\n\n".join(parts)

@@ -1,0 +1,103 @@
+"""Training-step speed: steps/s and achieved GFLOP/s of a method on a synthetic dataset.
+
+FLOPs are counted with torch.utils.flop_counter on one step (matmuls and convolutions, the
+work that dominates these MLPs). For LSPC the straightforward step (algorithms/
+lspc_reference.py) is timed in the same run, interleaved with the fused one, so the ratio
+survives a noisy shared machine. The machine's fp32 matmul peak is measured too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from algorithms import build_config, get_method
+from bench.run import BatchSampler
+from tasks.registry import get_task
+
+
+def synthetic_arrays(spec, size: int = 50_000, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random transitions with the task's shapes (speed does not depend on the values)."""
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(size=(size, spec.obs_dim)).astype(np.float32)
+    return {"observations": obs, "next_observations": np.roll(obs, -1, axis=0),
+            "actions": rng.uniform(-1, 1, (size, spec.act_dim)).astype(np.float32),
+            "rewards": rng.normal(size=size).astype(np.float32),
+            "costs": (rng.random(size) < 0.1).astype(np.float32),
+            "terminals": np.zeros(size, np.float32),
+            "timeouts": (np.arange(size) % spec.max_episode_steps == 0).astype(np.float32)}
+
+
+def count_flops(step, batch) -> float:
+    with FlopCounterMode(display=False) as counter:
+        step(batch)
+    return float(counter.get_total_flops())
+
+
+def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
+    """Best fp32 GEMM throughput on this device with the current thread count."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * size**3 / best / 1e9
+
+
+def _time_steps(step, sampler, steps: int) -> float:
+    batches = [sampler.sample() for _ in range(steps)]
+    t0 = time.perf_counter()
+    for batch in batches:
+        step(batch)
+    return time.perf_counter() - t0
+
+
+def measure(method: str = "LSPC", task: str = "AntRun", batch_size: int = 1024,
+            steps: int = 20, rounds: int = 3, device: str = "cpu", threads: int | None = None,
+            reference: bool = True) -> dict:
+    if threads:
+        torch.set_num_threads(threads)
+    spec = get_task(task)
+    name, cls = get_method(method)
+    config = build_config(cls, spec.name)
+    if "batch_size" in {f.name for f in dataclasses.fields(config)}:
+        config = dataclasses.replace(config, batch_size=batch_size)
+    torch.manual_seed(0)
+    model = cls(spec, config, spec.thresholds[0], 0, device)
+    sampler = BatchSampler(synthetic_arrays(spec), batch_size, 0, device)
+    contenders = {"fused": model.train_step}
+    if reference and name == "LSPC":
+        from algorithms.lspc_reference import ReferenceLSPC
+
+        contenders["reference"] = ReferenceLSPC(spec.obs_dim, spec.act_dim, config,
+                                                device).train_step
+    flops = {}
+    for key, step in contenders.items():
+        for _ in range(3):  # warm-up: allocator, lazy init
+            step(sampler.sample())
+        flops[key] = count_flops(step, sampler.sample())
+    seconds = {key: [] for key in contenders}
+    for _ in range(rounds):  # interleaved, so both see the same machine load
+        for key, step in contenders.items():
+            seconds[key].append(_time_steps(step, sampler, steps) / steps)
+    result = {"method": name, "task": spec.name, "batch_size": batch_size, "device": device,
+              "threads": torch.get_num_threads(), "steps_timed": steps * rounds}
+    for key in contenders:
+        per_step = float(np.median(seconds[key]))
+        prefix = "" if key == "fused" else "reference_"
+        result[prefix + "steps_per_s"] = 1.0 / per_step
+        result[prefix + "gflop_per_step"] = flops[key] / 1e9
+        result[prefix + "gflop_per_s"] = flops[key] / 1e9 / per_step
+    if "reference" in contenders:
+        result["speedup_gflop_per_s"] = result["gflop_per_s"] / result["reference_gflop_per_s"]
+        result["speedup_steps_per_s"] = result["steps_per_s"] / result["reference_steps_per_s"]
+    if device == "cpu":
+        result["matmul_peak_gflop_per_s"] = matmul_peak_gflops()
+        result["fraction_of_peak"] = result["gflop_per_s"] / result["matmul_peak_gflop_per_s"]
+    return result
