@@ -33,8 +33,19 @@ def synthetic_arrays(spec, size: int = 50_000, seed: int = 0) -> dict[str, np.nd
 
 
 def count_flops(step, batch) -> float:
-    with FlopCounterMode(display=False) as counter:
-        step(batch)
+    """FLOPs of one step. The counter sees only the calling thread, so a method that spreads
+    its step over threads (LSPC's parallel_updates) is counted in its serial form: the same
+    operations, run one after the other."""
+    owner = getattr(step, "__self__", None)
+    parallel = getattr(owner, "parallel_updates", False)
+    if parallel:
+        owner.parallel_updates = False
+    try:
+        with FlopCounterMode(display=False) as counter:
+            step(batch)
+    finally:
+        if parallel:
+            owner.parallel_updates = True
     return float(counter.get_total_flops())
 
 

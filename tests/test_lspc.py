@@ -152,11 +152,13 @@ def test_restriction_defaults_follow_the_paper_and_the_code_is_an_option():
     assert get_method("lspc-s")[0] == get_method("LSPC-O")[0] == "LSPC"
 
 
-def test_fused_step_equals_the_straightforward_step():
+@pytest.mark.parametrize("parallel", [False, True])
+def test_fused_step_equals_the_straightforward_step(parallel):
     cfg = small_config()
     torch.manual_seed(0)
     reference = ReferenceLSPC(SPEC.obs_dim, SPEC.act_dim, cfg)
     fused = lspc(cfg)
+    fused.parallel_updates = parallel  # critics and actor side by side in two threads
     fused.q_ens.load_members([reference.q1, reference.q2, reference.qc1, reference.qc2])
     fused.q_target.load_members([reference.targets[k] for k in ("q1", "q2", "qc1", "qc2")])
     fused.v_ens.load_members([reference.v, reference.vc])
