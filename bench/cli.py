@@ -136,6 +136,20 @@ def cmd_run(args) -> int:
 
 
 def cmd_report(args) -> int:
+    if args.sweep:
+        from tabulate import tabulate
+
+        from reports.sweep import plot_sweep, sweep_frame
+
+        frame = sweep_frame(Path(args.results), args.sweep)
+        if frame.empty:
+            raise UserError(f"no records of a sweep over {args.sweep!r} under {args.results}; "
+                            f"run one with `--set {args.sweep}=v1,v2,...`")
+        print(tabulate(frame, headers="keys", showindex=False, floatfmt=".3f"))
+        plot = plot_sweep(frame, args.sweep, Path(args.plot or
+                                                  Path(args.results) / f"sweep-{args.sweep}.png"))
+        print(f"plot: {plot}")
+        return 0
     from reports.tables import report
 
     suites = _csv(args.suite) if args.suite else None
@@ -212,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suite", help="comma-separated suites (default: all with records)")
     p.add_argument("--profile", choices=["smoke", "quick", "paper"],
                    help="only records of this profile")
+    p.add_argument("--sweep", metavar="FIELD",
+                   help="reward and cost against a swept config field (e.g. epsilon), with a plot")
+    p.add_argument("--plot", help="where the sweep plot goes (default RESULTS/sweep-FIELD.png)")
     p.set_defaults(func=cmd_report)
 
     p = add("speed", "time a method's training step (steps/s, GFLOP/s vs the straightforward step)")

@@ -8,6 +8,7 @@ Each job knows the record paths it will write, so a job whose records exist is s
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,7 @@ class Job:
     device: str = "cpu"
 
     policies: tuple[str, ...] = ()  # what gets recorded; empty: the method itself
+    variant: str = ""  # the --set values that made this config, e.g. "epsilon=0.5"
 
     @property
     def recorded_as(self) -> tuple[str, ...]:
@@ -59,7 +61,8 @@ class Job:
     @property
     def label(self) -> str:
         thr = "all" if self.train_threshold is None else f"{self.train_threshold:g}"
-        return f"{self.method} {self.task} thr={thr} seed={self.seed}"
+        variant = f" [{self.variant}]" if self.variant else ""
+        return f"{self.method}{variant} {self.task} thr={thr} seed={self.seed}"
 
 
 def plan_jobs(tasks: list[TaskSpec], methods: list[str], seeds: list[int], profile: str,
@@ -77,8 +80,9 @@ def plan_jobs(tasks: list[TaskSpec], methods: list[str], seeds: list[int], profi
         display, cls = get_method(name)
         usable_sets = {k: v for k, v in (sets or {}).items()
                        if k in {f.name for f in dataclasses.fields(cls.Config)}}
-        for spec in tasks:
-            config = dataclasses.asdict(build_config(cls, spec.name, usable_sets))
+        for spec, variant_sets in itertools.product(tasks, expand_sweeps(cls, usable_sets)):
+            config = dataclasses.asdict(build_config(cls, spec.name, variant_sets))
+            variant = ", ".join(f"{k}={v}" for k, v in variant_sets.items())
             n_steps = steps if steps is not None else cls.profile_steps[profile]
             path, source, sha = data_by_task[spec.name]
             trainings = [None] if cls.threshold_agnostic else list(spec.thresholds)
@@ -92,8 +96,19 @@ def plan_jobs(tasks: list[TaskSpec], methods: list[str], seeds: list[int], profi
                     jobs.append(Job(display, spec.name, spec.suite, seed, train_threshold,
                                     tuple(evaluated), config, profile, n_steps,
                                     prof.eval_episodes, str(path), source, sha, job_hash,
-                                    str(results), device, tuple(cls.policies)))
+                                    str(results), device, tuple(cls.policies), variant))
     return jobs
+
+
+def expand_sweeps(cls, sets: dict[str, str]) -> list[dict[str, str]]:
+    """`--set epsilon=0.1,0.25` on a scalar field is a sweep: one config per value (the
+    cartesian product over swept fields). On a tuple field (hidden=64,64) a comma is part of
+    the one value."""
+    tuple_fields = {f.name for f in dataclasses.fields(cls.Config)
+                    if isinstance(getattr(cls.Config(), f.name), tuple)}
+    choices = [[text] if key in tuple_fields else [v.strip() for v in text.split(",")]
+               for key, text in sets.items()]
+    return [dict(zip(sets, values)) for values in itertools.product(*choices)]
 
 
 def unknown_sets(methods: list[str], sets: dict[str, str]) -> list[str]:

@@ -159,6 +159,7 @@ def _evaluate_and_record(job, spec, method, envs, threshold, name, run_dir, data
         "method": name, "trained_as": job.method, "task": job.task, "suite": job.suite,
         "threshold": threshold, "seed": job.seed, "profile": job.profile,
         "config": job.config, "config_hash": job.job_hash, "steps": job.steps,
+        "variant": job.variant,
         "train_threshold": job.train_threshold,
         "data_source": job.data_source, "dataset_file": Path(job.data_path).name,
         "dataset_sha256": job.data_sha256, "dataset_attrs": data_attrs,

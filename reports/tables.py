@@ -21,10 +21,16 @@ METHOD_ORDER = ["BC-All", "BC-Safe", "CDT", "BCQ-Lag", "BEAR-Lag", "CPQ", "COpti
 BLUE_MARGIN = 0.05
 
 
+def method_label(record: dict) -> str:
+    """A method's column name: a config made with --set values says so ("LSPC-O [epsilon=1]")."""
+    variant = record.get("variant") or ""
+    return f"{record['method']} [{variant}]" if variant else record["method"]
+
+
 def records_frame(results: Path) -> pd.DataFrame:
-    rows = [{k: r[k] for k in ("method", "task", "suite", "threshold", "seed", "profile",
-                               "data_source", "normalized_reward", "normalized_cost",
-                               "config_hash")}
+    rows = [{**{k: r[k] for k in ("task", "suite", "threshold", "seed", "profile",
+                                  "data_source", "normalized_reward", "normalized_cost",
+                                  "config_hash")}, "method": method_label(r)}
             for r in load_records(results)]
     columns = ["method", "task", "suite", "threshold", "seed", "profile", "data_source",
                "normalized_reward", "normalized_cost", "config_hash"]

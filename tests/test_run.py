@@ -111,7 +111,7 @@ def test_a_failing_job_leaves_an_error_record_and_keeps_the_rest(local_ballrun, 
     write_dsrl_file(path, arrays, {"source": "local"})
     results = tmp_path / "results"
     assert run(results, "--methods", "BC-All,BC-Safe", "--set", "actor_lr=0.001") == 1
-    assert "FAILED BC-Safe BallRun thr=10" in capsys.readouterr().out
+    assert "FAILED BC-Safe [actor_lr=0.001] BallRun thr=10" in capsys.readouterr().out
     errors = list(results.rglob("*.error.json"))
     assert errors and "Traceback" in json.loads(errors[0].read_text())["traceback"]
     assert len([k for k in records_in(results) if "BC-All" in str(k)]) == 3
@@ -141,3 +141,24 @@ def test_step_costs_reads_the_final_step_of_a_reset_env():
              "final_info": np.array([None, {"cost": 1.0}], dtype=object),
              "_final_info": np.array([False, True])}
     assert step_costs(infos, 2).tolist() == [1.0, 1.0]
+
+
+def test_lspc_records_both_policies_and_an_epsilon_sweep(local_ballrun, tmp_path, capsys):
+    results = tmp_path / "results"
+    assert run(results, "--methods", "LSPC", "--set", "epsilon=0.1,0.9",
+               "--set", "batch_size=64") == 0
+    records = [json.loads(p.read_text()) for p in records_in(results).values()]
+    # one training per epsilon, each recorded as LSPC-S and LSPC-O at three thresholds
+    assert len(records) == 2 * 2 * 3
+    assert {r["method"] for r in records} == {"LSPC-S", "LSPC-O"}
+    assert {r["config"]["epsilon"] for r in records} == {0.1, 0.9}
+    assert {r["variant"] for r in records} == {"epsilon=0.1, batch_size=64",
+                                               "epsilon=0.9, batch_size=64"}
+    assert len(list(results.rglob("checkpoint.pt"))) == 2
+    capsys.readouterr()
+    assert main(["report", "--results", str(results), "--sweep", "epsilon"]) == 0
+    out = capsys.readouterr().out
+    assert "LSPC-O" in out and "0.9" in out
+    assert (results / "sweep-epsilon.png").stat().st_size > 10_000
+    assert main(["report", "--results", str(results)]) == 0
+    assert "LSPC-S [epsilon=0.1, batch_size=64]" in capsys.readouterr().out
