@@ -12,7 +12,8 @@ EXAMPLES = {
     "collect": "python -m bench collect --suite bullet --profile quick",
     "download": "python -m bench download --suite bullet [--mirror URL]",
     "run": "python -m bench run --suite bullet --methods BC-All,BC-Safe --profile quick",
-    "report": "python -m bench report --format latex",
+    "report": "python -m bench report --format latex --layout summary",
+    "plot": "python -m bench plot --kind curves --task CarRun",
     "speed": "python -m bench speed --method LSPC --batch 1024 --steps 20 --json",
 }
 
@@ -120,7 +121,7 @@ def cmd_run(args) -> int:
         raise UserError(f"--set {', '.join(bad)}: no selected method has such a setting")
     seeds = args.seeds if args.seeds is not None else list(PROFILES[args.profile].seeds)
     jobs = plan_jobs(specs, methods, seeds, args.profile, Path(args.results), args.data, sets,
-                     steps=args.steps, device=args.device)
+                     steps=args.steps, device=args.device, eval_every=args.eval_every)
     todo = sum(bool(job.missing()) for job in jobs)
     sources = sorted({job.data_source for job in jobs})
     print(f"{len(jobs)} training jobs planned ({todo} to run, {len(jobs) - todo} already "
@@ -150,10 +151,15 @@ def cmd_report(args) -> int:
                                                   Path(args.results) / f"sweep-{args.sweep}.png"))
         print(f"plot: {plot}")
         return 0
-    from reports.tables import report
+    from reports.tables import ReportError, report
 
-    suites = _csv(args.suite) if args.suite else None
-    print(report(Path(args.results), args.format, suites, args.profile))
+    try:
+        print(report(Path(args.results), args.format, args.layout,
+                     _csv(args.suite) if args.suite else None,
+                     _csv(args.methods) if args.methods else None, args.profile, args.spread,
+                     args.by_threshold, Path(args.input) if args.input else None, args.compare))
+    except (ReportError, OSError) as err:
+        raise UserError(str(err)) from None
     return 0
 
 
@@ -167,6 +173,42 @@ def cmd_speed(args) -> int:
     else:
         for key, value in result.items():
             print(f"{key:28s} {value:.3f}" if isinstance(value, float) else f"{key:28s} {value}")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from reports.aggregate import ReportError
+
+    try:
+        return _plot(args)
+    except ReportError as err:
+        raise UserError(str(err)) from None
+
+
+def _plot(args) -> int:
+    from reports import figures
+
+    results = Path(args.results)
+    if args.kind == "curves":
+        if not args.task:
+            raise UserError("--kind curves needs --task")
+        paths = figures.plot_curves(results, args.task, Path(args.out or results /
+                                                            f"curves-{args.task}"))
+    elif args.kind == "dataset":
+        if not args.task:
+            raise UserError("--kind dataset needs --task")
+        paths = figures.plot_dataset(args.task, Path(args.out or results / f"data-{args.task}"),
+                                     args.data, args.profile)
+    else:
+        from reports.sweep import plot_sweep, sweep_frame
+
+        frame = sweep_frame(results, args.field)
+        if frame.empty:
+            raise UserError(f"no records of a sweep over {args.field!r} under {results}")
+        paths = [plot_sweep(frame, args.field, Path(args.out or results / f"sweep-{args.field}"))]
+        paths.append(paths[0].with_suffix(".pdf"))
+    for path in paths:
+        print(path)
     return 0
 
 
@@ -217,19 +259,45 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config field of the methods that have it")
     p.add_argument("--steps", type=int, help="training steps (default: the method's profile)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    p.add_argument("--eval-every", type=int,
+                   help="evaluate every N steps during training for the curves (paper Fig. 2; "
+                        "default: the profile's, 20000 for paper, none otherwise)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
 
     p = add("report", "tables from the records (bold = safe, blue = best safe)")
     p.add_argument("--results", default="results")
-    p.add_argument("--format", choices=["markdown", "latex"], default="markdown")
+    p.add_argument("--format", choices=["markdown", "latex", "html", "csv", "json"],
+                   default="markdown")
+    p.add_argument("--layout", choices=["suite", "summary"], default="suite",
+                   help="a table per suite (paper Tables 3-5) or stacked suites (Table 1)")
     p.add_argument("--suite", help="comma-separated suites (default: all with records)")
+    p.add_argument("--methods", help="comma-separated methods (default: all)")
+    p.add_argument("--spread", choices=["std", "ci"],
+                   help="add the spread over seeds: std, or a 95%% bootstrap interval")
+    p.add_argument("--by-threshold", action="store_true", help="a table per threshold")
+    p.add_argument("--input", metavar="CSV",
+                   help="render published numbers (columns suite,task,method,reward,cost)")
+    p.add_argument("--compare", metavar="paper|CSV",
+                   help="reproduced beside published numbers ('paper': the LSPC paper's)")
     p.add_argument("--profile", choices=["smoke", "quick", "paper"],
                    help="only records of this profile")
     p.add_argument("--sweep", metavar="FIELD",
                    help="reward and cost against a swept config field (e.g. epsilon), with a plot")
     p.add_argument("--plot", help="where the sweep plot goes (default RESULTS/sweep-FIELD.png)")
     p.set_defaults(func=cmd_report)
+
+    p = add("plot", "figures (PNG + PDF): training curves, a sweep, a dataset's scatter")
+    p.add_argument("--kind", choices=["curves", "sweep", "dataset"], required=True,
+                   help="curves: Fig. 2; sweep: Fig. 4; dataset: Fig. 10")
+    p.add_argument("--task", help="for curves and dataset")
+    p.add_argument("--field", default="epsilon", help="for sweep: the swept config field")
+    p.add_argument("--results", default="results")
+    p.add_argument("--data", choices=["auto", "dsrl", "local"], default="auto")
+    p.add_argument("--profile", choices=["smoke", "quick", "paper"], default="quick",
+                   help="for dataset: which local collection")
+    p.add_argument("--out", help="output path without suffix")
+    p.set_defaults(func=cmd_plot)
 
     p = add("speed", "time a method's training step (steps/s, GFLOP/s vs the straightforward step)")
     p.add_argument("--method", default="LSPC")

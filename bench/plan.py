@@ -40,6 +40,7 @@ class Job:
 
     policies: tuple[str, ...] = ()  # what gets recorded; empty: the method itself
     variant: str = ""  # the --set values that made this config, e.g. "epsilon=0.5"
+    eval_every: int = 0  # evaluations during training for the curves; 0: none
 
     @property
     def recorded_as(self) -> tuple[str, ...]:
@@ -67,9 +68,11 @@ class Job:
 
 def plan_jobs(tasks: list[TaskSpec], methods: list[str], seeds: list[int], profile: str,
               results: Path, data: str = "auto", sets: dict[str, str] | None = None,
-              steps: int | None = None, device: str = "cpu") -> list[Job]:
+              steps: int | None = None, device: str = "cpu",
+              eval_every: int | None = None) -> list[Job]:
     """Every job of the grid; raises DatasetError/ConfigError before anything is trained."""
     prof = PROFILES[profile]
+    eval_every = prof.eval_every if eval_every is None else eval_every
     data_by_task = {}
     for spec in tasks:
         path, source = resolve_path(spec, data, profile)
@@ -89,14 +92,18 @@ def plan_jobs(tasks: list[TaskSpec], methods: list[str], seeds: list[int], profi
             for seed in seeds:
                 for train_threshold in trainings:
                     evaluated = spec.thresholds if train_threshold is None else (train_threshold,)
-                    job_hash = config_hash({
+                    payload = {
                         "method": display, "config": config, "steps": n_steps,
                         "eval_episodes": prof.eval_episodes, "data_sha256": sha,
-                        "train_threshold": train_threshold})
+                        "train_threshold": train_threshold}
+                    if eval_every:  # only then: keeps the hashes of runs without curves
+                        payload["eval_every"] = eval_every
+                    job_hash = config_hash(payload)
                     jobs.append(Job(display, spec.name, spec.suite, seed, train_threshold,
                                     tuple(evaluated), config, profile, n_steps,
                                     prof.eval_episodes, str(path), source, sha, job_hash,
-                                    str(results), device, tuple(cls.policies), variant))
+                                    str(results), device, tuple(cls.policies), variant,
+                                    eval_every))
     return jobs
 
 

@@ -18,10 +18,15 @@ class Profile:
     """default seeds when --seeds is not given (the paper uses 3)"""
     log_every: int
     """training steps between two logged points of the training curve"""
+    eval_every: int = 0
+    """training steps between two evaluations during training (paper Fig. 2); 0: none"""
+    curve_episodes: int = 5
+    """episodes per evaluation during training"""
 
 
 PROFILES = {
     "smoke": Profile("smoke", eval_episodes=2, seeds=(0,), log_every=10),
     "quick": Profile("quick", eval_episodes=20, seeds=(0, 1, 2), log_every=500),
-    "paper": Profile("paper", eval_episodes=20, seeds=(0, 1, 2), log_every=5000),
+    "paper": Profile("paper", eval_episodes=20, seeds=(0, 1, 2), log_every=5000,
+                     eval_every=20_000),  # as the authors' LSPC runs
 }

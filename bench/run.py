@@ -53,11 +53,12 @@ class BatchSampler:
 
 
 def train(method, arrays, steps: int, batch_size: int, seed: int, device: str, log_every: int,
-          curve_path: Path) -> dict:
-    """`steps` gradient steps; the training curve (mean stats per log window) goes to a CSV."""
+          curve_path: Path, evaluate=None, eval_every: int = 0) -> dict:
+    """`steps` gradient steps; the training curve (mean stats per log window, and what
+    `evaluate()` returns every `eval_every` steps) goes to a CSV."""
     sampler = BatchSampler(arrays, batch_size, seed, device)
     window: dict[str, list] = defaultdict(list)
-    rows = []
+    rows: dict[int, dict] = {}
     last = {}
     for step in range(1, steps + 1):
         stats = method.train_step(sampler.sample())
@@ -66,15 +67,38 @@ def train(method, arrays, steps: int, batch_size: int, seed: int, device: str, l
         if step % log_every == 0 or step == steps:
             last = {k: float(torch.stack([torch.as_tensor(v) for v in vs]).float().mean())
                     for k, vs in window.items()}
-            rows.append({"step": step, **last})
+            rows.setdefault(step, {"step": step}).update(last)
             window.clear()
+        if evaluate is not None and eval_every and step % eval_every == 0:
+            rows.setdefault(step, {"step": step}).update(evaluate(step))
     curve_path.parent.mkdir(parents=True, exist_ok=True)
     if rows:
+        fields = list(dict.fromkeys(k for row in rows.values() for k in row))
         with open(curve_path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[-1]))
+            writer = csv.DictWriter(handle, fieldnames=fields)
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows(rows[s] for s in sorted(rows))
     return last
+
+
+def curve_evaluator(method, spec, policies: tuple[str, ...], episodes: int):
+    """Mean raw reward and cost returns of each policy, for the training curves (Fig. 2)."""
+    envs = make_vector_env(spec, episodes)
+
+    def evaluate(step: int) -> dict:
+        out = {}
+        for name in policies or (None,):
+            if name is not None:
+                method.policy = name
+            torch.manual_seed(step)
+            episodes_ = evaluate_policy(method.act, spec, episodes, 2_000_000 + step,
+                                        reset=method.reset, envs=envs)
+            prefix = f"{name}/" if name else "eval/"
+            out[prefix + "reward_return"] = float(np.mean(episodes_["reward_returns"]))
+            out[prefix + "cost_return"] = float(np.mean(episodes_["cost_returns"]))
+        return out
+
+    return evaluate, envs
 
 
 def execute(job: Job, threads: int = 1) -> dict:
@@ -122,8 +146,17 @@ def _execute(job: Job, missing: list[tuple[float, str]], started: float) -> dict
     else:
         data = method.training_data(arrays)
         t0 = time.time()
-        final_stats = train(method, data, job.steps, config.batch_size, job.seed, job.device,
-                            PROFILES[job.profile].log_every, run_dir / "curve.csv")
+        evaluate, curve_envs = None, None
+        if job.eval_every:
+            evaluate, curve_envs = curve_evaluator(method, spec, job.policies,
+                                                   PROFILES[job.profile].curve_episodes)
+        try:
+            final_stats = train(method, data, job.steps, config.batch_size, job.seed,
+                                job.device, PROFILES[job.profile].log_every,
+                                run_dir / "curve.csv", evaluate, job.eval_every)
+        finally:
+            if curve_envs is not None:
+                curve_envs.close()
         train_seconds = time.time() - t0
         tmp = checkpoint.with_suffix(".tmp")
         torch.save({"state": method.state_dict(), "final_stats": final_stats,

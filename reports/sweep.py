@@ -52,8 +52,6 @@ def plot_sweep(frame: pd.DataFrame, key: str, path: Path) -> Path:
             ax.grid(alpha=0.3)
         row[1].legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    from reports.figures import _save
+
+    return _save(fig, path)[0]

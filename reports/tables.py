@@ -1,169 +1,167 @@
-"""Per-suite tables of mean normalized reward and cost, as the paper's Tables 3-5.
+"""The paper's tables from records (or from published numbers): layouts, provenance, compare.
 
-Bold marks a safe agent (normalized cost < 1); blue marks the safe agent with the highest
-reward in the row, and every other safe agent within 0.05 of that reward whose cost is lower
-(paper section 5, appendix A.4). A row with no safe agent has nothing bold or blue.
+Layouts: "suite" gives one table per suite as the paper's Tables 3, 4 and 5 (rows: tasks,
+then Average; columns: methods with reward and cost); "summary" stacks the suites under
+section rows, each with its Average, as Table 1. Highlighting: reports/highlight.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as _dt
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from bench.records import load_records
-from tasks.registry import TASKS
+from reports.aggregate import (AVERAGE, SUITE_ORDER, ReportError, aggregate,  # noqa: F401
+                               read_published, records_frame, task_label, task_order,
+                               with_averages)
+from reports.highlight import highlight
+from reports.render import (Section, Table, render_csv, render_html, render_json,
+                            render_latex, render_markdown)
 
-#: the paper's column order; other methods follow alphabetically
+#: the paper's column order (Tables 3-5); other methods follow alphabetically
 METHOD_ORDER = ["BC-All", "BC-Safe", "CDT", "BCQ-Lag", "BEAR-Lag", "CPQ", "COptiDICE", "FISOR",
                 "LSPC-S", "LSPC-O"]
-BLUE_MARGIN = 0.05
-
-
-def method_label(record: dict) -> str:
-    """A method's column name: a config made with --set values says so ("LSPC-O [epsilon=1]")."""
-    variant = record.get("variant") or ""
-    return f"{record['method']} [{variant}]" if variant else record["method"]
-
-
-def records_frame(results: Path) -> pd.DataFrame:
-    rows = [{**{k: r[k] for k in ("task", "suite", "threshold", "seed", "profile",
-                                  "data_source", "normalized_reward", "normalized_cost",
-                                  "config_hash")}, "method": method_label(r)}
-            for r in load_records(results)]
-    columns = ["method", "task", "suite", "threshold", "seed", "profile", "data_source",
-               "normalized_reward", "normalized_cost", "config_hash"]
-    return pd.DataFrame(rows, columns=columns)
-
-
-def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean (and std over seeds x thresholds) per (suite, task, method)."""
-    grouped = frame.groupby(["suite", "task", "method"])
-    out = grouped.agg(reward=("normalized_reward", "mean"), cost=("normalized_cost", "mean"),
-                      reward_std=("normalized_reward", "std"), cost_std=("normalized_cost", "std"),
-                      n=("normalized_reward", "size"),
-                      data_source=("data_source", lambda s: "+".join(sorted(set(s)))))
-    return out.reset_index()
-
-
-@dataclass(frozen=True)
-class Cell:
-    reward: float | None
-    cost: float | None
-    bold: bool = False
-    blue: bool = False
-
-
-def highlight(row: dict[str, tuple[float, float]]) -> dict[str, Cell]:
-    """Bold and blue for one table row {method: (reward, cost)}."""
-    safe = {m: rc for m, rc in row.items() if rc[1] < 1.0}
-    cells = {m: Cell(r, c, bold=m in safe) for m, (r, c) in row.items()}
-    if safe:
-        best = max(safe, key=lambda m: safe[m][0])
-        best_r, best_c = safe[best]
-        for m, (r, c) in safe.items():
-            if m == best or (r >= best_r - BLUE_MARGIN and c < best_c):
-                cells[m] = Cell(r, c, bold=True, blue=True)
-    return cells
+SUITE_TITLES = {"metadrive": "MetaDrive", "safetygym": "Safety Gym",
+                "bullet": "Bullet Safety Gym"}
+FORMATS = ("markdown", "latex", "html", "csv", "json")
+PAPER_CSV = Path(__file__).with_name("paper_results.csv")
 
 
 def ordered_methods(methods) -> list[str]:
-    known = [m for m in METHOD_ORDER if m in methods]
+    methods = list(dict.fromkeys(methods))
+    base = {m: m.split(" [")[0] for m in methods}
+    known = [m for key in METHOD_ORDER for m in methods if base[m] == key]
     return known + sorted(set(methods) - set(known))
 
 
-def suite_rows(agg: pd.DataFrame, suite: str) -> tuple[list[str], list[tuple[str, dict]]]:
-    """(methods, [(task label, {method: Cell})]) for a suite, with an Average row."""
-    part = agg[agg.suite == suite]
-    methods = ordered_methods(part.method.unique())
-    task_order = [name for name, spec in TASKS.items() if spec.suite == suite]
+def _section(long: pd.DataFrame, suite: str, methods: list[str], label: str | None) -> Section:
+    part = long[long.suite == suite]
     rows = []
-    for task in [t for t in task_order if t in set(part.task)]:
+    for task in task_order(suite, part.task):
         sub = part[part.task == task].set_index("method")
-        rows.append((TASKS[task].paper_name,
-                     highlight({m: (sub.loc[m, "reward"], sub.loc[m, "cost"])
-                                for m in methods if m in sub.index})))
-    if len(rows) > 1:
-        means = part.groupby("method")[["reward", "cost"]].mean()
-        rows.append(("Average", highlight({m: (means.loc[m, "reward"], means.loc[m, "cost"])
-                                           for m in methods})))
-    return methods, rows
+        row = {m: tuple(sub.loc[m, ["reward", "cost", "reward_spread", "cost_spread"]])
+               if m in sub.index else (None, None) for m in methods}
+        rows.append((task, task_label(task), highlight(row)))
+    return Section(suite, label, rows)
 
 
-def _fmt(x: float) -> str:
-    text = f"{x:.2f}"
-    return "0.00" if text == "-0.00" else text
+def build_tables(long: pd.DataFrame, layout: str = "suite", methods: list[str] | None = None,
+                 title: str = "", notes: list[str] | None = None) -> list[Table]:
+    """Decided tables (cells with bold/blue) from a long frame that has Average rows."""
+    methods = ordered_methods(methods or long.method.unique())
+    suites = [s for s in SUITE_ORDER if s in set(long.suite)]
+    suites += sorted(set(long.suite) - set(suites))
+    notes = notes or []
+    if layout == "summary":
+        sections = [_section(long, s, methods, SUITE_TITLES.get(s, s) + ":") for s in suites]
+        return [Table(title or "Normalized reward and cost (mean over thresholds and seeds)",
+                      methods, sections, notes)]
+    return [Table(f"{SUITE_TITLES.get(s, s)}: {title or 'normalized reward and cost'}",
+                  methods, [_section(long, s, methods, None)], notes) for s in suites]
 
 
-def render_markdown(methods, rows, title: str) -> str:
-    def cell(c: Cell | None) -> list[str]:
-        if c is None:
-            return ["", ""]
-        r, k = _fmt(c.reward), _fmt(c.cost)
-        if c.blue:
-            return [f"**_{r}_**", f"**_{k}_**"]
-        if c.bold:
-            return [f"**{r}**", f"**{k}**"]
-        return [r, k]
-
-    header = "| Task | " + " | ".join(f"{m} reward ↑ | {m} cost ↓" for m in methods) + " |"
-    sep = "|---|" + "---:|" * (2 * len(methods))
-    lines = [f"### {title}", "", header, sep]
-    for label, cells in rows:
-        lines.append(f"| {label} | " + " | ".join(
-            " | ".join(cell(cells.get(m))) for m in methods) + " |")
-    lines += ["", "Bold: safe (normalized cost < 1). Bold italic: safe and best reward "
-              f"(or within {BLUE_MARGIN} of it at lower cost)."]
-    return "\n".join(lines)
+def render(tables: list[Table], fmt: str) -> str:
+    if fmt == "json":
+        return render_json(tables)
+    if fmt == "csv":
+        return render_csv(tables)
+    one = {"markdown": render_markdown, "latex": render_latex, "html": render_html}[fmt]
+    return "\n\n".join(one(table) for table in tables)
 
 
-def render_latex(methods, rows, title: str) -> str:
-    def cell(c: Cell | None) -> str:
-        if c is None:
-            return " & "
-        r, k = _fmt(c.reward), _fmt(c.cost)
-        if c.blue:
-            return rf"\textcolor{{blue}}{{\textbf{{{r}}}}} & \textcolor{{blue}}{{\textbf{{{k}}}}}"
-        if c.bold:
-            return rf"\textbf{{{r}}} & \textbf{{{k}}}"
-        return f"{r} & {k}"
-
-    cols = "l" + "rr" * len(methods)
-    head = " & ".join(rf"\multicolumn{{2}}{{c}}{{{m}}}" for m in methods)
-    sub = " & ".join(r"reward $\uparrow$ & cost $\downarrow$" for _ in methods)
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{title}}}",
-             rf"\begin{{tabular}}{{{cols}}}", r"\toprule", f"Task & {head} \\\\",
-             f" & {sub} \\\\", r"\midrule"]
-    for label, cells in rows:
-        if label == "Average":
-            lines.append(r"\midrule")
-        lines.append(f"{label} & " + " & ".join(cell(cells.get(m)) for m in methods) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    return "\n".join(lines)
+def provenance_notes(frame: pd.DataFrame) -> list[str]:
+    """What the numbers come from: data, profile and steps, seeds, thresholds, harness."""
+    sources = sorted(set(frame.data_source))
+    data = ", ".join({"local": "locally collected (bench collect)",
+                      "dsrl": "official DSRL"}.get(s, s) for s in sources)
+    steps = ", ".join(f"{m} {int(s):,}" for m, s in
+                      frame.groupby("method").steps.max().items())
+    thresholds = "; ".join(f"{suite} {'/'.join(f'{t:g}' for t in sorted(set(part.threshold)))}"
+                           for suite, part in frame.groupby("suite"))
+    versions = sorted({f"{v} ({(g or '')[:8]})" for v, g in
+                       zip(frame.bench_version, frame.git_sha)})
+    return [f"Data: {data}. Profile: {', '.join(sorted(set(frame.profile)))}; "
+            f"training steps: {steps}.",
+            f"Seeds: {', '.join(str(s) for s in sorted(set(frame.seed)))}; "
+            f"thresholds: {thresholds}; {len(frame)} records.",
+            f"Harness {', '.join(versions)}; report made "
+            f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC."]
 
 
-def report(results: Path, fmt: str = "markdown", suites: list[str] | None = None,
-           profile: str | None = None) -> str:
-    frame = records_frame(results)
-    if profile:
-        frame = frame[frame.profile == profile]
-    if frame.empty:
-        return f"no records under {results}; run `python -m bench run --suite bullet` first"
-    agg = aggregate(frame)
-    render = {"markdown": render_markdown, "latex": render_latex}[fmt]
-    parts = []
-    for suite in suites or sorted(agg.suite.unique()):
-        if suite not in set(agg.suite):
-            continue
-        methods, rows = suite_rows(agg, suite)
-        sources = "+".join(sorted(set(frame[frame.suite == suite].data_source)))
-        profiles = "+".join(sorted(set(frame[frame.suite == suite].profile)))
-        n = frame[frame.suite == suite].groupby(["task", "method"]).size()
-        title = (f"{suite}: normalized reward and cost, mean over thresholds and seeds "
-                 f"(data: {'locally collected' if sources == 'local' else sources}; "
-                 f"profile: {profiles}; "
-                 + (f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}")
-                 + " records per cell)")
-        parts.append(render(methods, rows, title))
-    return "\n\n".join(parts)
+def compare_frame(long: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
+    """Reproduced beside published, with the difference (reproduced - published)."""
+    merged = long.merge(published[["suite", "task", "method", "reward", "cost"]],
+                        on=["suite", "task", "method"], how="left", suffixes=("", "_paper"))
+    merged["reward_diff"] = merged.reward - merged.reward_paper
+    merged["cost_diff"] = merged.cost - merged.cost_paper
+    columns = ["suite", "task", "method", "reward", "reward_paper", "reward_diff", "cost",
+               "cost_paper", "cost_diff"]
+    order = {m: i for i, m in enumerate(ordered_methods(merged.method))}
+    merged["_m"] = merged.method.map(order)
+    merged["_t"] = [task_order(s, [t, AVERAGE]).index(t) if t != AVERAGE else 99
+                    for s, t in zip(merged.suite, merged.task)]
+    return merged.sort_values(["suite", "_t", "_m"])[columns].reset_index(drop=True)
+
+
+def render_compare(frame: pd.DataFrame, fmt: str) -> str:
+    from tabulate import tabulate
+
+    if fmt == "json":
+        return frame.replace({np.nan: None}).to_json(orient="records", indent=1)
+    if fmt == "csv":
+        return frame.to_csv(index=False)
+    table = frame.assign(task=frame.task.map(task_label))
+    tablefmt = {"markdown": "github", "latex": "latex_booktabs", "html": "html"}[fmt]
+    return tabulate(table, headers="keys", showindex=False, floatfmt="+.2f",
+                    tablefmt=tablefmt, missingval="–")
+
+
+def report(results: Path | None = None, fmt: str = "markdown", layout: str = "suite",
+           suites: list[str] | None = None, methods: list[str] | None = None,
+           profile: str | None = None, spread: str | None = None, by_threshold: bool = False,
+           input_csv: Path | None = None, compare: str | None = None) -> str:
+    if fmt not in FORMATS:
+        raise ReportError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if input_csv is not None:
+        long = read_published(Path(input_csv))
+        if suites:
+            long = long[long.suite.isin(suites)]
+        long = with_averages(long)
+        notes = [f"Published numbers from {Path(input_csv).name} (not reproduced here)."]
+        frame = None
+    else:
+        frame = records_frame(Path(results))
+        if profile:
+            frame = frame[frame.profile == profile]
+        if suites:
+            frame = frame[frame.suite.isin(suites)]
+        if methods:
+            frame = frame[frame.method.isin(methods)]
+        if frame.empty:
+            raise ReportError(f"no records under {results}"
+                              + (f" for profile {profile}" if profile else "")
+                              + "; run `python -m bench run --suite bullet` first")
+        notes = provenance_notes(frame)
+    if compare is not None:
+        if frame is None:
+            raise ReportError("--compare compares records with published numbers; "
+                              "give --results, not --input")
+        published = read_published(PAPER_CSV if compare == "paper" else Path(compare))
+        return render_compare(compare_frame(with_averages(aggregate(frame)), published), fmt)
+    if frame is None:
+        if methods:
+            long = long[long.method.isin(methods)]
+        if long.empty:
+            raise ReportError(f"{input_csv}: no rows for the selected suites and methods")
+        return render(build_tables(long, layout, methods, notes=notes), fmt)
+    if by_threshold:
+        agg = aggregate(frame, spread, by_threshold=True)
+        tables = []
+        for (suite, threshold), part in agg.groupby(["suite", "threshold"]):
+            tables += build_tables(with_averages(part.drop(columns="threshold")), "suite",
+                                   methods, title=f"threshold {threshold:g}", notes=notes)
+        return render(tables, fmt)
+    long = with_averages(aggregate(frame, spread))
+    return render(build_tables(long, layout, methods, notes=notes), fmt)

@@ -603,26 +603,12 @@ def collect_task(spec: TaskSpec, profile: str = "quick", seed: int = 0, out_path
 def _plot(spec: TaskSpec, profile: str, out_path: Path, rewards: np.ndarray, costs: np.ndarray,
           agent_of: np.ndarray, limits) -> Path:
     """Reward return vs cost return per trajectory (as DSRL's Fig. 10), beside the data file."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from tasks.figures import plot_returns
 
-    fig = Figure(figsize=(6, 4.5))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    for agent, limit in enumerate(limits):
-        mine = agent_of == agent
-        label = "unconstrained" if not math.isfinite(limit) else f"limit {limit:g}"
-        ax.scatter(costs[mine], rewards[mine], s=6, alpha=0.5, label=label)
-    for th in spec.thresholds:
-        ax.axvline(th, color="k", linestyle="--", linewidth=0.8)
-    ax.set_xlabel("cost return")
-    ax.set_ylabel("reward return")
-    ax.set_title(f"{spec.name}: locally collected ({profile}, {len(rewards)} trajectories)")
-    ax.legend(fontsize=7, markerscale=2)
-    fig.tight_layout()
-    path = out_path.with_suffix(".png")
-    fig.savefig(path, dpi=100)
-    return path
+    groups = {("unconstrained" if not math.isfinite(limit) else f"limit {limit:g}"):
+              agent_of == agent for agent, limit in enumerate(limits)}
+    title = f"{spec.name}: locally collected ({profile}, {len(rewards)} trajectories)"
+    return plot_returns(spec, rewards, costs, title, out_path.with_suffix(".png"), groups)
 
 
 def format_summary(summary: dict) -> str:

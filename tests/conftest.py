@@ -3,6 +3,9 @@ import os
 import numpy as np
 import pytest
 
+from tasks.datasets import local_path, write_dsrl_file
+from tasks.registry import get_task
+
 os.environ.setdefault("DSRL_SUPPRESS_IMPORT_ERROR", "1")
 
 
@@ -43,3 +46,11 @@ def _one_torch_thread():
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture
+def local_ballrun(data_dirs):
+    arrays = rollout_arrays(get_task("BallRun"), episodes=30, seed=0)
+    path = write_dsrl_file(local_path(get_task("BallRun"), "smoke"), arrays,
+                           {"source": "local", "seed": 0})
+    return path, arrays

@@ -1,26 +1,187 @@
-from reports.tables import Cell, highlight, render_latex, render_markdown
+"""The reporter: the paper's highlighting rule, renderers, published numbers, LaTeX that compiles."""
+
+import json
+import os
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+
+from bench.cli import main
+from reports.aggregate import aggregate, with_averages
+from reports.highlight import Cell, highlight
+from reports.render import Section, Table, render_html, render_latex, render_markdown
+from reports.tables import PAPER_CSV, build_tables, report
+
+
+def flags(cells):
+    return {m: ("blue" if c.blue else "bold" if c.bold else "") for m, c in cells.items()}
 
 
 def test_bold_is_safe_and_blue_is_the_best_safe_and_close_cheaper_ones():
     cells = highlight({"A": (0.90, 1.5), "B": (0.70, 0.8), "C": (0.67, 0.3), "D": (0.60, 0.1),
                        "E": (0.69, 0.9)})
-    assert not cells["A"].bold  # unsafe, however much reward
-    assert cells["B"].bold and cells["B"].blue  # best safe reward
-    assert cells["C"].blue  # within 0.05 of B and cheaper
-    assert cells["E"].bold and not cells["E"].blue  # within 0.05 but costlier than B
-    assert cells["D"].bold and not cells["D"].blue  # safe, too far below
-    assert highlight({"A": (0.5, 1.0)})["A"] == Cell(0.5, 1.0)  # cost 1.0 is not safe
+    assert flags(cells) == {"A": "", "B": "blue", "C": "blue", "D": "bold", "E": "bold"}
 
 
-def test_no_safe_agent_no_highlight():
-    cells = highlight({"A": (0.5, 2.0), "B": (0.1, 1.2)})
-    assert not any(c.bold or c.blue for c in cells.values())
+def test_edge_cases_of_the_rule():
+    # cost exactly 1.0 is not safe
+    assert flags(highlight({"A": (0.5, 1.0), "B": (0.1, 0.99)})) == {"A": "", "B": "blue"}
+    # nobody safe: nothing highlighted
+    assert flags(highlight({"A": (0.5, 2.0), "B": (0.1, 1.2)})) == {"A": "", "B": ""}
+    # a tie at the top: both blue
+    assert flags(highlight({"A": (0.5, 0.5), "B": (0.5, 0.2)})) == {"A": "blue", "B": "blue"}
+    # the 0.05 window, as printed with two decimals: 0.67 is within 0.05 of 0.72, 0.66 is not
+    assert flags(highlight({"A": (0.72, 0.5), "B": (0.67, 0.1), "C": (0.66, 0.05)})) == {
+        "A": "blue", "B": "blue", "C": "bold"}
+    # within the window but not cheaper than the best: bold only
+    assert flags(highlight({"A": (0.72, 0.5), "B": (0.70, 0.5)})) == {"A": "blue", "B": "bold"}
+    # a missing run is a dash and never wins, even against nobody
+    cells = highlight({"A": (None, None), "B": (0.1, 0.5), "C": (float("nan"), 0.1)})
+    assert cells["A"].missing and cells["C"].missing and flags(cells)["B"] == "blue"
 
 
-def test_renderers_map_decisions_to_markup():
-    rows = [("BallRun", highlight({"BC-All": (0.6, 5.08), "BC-Safe": (0.27, 0.46)}))]
-    md = render_markdown(["BC-All", "BC-Safe"], rows, "t")
-    assert "| BallRun | 0.60 | 5.08 | **_0.27_** | **_0.46_** |" in md
-    tex = render_latex(["BC-All", "BC-Safe"], rows, "t")
+ROWS = [Section("bullet", None, [
+    ("BallRun", "BallRun", highlight({"BC-All": (0.6, 5.08), "BC-Safe": (0.27, 0.46)})),
+    ("Average", "Average", highlight({"BC-All": (0.6, 5.08), "BC-Safe": (None, None)}))])]
+TABLE = Table("Bullet", ["BC-All", "BC-Safe"], ROWS, ["Data: test."])
+
+
+def test_markdown_snapshot():
+    assert render_markdown(TABLE) == "\n".join([
+        "### Bullet", "", "_Data: test._  ", "",
+        "| Task | BC-All reward ↑ | BC-All cost ↓ | BC-Safe reward ↑ | BC-Safe cost ↓ |",
+        "|---|---:|---:|---:|---:|",
+        "| BallRun | 0.60 | 5.08 | **_0.27_** | **_0.46_** |",
+        "| Average | 0.60 | 5.08 | – | – |",
+        "",
+        "Bold: safe (normalized cost < 1). Blue: the safe agent with the highest reward, and "
+        "any safe agent within 0.05 of it at lower cost. –: no run. (Markdown shows blue as "
+        "bold italic.)"])
+
+
+def test_html_snapshot():
+    out = render_html(TABLE)
+    assert ('<tr><td>BallRun</td><td>0.60</td><td>5.08</td><td class="blue"><b style="color:'
+            'blue">0.27</b></td><td class="blue"><b style="color:blue">0.46</b></td></tr>') in out
+    assert "<tr><td>Average</td><td>0.60</td><td>5.08</td><td>–</td><td>–</td></tr>" in out
+
+
+def test_latex_marks():
+    tex = render_latex(TABLE)
     assert (r"BallRun & 0.60 & 5.08 & \textcolor{blue}{\textbf{0.27}} & "
             r"\textcolor{blue}{\textbf{0.46}} \\") in tex
+    assert r"Average & 0.60 & 5.08 & -- & -- \\" in tex
+    assert r"\toprule" in tex and "xcolor" in tex
+
+
+def paper_rows(fmt="json", **kwargs):
+    return report(None, fmt, input_csv=PAPER_CSV, **kwargs)
+
+
+def test_published_numbers_reproduce_the_papers_bold():
+    rows = json.loads(paper_rows())
+    cell = {(r["suite"], r["task"], r["method"]): r for r in rows}
+    # Table 5: CarRun is safe for BC-All; BallRun's only safe agents are FISOR and LSPC
+    assert cell["bullet", "CarRun", "BC-All"]["bold"]
+    assert [m for (s, t, m), r in cell.items() if s == "bullet" and t == "BallRun" and r["bold"]] \
+        == ["FISOR", "LSPC-S", "LSPC-O"]
+    assert cell["bullet", "BallRun", "FISOR"]["blue"]  # highest reward among the safe
+    # Table 4 prints Walker2dVel LSPC-S in bold with cost 1.28; the rule says cost < 1
+    assert cell["safetygym", "Walker2dVelocity", "LSPC-S"]["cost"] == 1.28
+    assert not cell["safetygym", "Walker2dVelocity", "LSPC-S"]["bold"]
+    # the Average rows are the printed ones (Table 5's LSPC-S reads 0.04), highlighted too
+    assert cell["bullet", "Average", "LSPC-S"]["reward"] == 0.04
+    assert cell["bullet", "Average", "LSPC-O"]["blue"]
+    assert len(rows) == 31 * 10
+
+
+def test_summary_layout_stacks_the_suites_as_table_1():
+    md = paper_rows("markdown", layout="summary",
+                    methods=["BC-Safe", "CDT", "CPQ", "FISOR", "LSPC-S", "LSPC-O"])
+    order = [md.index(s) for s in ("**MetaDrive:**", "**Safety Gym:**", "**Bullet Safety Gym:**")]
+    assert order == sorted(order) and md.count("| Average |") == 3
+    assert "BC-All" not in md
+
+
+def test_averages_are_missing_for_an_incomplete_method():
+    long = pd.DataFrame([
+        {"suite": "bullet", "task": "BallRun", "method": "A", "reward": 0.2, "cost": 0.1},
+        {"suite": "bullet", "task": "CarRun", "method": "A", "reward": 0.4, "cost": 0.3},
+        {"suite": "bullet", "task": "BallRun", "method": "B", "reward": 0.9, "cost": 0.5}])
+    averages = with_averages(long).query("task == 'Average'").set_index("method")
+    assert averages.loc["A", "reward"] == pytest.approx(0.3)
+    assert pd.isna(averages.loc["B", "reward"])  # B has no CarRun run: dash, not a mean
+    table = build_tables(with_averages(long))[0]
+    assert table.sections[0].rows[-1][2]["A"].blue  # B's missing average cannot win
+
+
+def test_spread_over_seeds():
+    frame = pd.DataFrame([{"suite": "bullet", "task": "BallRun", "method": "A", "threshold": t,
+                           "seed": s, "normalized_reward": r, "normalized_cost": 0.5}
+                          for s, r in ((0, 0.1), (1, 0.3), (2, 0.5)) for t in (10, 20)])
+    std = aggregate(frame, "std").iloc[0]
+    assert std.reward == pytest.approx(0.3) and std.reward_spread == pytest.approx(0.2)
+    ci = aggregate(frame, "ci").iloc[0]
+    assert 0.05 < ci.reward_spread < 0.25 and ci.cost_spread == 0.0
+
+
+def test_report_cli_input_and_bad_input(tmp_path, capsys):
+    assert main(["report", "--input", str(PAPER_CSV), "--format", "csv", "--suite",
+                 "metadrive"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("suite,task,method,reward,cost") and len(out) == 1 + 10 * 10
+    bad = tmp_path / "bad.csv"
+    bad.write_text("suite,task,reward\nbullet,BallRun,0.1\n")
+    assert main(["report", "--input", str(bad)]) == 2
+    assert "missing column(s) cost, method" in capsys.readouterr().err
+    assert main(["report", "--results", str(tmp_path / "none")]) == 2
+    assert "no records" in capsys.readouterr().err
+
+
+NO_TEX = shutil.which("pdflatex") is None or shutil.which("pdftoppm") is None
+
+
+# CI installs texlive and poppler (.ci/run), so there this test always runs
+@pytest.mark.skipif(NO_TEX and not os.environ.get("CI"),
+                    reason="needs pdflatex and pdftoppm: apt-get install texlive-latex-extra "
+                           "poppler-utils")
+def test_latex_compiles_and_renders(tmp_path):
+    tex = paper_rows("latex", layout="summary")
+    document = "\n".join([r"\documentclass{article}", r"\usepackage{booktabs}",
+                          r"\usepackage{xcolor}", r"\usepackage[margin=0.5cm,landscape]{geometry}",
+                          r"\begin{document}", r"\tiny", tex, r"\end{document}"])
+    (tmp_path / "table.tex").write_text(document)
+    run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "table.tex"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-2000:]
+    subprocess.run(["pdftoppm", "-png", "-r", "60", "-f", "1", "-l", "1", "table.pdf", "page"],
+                   cwd=tmp_path, check=True, timeout=60)
+    page = next(tmp_path.glob("page*.png"))
+    assert page.stat().st_size > 5_000
+
+
+def test_figures_curves_and_dataset(local_ballrun, tmp_path, capsys):
+    from test_run import run
+
+    results = tmp_path / "results"
+    assert run(results, "--methods", "BC-All,LSPC", "--eval-every", "10",
+               "--set", "batch_size=64") == 0
+    capsys.readouterr()
+    assert main(["plot", "--kind", "curves", "--task", "BallRun", "--results",
+                 str(results)]) == 0
+    paths = capsys.readouterr().out.split()
+    assert [p[-4:] for p in paths] == [".png", ".pdf"]
+    from reports.figures import curve_frames
+
+    curves = curve_frames(results, "BallRun")
+    assert set(curves) == {"BC-All", "LSPC-S", "LSPC-O"}
+    assert curves["BC-All"][0].step.tolist() == [10, 20]  # smoke: 20 BC steps, every 10
+    assert curves["LSPC-O"][0].step.tolist() == [10]  # smoke: 10 LSPC steps
+    assert main(["plot", "--kind", "dataset", "--task", "BallRun", "--profile", "smoke",
+                 "--out", str(tmp_path / "scatter")]) == 0
+    assert (tmp_path / "scatter.png").stat().st_size > 10_000
+    assert main(["plot", "--kind", "curves", "--task", "CarRun", "--results",
+                 str(results)]) == 2
+    assert "--eval-every" in capsys.readouterr().err

@@ -15,13 +15,6 @@ from tasks.registry import get_task
 SPEC = get_task("BallRun")
 
 
-@pytest.fixture
-def local_ballrun(data_dirs):
-    arrays = rollout_arrays(SPEC, episodes=30, seed=0)
-    path = write_dsrl_file(local_path(SPEC, "smoke"), arrays, {"source": "local", "seed": 0})
-    return path, arrays
-
-
 def run(results, *extra):
     return main(["run", "--tasks", "BallRun", "--profile", "smoke", "--results", str(results),
                  "--jobs", "1", "--quiet", *extra])

@@ -1,0 +1,116 @@
+"""From records (or published numbers) to one long frame: suite, task, method, reward, cost.
+
+Means are over thresholds and seeds, as the paper. The spread, when asked for, is over seeds
+(each seed first averaged over the thresholds): the standard deviation, or the half-width of
+a 95% bootstrap interval of the mean (2000 resamples, fixed random state).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.records import load_records
+from tasks.registry import TASKS
+
+LONG = ["suite", "task", "method", "reward", "cost", "reward_spread", "cost_spread", "n"]
+SUITE_ORDER = ["metadrive", "safetygym", "bullet"]  # as the paper's Table 1
+AVERAGE = "Average"
+
+
+class ReportError(ValueError):
+    """Nothing to report, or inputs that do not fit together; the message says why."""
+
+
+def method_label(record: dict) -> str:
+    """A method's column name: a config made with --set values says so ("LSPC-O [epsilon=1]")."""
+    variant = record.get("variant") or ""
+    return f"{record['method']} [{variant}]" if variant else record["method"]
+
+
+def records_frame(results: Path) -> pd.DataFrame:
+    """One row per record, with what the report needs to aggregate and to cite."""
+    columns = ["suite", "task", "method", "threshold", "seed", "profile", "steps",
+               "data_source", "normalized_reward", "normalized_cost", "config_hash", "created",
+               "bench_version", "git_sha"]
+    rows = []
+    for r in load_records(results):
+        rows.append({**{k: r[k] for k in columns if k in r}, "method": method_label(r),
+                     "bench_version": r.get("provenance", {}).get("bench_version"),
+                     "git_sha": r.get("provenance", {}).get("git_sha")})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _bootstrap_half_width(values: np.ndarray, rng: np.random.Generator,
+                          resamples: int = 2000) -> float:
+    if len(values) < 2:
+        return float("nan")
+    means = rng.choice(values, size=(resamples, len(values))).mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float((high - low) / 2)
+
+
+def aggregate(frame: pd.DataFrame, spread: str | None = None,
+              by_threshold: bool = False) -> pd.DataFrame:
+    """Long frame of means per (suite, task, method[, threshold]) with an optional spread."""
+    keys = ["suite", "task", "method"] + (["threshold"] if by_threshold else [])
+    per_seed = frame.groupby(keys + ["seed"])[["normalized_reward", "normalized_cost"]].mean()
+    rng = np.random.default_rng(0)
+    rows = []
+    for key, group in per_seed.groupby(level=keys):
+        rewards = group["normalized_reward"].to_numpy()
+        costs = group["normalized_cost"].to_numpy()
+        row = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
+        row.update(reward=rewards.mean(), cost=costs.mean(), n=len(rewards))
+        if spread == "std":
+            row.update(reward_spread=rewards.std(ddof=1) if len(rewards) > 1 else np.nan,
+                       cost_spread=costs.std(ddof=1) if len(costs) > 1 else np.nan)
+        elif spread == "ci":
+            row.update(reward_spread=_bootstrap_half_width(rewards, rng),
+                       cost_spread=_bootstrap_half_width(costs, rng))
+        else:
+            row.update(reward_spread=np.nan, cost_spread=np.nan)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=LONG + (["threshold"] if by_threshold else []))
+
+
+def read_published(path: Path) -> pd.DataFrame:
+    """A CSV of published numbers (columns suite, task, method, reward, cost); Average rows
+    in it are kept as printed, not recomputed."""
+    frame = pd.read_csv(path)
+    missing = {"suite", "task", "method", "reward", "cost"} - set(frame.columns)
+    if missing:
+        raise ReportError(f"{path}: missing column(s) {', '.join(sorted(missing))}; expected "
+                         "suite, task, method, reward, cost")
+    frame = frame.assign(reward_spread=np.nan, cost_spread=np.nan, n=np.nan)
+    return frame[LONG]
+
+
+def with_averages(long: pd.DataFrame) -> pd.DataFrame:
+    """Add each suite's Average row per method where the frame has none: the mean over the
+    suite's tasks, only for a method that has every one of them (else missing, a dash)."""
+    parts = [long]
+    for suite, part in long.groupby("suite"):
+        if (part.task == AVERAGE).any():
+            continue
+        tasks = set(part.task)
+        for method, runs in part.groupby("method"):
+            complete = set(runs.task) == tasks and runs[["reward", "cost"]].notna().all().all()
+            parts.append(pd.DataFrame([{
+                "suite": suite, "task": AVERAGE, "method": method,
+                "reward": runs.reward.mean() if complete else np.nan,
+                "cost": runs.cost.mean() if complete else np.nan,
+                "reward_spread": np.nan, "cost_spread": np.nan, "n": np.nan}]))
+    return pd.concat(parts, ignore_index=True)
+
+
+def task_order(suite: str, tasks) -> list[str]:
+    known = [name for name, spec in TASKS.items() if spec.suite == suite and name in set(tasks)]
+    others = sorted(set(tasks) - set(known) - {AVERAGE})
+    return known + others + ([AVERAGE] if AVERAGE in set(tasks) else [])
+
+
+def task_label(task: str) -> str:
+    return TASKS[task].paper_name if task in TASKS else task

@@ -1,0 +1,85 @@
+"""Figures from records and run artifacts (PNG and PDF): training curves (paper Fig. 2),
+a sweep against a config field (Fig. 4, reports/sweep.py), a dataset's scatter (Fig. 10)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from reports.aggregate import ReportError
+from tasks.registry import get_task
+
+
+def curve_frames(results: Path, task: str) -> dict[str, list[pd.DataFrame]]:
+    """Training curves with evaluation columns, keyed by policy label (one frame per run)."""
+    spec = get_task(task)
+    curves: dict[str, list[pd.DataFrame]] = {}
+    for path in sorted(Path(results).glob(f"{spec.suite}/{spec.name}/*/run-*/curve.csv")):
+        frame = pd.read_csv(path)
+        method = path.parent.parent.name
+        threshold = re.search(r"-thr([\d.]+)$", path.parent.name)
+        for column in [c for c in frame.columns if c.endswith("/reward_return")]:
+            prefix = column.split("/")[0]
+            label = method if prefix == "eval" else prefix
+            label += f" (thr {threshold.group(1)})" if threshold else ""
+            part = frame[["step", column, f"{prefix}/cost_return"]].dropna()
+            part.columns = ["step", "reward_return", "cost_return"]
+            curves.setdefault(label, []).append(part)
+    return curves
+
+
+def plot_curves(results: Path, task: str, path: Path) -> list[Path]:
+    """Reward and cost returns during training, mean over seeds, thresholds dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    spec = get_task(task)
+    curves = curve_frames(results, task)
+    if not curves:
+        raise ReportError(
+            f"no training curves with evaluations for {spec.name} under {results}; run with "
+            "`--eval-every N` (the paper profile does, every 20000 steps)")
+    fig, (ax_r, ax_c) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for label, runs in curves.items():
+        mean = pd.concat(runs).groupby("step").mean()
+        ax_r.plot(mean.index, mean.reward_return, label=f"{label} ({len(runs)} runs)")
+        ax_c.plot(mean.index, mean.cost_return, label=label)
+    for threshold in spec.thresholds:
+        ax_c.axhline(threshold, color="red", linestyle="--", linewidth=0.8)
+    ax_r.set(title=f"{spec.name}: reward return", xlabel="training step")
+    ax_c.set(title=f"{spec.name}: cost return (thresholds dashed)", xlabel="training step")
+    ax_r.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_dataset(task: str, path: Path, source: str = "auto", profile: str = "quick") -> list[Path]:
+    """The trajectories of a task's dataset on the reward-cost plane, thresholds dashed."""
+    from tasks.datasets import load_dataset, split_trajectories
+    from tasks.figures import plot_returns
+
+    spec = get_task(task)
+    data = load_dataset(spec, source, profile)
+    trajectories = split_trajectories(data.arrays)
+    kind = "official DSRL" if data.source == "dsrl" else "locally collected"
+    title = f"{spec.name}: {kind} ({len(trajectories)} trajectories)"
+    path = Path(path)
+    return [plot_returns(spec, trajectories.reward_returns, trajectories.cost_returns, title,
+                         path.with_suffix(suffix)) for suffix in (".png", ".pdf")]
+
+
+def _save(fig, path: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = []
+    for suffix in (".png", ".pdf"):
+        fig.savefig(path.with_suffix(suffix), dpi=120)
+        out.append(path.with_suffix(suffix))
+    plt.close(fig)
+    return out
