@@ -185,3 +185,22 @@ def test_figures_curves_and_dataset(local_ballrun, tmp_path, capsys):
     assert main(["plot", "--kind", "curves", "--task", "CarRun", "--results",
                  str(results)]) == 2
     assert "--eval-every" in capsys.readouterr().err
+
+
+def test_compare_with_the_paper_and_tables_per_threshold(local_ballrun, tmp_path, capsys):
+    from test_run import run
+
+    results = tmp_path / "results"
+    assert run(results, "--methods", "BC-All") == 0
+    capsys.readouterr()
+    assert main(["report", "--results", str(results), "--compare", "paper", "--format",
+                 "json"]) == 0
+    rows = {r["task"]: r for r in json.loads(capsys.readouterr().out)}
+    ours = json.loads(report(results, "json"))
+    mine = next(r for r in ours if r["task"] == "BallRun")
+    assert rows["BallRun"]["reward_paper"] == 0.6 and rows["BallRun"]["cost_paper"] == 5.08
+    assert rows["BallRun"]["reward_diff"] == pytest.approx(mine["reward"] - 0.6)
+    assert main(["report", "--results", str(results), "--by-threshold"]) == 0
+    out = capsys.readouterr().out
+    assert [t in out for t in ("threshold 10", "threshold 20", "threshold 40")] == [True] * 3
+    assert "Data: locally collected" in out and "Seeds: 0" in out
