@@ -89,9 +89,10 @@ def render_latex(table: Table) -> str:
         return rf"\textbf{{{text}}}" if cell.bold else text
 
     n = len(table.methods)
-    lines = ["% requires \\usepackage{booktabs} and \\usepackage{xcolor} in the preamble",
+    lines = ["% requires \\usepackage{booktabs}, \\usepackage{xcolor} and \\usepackage{graphicx}",
              r"\begin{table}[t]", r"\centering", r"\small",
              rf"\caption{{{_tex_escape(table.title)}}}",
+             r"\resizebox{\textwidth}{!}{%",  # ten methods are wider than a page
              rf"\begin{{tabular}}{{l{'rr' * n}}}", r"\toprule",
              "Task & " + " & ".join(rf"\multicolumn{{2}}{{c}}{{{_tex_escape(m)}}}"
                                     for m in table.methods) + r" \\",
@@ -109,7 +110,7 @@ def render_latex(table: Table) -> str:
             lines.append(f"{_tex_escape(label)} & " + " & ".join(values) + r" \\")
         if section.label and section is not table.sections[-1]:
             lines.append(r"\midrule")
-    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [r"\bottomrule", r"\end{tabular}}"]
     lines += [rf"\par\smallskip\footnotesize {_tex_escape(note)}" for note in table.notes]
     lines += [r"\end{table}"]
     return "\n".join(lines)

@@ -150,7 +150,8 @@ NO_TEX = shutil.which("pdflatex") is None or shutil.which("pdftoppm") is None
 def test_latex_compiles_and_renders(tmp_path):
     tex = paper_rows("latex", layout="summary")
     document = "\n".join([r"\documentclass{article}", r"\usepackage{booktabs}",
-                          r"\usepackage{xcolor}", r"\usepackage[margin=0.5cm,landscape]{geometry}",
+                          r"\usepackage{xcolor}", r"\usepackage{graphicx}",
+                          r"\usepackage[margin=1cm]{geometry}",
                           r"\begin{document}", r"\tiny", tex, r"\end{document}"])
     (tmp_path / "table.tex").write_text(document)
     run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "table.tex"],
