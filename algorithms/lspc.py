@@ -10,7 +10,11 @@ One training run gives two policies:
 Reference code read for facts: PrajwalKoirala/LSPC-Safe-Offline-RL (lspc_iql.py,
 lspc_iql_configs.py). Choices where the paper is silent, each a Config field:
 - done = terminal or timeout for bootstrapping (the authors' code; the paper does not say);
-- cost values clamped at >= 0 (costs are non-negative; the authors' code clamps Vc and Qc);
+- cost values clamped at >= 0 where they serve as targets and in the cost advantage (costs
+  are non-negative; the authors' code clamps Vc and Qc), but not inside V^c's own loss: eq. 41
+  has no clamp, and the code's clamp there zeroes V^c's gradient wherever V^c < 0; on our
+  BallRun data that left V^c = 0 in every state within 5k steps, so Q^c only ever saw one-step
+  costs (`clamp_vc_in_loss=True` restores the code's version);
 - the CVAE's KL term is averaged over latent dimensions (the authors' code), so the KL
   coefficient 0.5 of A.3.1 means what it meant in their runs; `kl_reduction="sum"` is the
   textbook KL;
@@ -87,7 +91,9 @@ class Config:
     done_on_timeout: bool = True
     """bootstrap stops at timeouts as at terminals (authors' code)"""
     clamp_cost_values: bool = True
-    """V^c and target Q^c clamped at >= 0 (authors' code)"""
+    """V^c and Q^c clamped at >= 0 as targets and in the cost advantage (authors' code)"""
+    clamp_vc_in_loss: bool = False
+    """also clamp V^c inside its own loss, eq. 41 (authors' code; kills its gradient below 0)"""
     optimal_samples_latent: bool = False
     """LSPC-O samples z from mu_delta (code) instead of taking its mean (paper)"""
 
@@ -155,12 +161,12 @@ def critic_losses(cfg: Config, q_ens, v_ens, q_target, batch):
         not_done = 1.0 - done
         q_backup = batch["rewards"] + cfg.gamma * not_done * next_v
         qc_backup = batch["costs"] + cfg.gamma * not_done * next_vc
-    v, vc = v_ens(obs).squeeze(-1)
-    if cfg.clamp_cost_values:
-        vc = vc.clamp(min=0.0)
+    v, vc_raw = v_ens(obs).squeeze(-1)
+    vc = vc_raw.clamp(min=0.0) if cfg.clamp_cost_values else vc_raw
     q = q_ens(sa).squeeze(-1)
     v_loss = expectile_loss(target_q - v, cfg.expectile)  # eq. 39
-    vc_loss = expectile_loss(vc - target_qc, cfg.expectile)  # eq. 41
+    vc_loss = expectile_loss((vc if cfg.clamp_vc_in_loss else vc_raw) - target_qc,
+                             cfg.expectile)  # eq. 41
     q_loss = F.mse_loss(q[0], q_backup) + F.mse_loss(q[1], q_backup)  # eq. 40
     qc_loss = F.mse_loss(q[2], qc_backup) + F.mse_loss(q[3], qc_backup)  # eq. 42
     reward_adv = (target_q - v).detach()
@@ -171,7 +177,7 @@ def critic_losses(cfg: Config, q_ens, v_ens, q_target, batch):
                 & (target_qc < cfg.safe_value_threshold)).float()
     stats = {"loss/v": v_loss.detach(), "loss/q": q_loss.detach(), "loss/vc": vc_loss.detach(),
              "loss/qc": qc_loss.detach(), "value/v": v.detach().mean(),
-             "value/vc": vc.detach().mean()}
+             "value/vc": vc_raw.detach().mean()}
     return v_loss + q_loss + vc_loss + qc_loss, reward_adv, cost_adv, mask, stats
 
 

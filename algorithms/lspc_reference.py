@@ -70,13 +70,15 @@ class ReferenceLSPC:
         with torch.no_grad():
             target_qc = torch.max(self._q(t["qc1"], obs, actions),
                                   self._q(t["qc2"], obs, actions)).clamp(min=0.0)
-        vc = self.vc(obs).squeeze(-1).clamp(min=0.0)
+        vc_raw = self.vc(obs).squeeze(-1)
+        vc = vc_raw.clamp(min=0.0)
         cost_adv = (vc - target_qc).detach()
         mask = None
         if cfg.safe_value_threshold is not None:
             mask = ((vc.detach() < cfg.safe_value_threshold)
                     & (target_qc < cfg.safe_value_threshold)).float()
-        self._step(self.vc_optim, expectile_loss(vc - target_qc, cfg.expectile))
+        vc_in_loss = vc if cfg.clamp_vc_in_loss else vc_raw
+        self._step(self.vc_optim, expectile_loss(vc_in_loss - target_qc, cfg.expectile))
         # eq. 42
         backup_c = batch["costs"] + cfg.gamma * (1 - done) * next_vc
         qc_loss = (F.mse_loss(self._q(self.qc1, obs, actions), backup_c)

@@ -62,9 +62,13 @@ def test_critic_losses_by_hand():
     # min of target Qs = [1, 0]; V = [0.5, 1]; u = [0.5, -1]
     assert stats["loss/v"].item() == pytest.approx((0.7 * 0.25 + 0.3 * 1.0) / 2)
     assert reward_adv.tolist() == pytest.approx([0.5, -1.0])
-    # max of target Q^cs = [0.5, -1] -> clamped [0.5, 0]; V^c clamped [0.1, 0]; u = [-0.4, 0]
-    assert stats["loss/vc"].item() == pytest.approx((0.3 * 0.16 + 0.0) / 2)
+    # max of target Q^cs = [0.5, -1] -> clamped [0.5, 0]; V^c = [0.1, -0.5], unclamped in its
+    # own loss (eq. 41): u = [-0.4, -0.5]; clamped [0.1, 0] in the advantage: [-0.4, 0]
+    assert stats["loss/vc"].item() == pytest.approx((0.3 * 0.16 + 0.3 * 0.25) / 2)
     assert cost_adv.tolist() == pytest.approx([-0.4, 0.0])
+    _, _, _, _, code_stats = critic_losses(dataclasses.replace(cfg, clamp_vc_in_loss=True),
+                                           lambda sa: q_now, v_ens, lambda sa: target_q, batch)
+    assert code_stats["loss/vc"].item() == pytest.approx((0.3 * 0.16 + 0.0) / 2)
     # Q backups: r + 0.99 (1 - d) V(s') = [1 + 1.98, 0]; Q1 = 1, Q2 = 2
     backup = np.array([2.98, 0.0])
     expected_q = np.mean((1 - backup) ** 2) + np.mean((2 - backup) ** 2)

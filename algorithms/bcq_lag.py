@@ -1,0 +1,339 @@
+"""BCQ-Lag: Batch-Constrained deep Q-learning (Fujimoto et al., "Off-Policy Deep Reinforcement
+Learning without Exploration", ICML 2019) with a PID Lagrangian cost penalty (Stooke et al.,
+"Responsive Safety in Reinforcement Learning by PID Lagrangian Methods", ICML 2020), the
+safe offline baseline of OSRL/DSRL (Liu et al., "Datasets and Benchmarks for Offline Safe
+Reinforcement Learning", 2023).
+
+Reference code read for facts: OSRL (osrl/algorithms/bcql.py, osrl/common/net.py,
+osrl/common/dataset.py, examples/configs/bcql_configs.py; osrl-lib 0.1.0 is the same code).
+One training step, in OSRL's order:
+1. the VAE G(a | s) is fitted to the data's actions (reconstruction MSE + beta * KL);
+2. reward and cost critics regress on soft clipped double-Q targets: for each s', n actions
+   are decoded from the VAE (z ~ N(0, I) clipped to [-0.5, 0.5]), perturbed by the target
+   actor xi(s, a) = clip(a + phi tanh(f(s, a)), -1, 1), and the target is the max over the
+   n actions of lambda min(Q1, Q2) + (1 - lambda) max(Q1, Q2);
+3. the perturbation actor maximises min Q - multiplier * (min Qc - kappa), the multiplier
+   given by a PID controller on the mean of min Qc minus kappa;
+4. Polyak update of the target critics and target actor.
+
+kappa is the per-step cost threshold: for an episode cost limit C and episode length L,
+kappa = C (1 - gamma^L) / ((1 - gamma) L), the discounted value of spending C evenly.
+
+OSRL's choices kept here (each the code's, not a derivation):
+- done = terminal or timeout (OSRL's TransitionDataset);
+- the cost backup c + gamma Qc' does not stop at done (OSRL's cost_critic_loss);
+- the cost target uses the same soft clipped double-Q and max over sampled actions as the
+  reward target, and the actor's penalty uses min Qc (optimistic for a cost);
+- each of Q1 and Q2 is itself an ensemble of `num_q` networks reduced by min (OSRL's
+  EnsembleDoubleQCritic; num_q = num_qc = 2 in bcql_configs, so 4 reward and 4 cost nets);
+- the VAE's KL term is averaged over latent dimensions and the batch, and its latent size is
+  twice the action size.
+
+Same math, different layout: the 4 + 4 critics are one 8-member EnsembleMLP and one Adam
+(Adam is elementwise, so one optimizer over stacked weights equals one per network), the
+two target computations share one batched forward pass, and the VAE's mean/log-std heads
+are one Linear layer. The VAE class here is also used by CPQ (algorithms/cpq.py).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from algorithms.base import OfflineMethod
+from algorithms.nets import EnsembleMLP, mlp, soft_update
+
+
+@dataclass(frozen=True)
+class Config:
+    batch_size: int = 512
+    """transitions per step (OSRL batch_size)"""
+    actor_lr: float = 1e-3
+    """Adam learning rate of the perturbation actor (OSRL actor_lr)"""
+    critic_lr: float = 1e-3
+    """Adam learning rate of the reward and cost critics (OSRL critic_lr)"""
+    vae_lr: float = 1e-3
+    """Adam learning rate of the VAE (OSRL vae_lr)"""
+    actor_hidden: tuple[int, ...] = (256, 256)
+    """perturbation actor hidden sizes, tanh activations (OSRL a_hidden_sizes)"""
+    critic_hidden: tuple[int, ...] = (256, 256)
+    """hidden sizes of every Q and Qc network (OSRL c_hidden_sizes)"""
+    vae_hidden: int = 400
+    """width of the VAE's two hidden layers, encoder and decoder (OSRL vae_hidden_sizes)"""
+    gamma: float = 0.99
+    """discount gamma (OSRL gamma)"""
+    polyak_tau: float = 0.005
+    """soft update rate of the target critics and target actor (OSRL tau)"""
+    phi: float = 0.05
+    """perturbation range Phi of the actor, as a fraction of the action limit (OSRL phi)"""
+    lmbda: float = 0.75
+    """lambda of the soft clipped double-Q target (OSRL lmbda)"""
+    kl_coef: float = 0.5
+    """beta, weight of the VAE's KL term (OSRL beta)"""
+    pid: tuple[float, ...] = (0.1, 0.003, 0.001)
+    """K_P, K_I, K_D of the PID Lagrangian (OSRL PID)"""
+    num_q: int = 2
+    """networks in each of Q1 and Q2, reduced by min (OSRL num_q)"""
+    num_qc: int = 2
+    """networks in each of Qc1 and Qc2, reduced by min (OSRL num_qc)"""
+    sample_action_num: int = 10
+    """n, VAE actions per next state in the targets (OSRL sample_action_num)"""
+    latent_clip: float = 0.5
+    """prior samples z ~ N(0, I) are clipped to [-c, c] when decoding (OSRL's VAE.decode)"""
+    reward_scale: float = 0.1
+    """rewards are multiplied by this before learning (OSRL reward_scale)"""
+    cost_scale: float = 1.0
+    """costs are multiplied by this before learning (OSRL cost_scale)"""
+    done_on_timeout: bool = True
+    """bootstrap stops at timeouts as at terminals (OSRL's done = terminals | timeouts)"""
+
+
+#: OSRL's bcql_configs vary per task only episode_len (here spec.max_episode_steps) and, on
+#: MetaDrive, update_steps (200k), which is a budget, not a Config field.
+OVERRIDES: dict[str, dict] = {}
+
+
+def per_step_threshold(cost_limit: float, gamma: float, episode_len: int) -> float:
+    """kappa = C (1 - gamma^L) / (1 - gamma) / L: the discounted cost value of spending the
+    episode's limit C evenly over L steps (OSRL's qc_thres)."""
+    return cost_limit * (1 - gamma ** episode_len) / (1 - gamma) / episode_len
+
+
+def done_flags(batch, on_timeout: bool) -> torch.Tensor:
+    done = batch["terminals"]
+    return torch.clamp(done + batch["timeouts"], max=1.0) if on_timeout else done
+
+
+class VAE(nn.Module):
+    """BCQ's conditional VAE of the behaviour policy, as OSRL's VAE (two hidden layers each).
+
+    Encoder (s, a) -> (mean, log std clamped to `log_std_bounds`); decoder (s, z) -> tanh.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: int, latent_dim: int,
+                 log_std_bounds: tuple[float, float] = (-4.0, 15.0), latent_clip: float = 0.5,
+                 max_action: float = 1.0):
+        super().__init__()
+        self.encoder = mlp(obs_dim + act_dim, 2 * latent_dim, (hidden, hidden))
+        self.decoder = mlp(obs_dim + latent_dim, act_dim, (hidden, hidden),
+                           output_activation=nn.Tanh)
+        self.latent_dim, self.log_std_bounds = latent_dim, log_std_bounds
+        self.latent_clip, self.max_action = latent_clip, max_action
+
+    def encode(self, obs, actions):
+        mean, log_std = self.encoder(torch.cat([obs, actions], -1)).chunk(2, -1)
+        return mean, log_std.clamp(*self.log_std_bounds)
+
+    def prior(self, n: int, device) -> torch.Tensor:
+        """z ~ N(0, I) clipped to [-c, c] (BCQ's decoder sampling)."""
+        z = torch.randn(n, self.latent_dim, device=device)
+        return z.clamp(-self.latent_clip, self.latent_clip)
+
+    def decode(self, obs, z=None):
+        if z is None:
+            z = self.prior(obs.shape[0], obs.device)
+        return self.max_action * self.decoder(torch.cat([obs, z], -1))
+
+
+def vae_loss(kl_coef: float, vae: VAE, obs, actions):
+    """mean (G(s, z) - a)^2 + beta * mean KL(q(z | s, a) || N(0, I)), z = mu + sigma eps."""
+    mean, log_std = vae.encode(obs, actions)
+    std = log_std.exp()
+    z = mean + std * torch.randn_like(std)
+    recon = F.mse_loss(vae.decode(obs, z), actions)
+    kl = (-0.5 * (1.0 + 2.0 * log_std - mean.square() - std.square())).mean()
+    loss = recon + kl_coef * kl
+    return loss, {"loss/vae": loss.detach(), "vae/recon": recon.detach(), "vae/kl": kl.detach()}
+
+
+class PerturbationActor(nn.Module):
+    """xi(s, a) = clip(a + phi * max_action * tanh(f(s, a)), -max_action, max_action)."""
+
+    def __init__(self, obs_dim, act_dim, hidden, phi, max_action=1.0):
+        super().__init__()
+        self.net = mlp(obs_dim + act_dim, act_dim, hidden, activation=nn.Tanh,
+                       output_activation=nn.Tanh)
+        self.phi, self.max_action = phi, max_action
+
+    def forward(self, obs, actions):
+        shift = self.phi * self.max_action * self.net(torch.cat([obs, actions], -1))
+        return (actions + shift).clamp(-self.max_action, self.max_action)
+
+
+class PIDLagrangian:
+    """The PID Lagrange multiplier of OSRL's LagrangianPIDController, as tensors (no sync).
+
+    Each call with the batch's cost values qc: e = mean(qc) - kappa,
+    integral <- max(0, integral + e), derivative = max(0, e - e_previous),
+    multiplier = max(0, K_P max(0, e) + K_I integral + K_D derivative).
+    """
+
+    def __init__(self, kp: float, ki: float, kd: float, threshold: float, device="cpu"):
+        self.kp, self.ki, self.kd, self.threshold = kp, ki, kd, threshold
+        self.error_old = torch.zeros((), device=device)
+        self.integral = torch.zeros((), device=device)
+
+    @torch.no_grad()
+    def __call__(self, qc: torch.Tensor) -> torch.Tensor:
+        error = (qc - self.threshold).mean()
+        derivative = F.relu(error - self.error_old)
+        self.integral = F.relu(self.integral + error)
+        self.error_old = error
+        return F.relu(self.kp * F.relu(error) + self.ki * self.integral + self.kd * derivative)
+
+    def state_dict(self):
+        return {"error_old": self.error_old.clone(), "integral": self.integral.clone()}
+
+    def load_state_dict(self, state):
+        self.error_old = state["error_old"].clone().to(self.error_old.device)
+        self.integral = state["integral"].clone().to(self.integral.device)
+
+
+def soft_clipped_double_q(q: torch.Tensor, num: int, lmbda: float) -> torch.Tensor:
+    """(2 num, N) ensemble outputs -> lambda min(Q1, Q2) + (1 - lambda) max(Q1, Q2), where
+    Q1 = min of the first `num` networks and Q2 = min of the next `num`."""
+    q1, q2 = q[:num].amin(0), q[num:2 * num].amin(0)
+    return lmbda * torch.minimum(q1, q2) + (1.0 - lmbda) * torch.maximum(q1, q2)
+
+
+def critic_losses(cfg: Config, critics, critics_target, actor_target, vae: VAE, batch):
+    """Reward and cost critic losses (OSRL critic_loss + cost_critic_loss), one forward pass.
+
+    `critics` / `critics_target` map (B, in) or (members, B, in) to (members, B, 1); members
+    [0, 2 num_q) are the reward nets Q1 then Q2, the rest Qc1 then Qc2. Rewards and costs of
+    the batch are already scaled. Returns (reward loss + cost loss, stats).
+    """
+    obs, actions = batch["observations"], batch["actions"]
+    n, nq, nqc = cfg.sample_action_num, cfg.num_q, cfg.num_qc
+    batch_size = obs.shape[0]
+    with torch.no_grad():
+        next_obs = torch.repeat_interleave(batch["next_observations"], n, 0)  # (nB, obs)
+        # two independent sets of decoded actions, reward target first (OSRL's order)
+        z = torch.cat([vae.prior(n * batch_size, obs.device),
+                       vae.prior(n * batch_size, obs.device)])
+        next_obs2 = torch.cat([next_obs, next_obs])
+        next_actions = actor_target(next_obs2, vae.decode(next_obs2, z))
+        inputs = torch.cat([next_obs2, next_actions], -1).view(2, n * batch_size, -1)
+        member_input = torch.tensor([0] * (2 * nq) + [1] * (2 * nqc), device=obs.device)
+        target = critics_target(inputs[member_input]).squeeze(-1)  # (members, nB)
+        target_q = soft_clipped_double_q(target[:2 * nq], nq, cfg.lmbda)
+        target_qc = soft_clipped_double_q(target[2 * nq:], nqc, cfg.lmbda)
+        target_q = target_q.view(batch_size, n).amax(1)
+        target_qc = target_qc.view(batch_size, n).amax(1)
+        not_done = 1.0 - done_flags(batch, cfg.done_on_timeout)
+        backup = batch["rewards"] + cfg.gamma * not_done * target_q
+        cost_backup = batch["costs"] + cfg.gamma * target_qc  # OSRL: no done for costs
+    q = critics(torch.cat([obs, actions], -1)).squeeze(-1)  # (members, B)
+    q_loss = (q[:2 * nq] - backup).square().mean(1).sum()
+    qc_loss = (q[2 * nq:] - cost_backup).square().mean(1).sum()
+    stats = {"loss/critic": q_loss.detach(), "loss/cost_critic": qc_loss.detach(),
+             "value/q": q[:2 * nq].detach().mean(), "value/qc": q[2 * nq:].detach().mean()}
+    return q_loss + qc_loss, stats
+
+
+def actor_loss(cfg: Config, actor, critics, vae: VAE, pid: PIDLagrangian, obs, threshold: float):
+    """-min Q(s, xi(s, a)) + multiplier * (min Qc(s, xi(s, a)) - kappa), a ~ G(s); the PID
+    multiplier is updated from this batch's min Qc before it is used (OSRL actor_loss)."""
+    nq = cfg.num_q
+    with torch.no_grad():
+        decoded = vae.decode(obs)
+    actions = actor(obs, decoded)
+    q = critics(torch.cat([obs, actions], -1)).squeeze(-1)
+    q_pi, qc_pi = q[:2 * nq].amin(0), q[2 * nq:].amin(0)
+    multiplier = pid(qc_pi.detach())
+    penalty = ((qc_pi - threshold) * multiplier).mean()
+    loss = -q_pi.mean() + penalty
+    return loss, {"loss/actor": loss.detach(), "loss/qc_penalty": penalty.detach(),
+                  "lagrangian": multiplier, "value/qc_pi": qc_pi.detach().mean()}
+
+
+class BCQLag(OfflineMethod):
+    """BCQ with a PID Lagrangian: one model per cost threshold."""
+
+    Config = Config
+    threshold_agnostic = False
+    overrides = OVERRIDES
+    profile_steps = {"smoke": 10, "quick": 1500, "paper": 100_000}
+
+    def __init__(self, spec, config, threshold, seed, device="cpu"):
+        super().__init__(spec, config, threshold, seed, device)
+        cfg, obs_dim, act_dim = config, spec.obs_dim, spec.act_dim
+        members = 2 * cfg.num_q + 2 * cfg.num_qc
+        self.critics = EnsembleMLP(obs_dim + act_dim, 1, cfg.critic_hidden, members).to(device)
+        self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
+        self.actor = PerturbationActor(obs_dim, act_dim, cfg.actor_hidden, cfg.phi).to(device)
+        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        self.vae = VAE(obs_dim, act_dim, cfg.vae_hidden, 2 * act_dim,
+                       latent_clip=cfg.latent_clip).to(device)
+        self.critic_optim = torch.optim.Adam(self.critics.parameters(), lr=cfg.critic_lr)
+        self.actor_optim = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.vae_optim = torch.optim.Adam(self.vae.parameters(), lr=cfg.vae_lr)
+        self.cost_threshold = per_step_threshold(threshold, cfg.gamma, spec.max_episode_steps)
+        self.pid = PIDLagrangian(*cfg.pid, self.cost_threshold, device=device)
+
+    def scaled(self, batch):
+        cfg = self.config
+        return {**batch, "rewards": batch["rewards"] * cfg.reward_scale,
+                "costs": batch["costs"] * cfg.cost_scale}
+
+    def train_step(self, batch):
+        batch = self.scaled(batch)
+        stats = self.update_vae(batch)
+        stats |= self.update_critics(batch)
+        stats |= self.update_actor(batch)
+        self.update_targets()
+        return stats
+
+    def update_vae(self, batch):
+        loss, stats = vae_loss(self.config.kl_coef, self.vae, batch["observations"],
+                               batch["actions"])
+        self.vae_optim.zero_grad(set_to_none=True)
+        loss.backward()
+        self.vae_optim.step()
+        return stats
+
+    def update_critics(self, batch):
+        loss, stats = critic_losses(self.config, self.critics, self.critics_target,
+                                    self.actor_target, self.vae, batch)
+        self.critic_optim.zero_grad(set_to_none=True)
+        loss.backward()
+        self.critic_optim.step()
+        return stats
+
+    def update_actor(self, batch):
+        """Gradients reach only the actor (they flow through the critics' inputs)."""
+        loss, stats = actor_loss(self.config, self.actor, self.critics, self.vae, self.pid,
+                                 batch["observations"], self.cost_threshold)
+        params = list(self.actor.parameters())
+        for param, grad in zip(params, torch.autograd.grad(loss, params)):
+            param.grad = grad
+        self.actor_optim.step()
+        return stats
+
+    def update_targets(self):
+        soft_update(self.critics_target, self.critics, self.config.polyak_tau)
+        soft_update(self.actor_target, self.actor, self.config.polyak_tau)
+
+    @torch.no_grad()
+    def act(self, obs):
+        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        return self.actor(obs, self.vae.decode(obs)).cpu().numpy()
+
+    def state_dict(self):
+        state = {name: getattr(self, name).state_dict() for name in (
+            "critics", "critics_target", "actor", "actor_target", "vae", "critic_optim",
+            "actor_optim", "vae_optim")}
+        return state | {"pid": self.pid.state_dict()}
+
+    def load_state_dict(self, state):
+        for name, value in state.items():
+            getattr(self, name).load_state_dict(value)
+
+
+__all__ = ["BCQLag", "Config", "PIDLagrangian", "VAE", "actor_loss", "critic_losses",
+           "per_step_threshold", "vae_loss", "np"]
