@@ -40,7 +40,6 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -334,6 +333,3 @@ class BCQLag(OfflineMethod):
         for name, value in state.items():
             getattr(self, name).load_state_dict(value)
 
-
-__all__ = ["BCQLag", "Config", "PIDLagrangian", "VAE", "actor_loss", "critic_losses",
-           "per_step_threshold", "vae_loss", "np"]

@@ -82,7 +82,12 @@ def provenance_notes(frame: pd.DataFrame) -> list[str]:
                            for suite, part in frame.groupby("suite"))
     versions = sorted({f"{v} ({(g or '')[:8]})" for v, g in
                        zip(frame.bench_version, frame.git_sha)})
-    return [f"Data: {data}. Profile: {', '.join(sorted(set(frame.profile)))}; "
+    mixed = frame.groupby(["task", "method"]).config_hash.nunique()
+    mixed = mixed[mixed > 1]
+    warnings = [f"Warning: {len(mixed)} cell(s) average records of different configs or data "
+                f"(e.g. {mixed.index[0][1]} on {mixed.index[0][0]}); use --profile or separate "
+                "--results folders"] if len(mixed) else []
+    return warnings + [f"Data: {data}. Profile: {', '.join(sorted(set(frame.profile)))}; "
             f"training steps: {steps}.",
             f"Seeds: {', '.join(str(s) for s in sorted(set(frame.seed)))}; "
             f"thresholds: {thresholds}; {len(frame)} records.",

@@ -205,3 +205,14 @@ def test_compare_with_the_paper_and_tables_per_threshold(local_ballrun, tmp_path
     out = capsys.readouterr().out
     assert [t in out for t in ("threshold 10", "threshold 20", "threshold 40")] == [True] * 3
     assert "Data: locally collected" in out and "Seeds: 0" in out
+
+
+def test_a_cell_mixing_configs_is_flagged():
+    from reports.tables import provenance_notes
+
+    frame = pd.DataFrame([{"suite": "bullet", "task": "BallRun", "method": "A", "threshold": 10,
+                           "seed": 0, "profile": "quick", "steps": 5, "data_source": "local",
+                           "config_hash": h, "bench_version": "0.1.0", "git_sha": "abc"}
+                          for h in ("h1", "h2")])
+    assert provenance_notes(frame)[0].startswith("Warning: 1 cell(s) average records")
+    assert not provenance_notes(frame.iloc[:1])[0].startswith("Warning")
