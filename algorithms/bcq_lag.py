@@ -200,6 +200,29 @@ def soft_clipped_double_q(q: torch.Tensor, num: int, lmbda: float) -> torch.Tens
     return lmbda * torch.minimum(q1, q2) + (1.0 - lmbda) * torch.maximum(q1, q2)
 
 
+@torch.no_grad()
+def evaluate(net, inputs) -> torch.Tensor:
+    """(members, N, 1) outputs of an ensemble, without gradient, for target values.
+
+    `inputs`: one (N, in) tensor for every member, or a list with one per member. On the CPU
+    an EnsembleMLP runs one member at a time with addmm and in-place ReLUs: at thousands of
+    rows that is about twice as fast as its batched baddbmm (same math). Anything else (a
+    stand-in callable in tests, other devices) is called on the stacked inputs.
+    """
+    if not isinstance(net, EnsembleMLP) or net.weights[0].device.type != "cpu":
+        return net(inputs if torch.is_tensor(inputs) else torch.stack(inputs))
+    last = len(net.weights) - 1
+    outputs = []
+    for m in range(net.members):
+        h = inputs if torch.is_tensor(inputs) else inputs[m]
+        for i, (w, b) in enumerate(zip(net.weights, net.biases)):
+            h = torch.addmm(b[m, 0], h, w[m])
+            if i < last:
+                h = h.relu_()
+        outputs.append(h)
+    return torch.stack(outputs)
+
+
 def critic_losses(cfg: Config, critics, critics_target, actor_target, vae: VAE, batch):
     """Reward and cost critic losses (OSRL critic_loss + cost_critic_loss), one forward pass.
 
@@ -217,9 +240,9 @@ def critic_losses(cfg: Config, critics, critics_target, actor_target, vae: VAE, 
                        vae.prior(n * batch_size, obs.device)])
         next_obs2 = torch.cat([next_obs, next_obs])
         next_actions = actor_target(next_obs2, vae.decode(next_obs2, z))
-        inputs = torch.cat([next_obs2, next_actions], -1).view(2, n * batch_size, -1)
-        member_input = torch.tensor([0] * (2 * nq) + [1] * (2 * nqc), device=obs.device)
-        target = critics_target(inputs[member_input]).squeeze(-1)  # (members, nB)
+        reward_in, cost_in = torch.cat([next_obs2, next_actions], -1).chunk(2)
+        target = evaluate(critics_target, [reward_in] * (2 * nq) + [cost_in] * (2 * nqc))
+        target = target.squeeze(-1)  # (members, nB)
         target_q = soft_clipped_double_q(target[:2 * nq], nq, cfg.lmbda)
         target_qc = soft_clipped_double_q(target[2 * nq:], nqc, cfg.lmbda)
         target_q = target_q.view(batch_size, n).amax(1)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 EXAMPLES = {
     "tasks": "python -m bench tasks --suite bullet --format json",
+    "methods": "python -m bench methods --format json",
     "collect": "python -m bench collect --suite bullet --profile quick",
     "download": "python -m bench download --suite bullet [--mirror URL]",
     "run": "python -m bench run --suite bullet --methods BC-All,BC-Safe --profile quick",
@@ -108,7 +109,11 @@ def cmd_run(args) -> int:
     from bench.profiles import PROFILES
     from bench.schedule import run_jobs
 
+    from algorithms import _load_entry_points, load_method_module
+
+    _load_entry_points()  # installed methods of other packages count as registered
     specs = _selected_tasks(args)
+    method_modules = {load_method_module(spec): spec for spec in args.method_module or []}
     methods = _csv(args.methods) if args.methods else list(METHODS)
     sets = {}
     for item in args.set or []:
@@ -121,7 +126,8 @@ def cmd_run(args) -> int:
         raise UserError(f"--set {', '.join(bad)}: no selected method has such a setting")
     seeds = args.seeds if args.seeds is not None else list(PROFILES[args.profile].seeds)
     jobs = plan_jobs(specs, methods, seeds, args.profile, Path(args.results), args.data, sets,
-                     steps=args.steps, device=args.device, eval_every=args.eval_every)
+                     steps=args.steps, device=args.device, eval_every=args.eval_every,
+                     method_modules=method_modules)
     todo = sum(bool(job.missing()) for job in jobs)
     sources = sorted({job.data_source for job in jobs})
     print(f"{len(jobs)} training jobs planned ({todo} to run, {len(jobs) - todo} already "
@@ -160,6 +166,30 @@ def cmd_report(args) -> int:
                      args.by_threshold, Path(args.input) if args.input else None, args.compare))
     except (ReportError, OSError) as err:
         raise UserError(str(err)) from None
+    return 0
+
+
+def cmd_methods(args) -> int:
+    import dataclasses
+
+    from algorithms import METHODS, _load_entry_points
+
+    _load_entry_points()
+    rows = [{"name": name, "records": list(cls.policies) or [name],
+             "threshold_agnostic": cls.threshold_agnostic, "wants": cls.wants,
+             "steps": dict(cls.profile_steps),
+             "config": {f.name: getattr(cls.Config(), f.name)
+                        for f in dataclasses.fields(cls.Config)},
+             "overridden_tasks": sorted(cls.overrides)} for name, cls in METHODS.items()]
+    if args.format == "json":
+        print(json.dumps(rows, indent=1, default=str))
+    else:
+        from tabulate import tabulate
+
+        print(tabulate([(r["name"], ", ".join(r["records"]), r["threshold_agnostic"],
+                         " / ".join(f"{k} {v:,}" for k, v in r["steps"].items()))
+                        for r in rows],
+                       headers=["method", "records", "threshold-agnostic", "training steps"]))
     return 0
 
 
@@ -236,6 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="budget: smoke (tests), quick (laptop), paper (cluster)")
         p.add_argument("--jobs", type=int, default=0, help="parallel processes (default: cores)")
 
+    p = add("methods", "list the registered methods, their profiles' steps and defaults")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.set_defaults(func=cmd_methods)
+
     p = add("collect", "collect DSRL-format datasets from the simulators (PPO-Lagrangian)")
     add_task_selection(p)
     p.add_argument("--seed", type=int, default=0)
@@ -251,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("run", "train and evaluate methods on tasks; one record per evaluated job")
     add_task_selection(p)
     p.add_argument("--methods", help="comma-separated (default: all registered)")
+    p.add_argument("--method-module", action="append", metavar="PKG.MODULE:CLASS",
+                   help="register a method from outside the repository (see README)")
     p.add_argument("--seeds", type=_seeds, help="comma-separated (default: the profile's)")
     p.add_argument("--results", default="results", help="records folder (default ./results)")
     p.add_argument("--data", choices=["auto", "dsrl", "local"], default="auto",

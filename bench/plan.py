@@ -41,6 +41,7 @@ class Job:
     policies: tuple[str, ...] = ()  # what gets recorded; empty: the method itself
     variant: str = ""  # the --set values that made this config, e.g. "epsilon=0.5"
     eval_every: int = 0  # evaluations during training for the curves; 0: none
+    method_module: str = ""  # "package.module:Class" of a method from outside the repository
 
     @property
     def recorded_as(self) -> tuple[str, ...]:
@@ -69,7 +70,8 @@ class Job:
 def plan_jobs(tasks: list[TaskSpec], methods: list[str], seeds: list[int], profile: str,
               results: Path, data: str = "auto", sets: dict[str, str] | None = None,
               steps: int | None = None, device: str = "cpu",
-              eval_every: int | None = None) -> list[Job]:
+              eval_every: int | None = None, method_modules: dict[str, str] | None = None
+              ) -> list[Job]:
     """Every job of the grid; raises DatasetError/ConfigError before anything is trained."""
     prof = PROFILES[profile]
     eval_every = prof.eval_every if eval_every is None else eval_every
@@ -103,7 +105,7 @@ def plan_jobs(tasks: list[TaskSpec], methods: list[str], seeds: list[int], profi
                                     tuple(evaluated), config, profile, n_steps,
                                     prof.eval_episodes, str(path), source, sha, job_hash,
                                     str(results), device, tuple(cls.policies), variant,
-                                    eval_every))
+                                    eval_every, (method_modules or {}).get(display, "")))
     return jobs
 
 

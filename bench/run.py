@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from algorithms import get_method
+from algorithms import get_method, load_method_module
 from bench.evaluate import evaluate_policy
 from bench.plan import Job
 from bench.profiles import PROFILES
@@ -127,6 +127,8 @@ def _execute(job: Job, missing: list[tuple[float, str]], started: float) -> dict
     if file_sha256(Path(job.data_path)) != job.data_sha256:
         raise RuntimeError(f"{job.data_path} changed since the run was planned; plan again")
     arrays, data_attrs = read_dsrl_file(Path(job.data_path), spec)
+    if job.method_module:  # a method from outside the repository: register it in this worker
+        load_method_module(job.method_module)
     _, cls = get_method(job.method)
     config = cls.Config(**{k: tuple(v) if isinstance(v, list) else v
                            for k, v in job.config.items()})

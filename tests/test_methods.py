@@ -91,3 +91,14 @@ def test_config_layers_and_bad_settings():
         build_config(cls, "BallRun", {"actor_rl": "1"})
     with pytest.raises(ConfigError, match="expected a value like"):
         build_config(cls, "BallRun", {"batch_size": "big"})
+
+
+def test_an_installed_entry_point_method_is_found_by_name():
+    # tox installs examples/plugin_method, whose pyproject declares a bench.methods entry point
+    from importlib import metadata
+
+    if not any(e.name == "Linear-BC" for e in metadata.entry_points(group="bench.methods")):
+        pytest.fail("examples/plugin_method is not installed: "
+                    "pip install --no-deps -e examples/plugin_method")
+    name, cls = get_method("linear-bc")
+    assert name == "Linear-BC" and cls.__module__ == "bench_example_method"

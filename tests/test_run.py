@@ -1,6 +1,7 @@
 """End to end on the real Bullet simulator with tiny budgets: plan, train, evaluate, record, resume."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,3 +156,18 @@ def test_lspc_records_both_policies_and_an_epsilon_sweep(local_ballrun, tmp_path
     assert (results / "sweep-epsilon.png").stat().st_size > 10_000
     assert main(["report", "--results", str(results)]) == 0
     assert "LSPC-S [epsilon=0.1, batch_size=64]" in capsys.readouterr().out
+
+
+def test_a_method_from_outside_the_repository(local_ballrun, tmp_path, capsys, monkeypatch):
+    example = Path(__file__).resolve().parent.parent / "examples" / "plugin_method"
+    monkeypatch.syspath_prepend(str(example))
+    results = tmp_path / "results"
+    assert run(results, "--method-module", "bench_example_method:LinearBC",
+               "--methods", "Linear-BC,BC-All") == 0
+    records = [json.loads(p.read_text()) for p in records_in(results).values()]
+    assert {r["method"] for r in records} == {"Linear-BC", "BC-All"}
+    capsys.readouterr()
+    assert main(["report", "--results", str(results)]) == 0
+    assert "Linear-BC reward" in capsys.readouterr().out
+    assert run(results, "--method-module", "no_such_module:X", "--methods", "BC-All") == 2
+    assert "cannot import it" in capsys.readouterr().err

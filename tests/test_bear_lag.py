@@ -1,0 +1,188 @@
+"""BEAR-Lag: the MMD, the PID Lagrangian, the threshold and the losses by hand; training runs;
+save/load. (tests_oracle/test_osrl_bear_lag.py checks the losses against osrl-lib.)"""
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from algorithms.bear_lag import (BEARLag, Config, PIDLagrangian, actor_objective, critic_loss,
+                                 gaussian_mmd, laplacian_mmd, per_step_threshold)
+from bench.run import BatchSampler
+from tasks.registry import get_task
+from test_methods import fake_arrays
+
+SPEC = get_task("DroneRun")
+
+
+def small_config(**changes):
+    return dataclasses.replace(Config(), batch_size=32, a_hidden=(32, 32), c_hidden=(32, 32),
+                               vae_hidden=32, **changes)
+
+
+def bear(threshold=10.0, seed=0, **changes):
+    torch.manual_seed(seed)
+    return BEARLag(SPEC, small_config(**changes), threshold, seed)
+
+
+def test_per_step_threshold_by_hand():
+    # 10 over 200 steps at gamma 0.99: 10 (1 - 0.99^200) / 0.01 / 200
+    assert per_step_threshold(10.0, 0.99, 200) == pytest.approx(10 * (1 - 0.99**200) / 0.01 / 200)
+    assert per_step_threshold(10.0, 0.99, 200) == pytest.approx(4.330, abs=1e-3)
+    # the discounted value of cost_limit / L per step: gamma -> 1 gives cost_limit itself,
+    # gamma = 0 the cost of one step
+    assert per_step_threshold(20.0, 1 - 1e-6, 100) == pytest.approx(20.0, rel=1e-4)
+    assert per_step_threshold(20.0, 0.0, 100) == pytest.approx(0.2)
+    assert bear(threshold=20.0).cost_threshold == pytest.approx(
+        per_step_threshold(20.0, 0.99, SPEC.max_episode_steps))
+
+
+def test_gaussian_mmd_by_hand():
+    # one state, two 1-d samples each side: x = {0, 1}, y = {0, 2}; sigma = 0.5, so
+    # k(u, v) = exp(-(u - v)^2 / (2 * 0.5)) = exp(-(u - v)^2)
+    x = torch.tensor([[[0.0], [1.0]]])
+    y = torch.tensor([[[0.0], [2.0]]])
+    e = math.exp
+    kxx = (2 + 2 * e(-1)) / 4
+    kyy = (2 + 2 * e(-4)) / 4
+    kxy = (1 + e(-4) + e(-1) + e(-1)) / 4
+    expected = math.sqrt(kxx + kyy - 2 * kxy + 1e-6)
+    assert gaussian_mmd(x, y, 0.5).tolist() == pytest.approx([expected], rel=1e-6)
+    # the Laplacian kernel: exp(-|u - v| / (2 sigma))
+    kxx, kyy = (2 + 2 * e(-1)) / 4, (2 + 2 * e(-2)) / 4
+    kxy = (1 + e(-2) + 2 * e(-1)) / 4
+    assert laplacian_mmd(x, y, 0.5).tolist() == pytest.approx(
+        [math.sqrt(kxx + kyy - 2 * kxy + 1e-6)], rel=1e-6)
+
+
+def test_gaussian_mmd_three_points_in_2d_and_batch_rows():
+    x = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    y = torch.tensor([[1.0, 1.0], [0.0, 0.0], [2.0, 0.0]])
+    sigma = 1.0
+
+    def k(u, v):
+        return math.exp(-float(((u - v) ** 2).sum()) / (2 * sigma))
+
+    def mean_k(a, b):
+        return sum(k(u, v) for u in a for v in b) / (len(a) * len(b))
+
+    expected = math.sqrt(mean_k(x, x) + mean_k(y, y) - 2 * mean_k(x, y) + 1e-6)
+    both = gaussian_mmd(torch.stack([x, x]), torch.stack([y, x]), sigma)
+    assert both[0].item() == pytest.approx(expected, rel=1e-6)
+    assert both[1].item() == pytest.approx(math.sqrt(1e-6), rel=1e-4)  # same samples
+
+
+def test_pid_lagrangian_by_hand():
+    pid = PIDLagrangian(0.1, 0.003, 0.001, threshold=1.0)
+    # e = 3 - 1 = 2: I = 2, rise = 2 - 0 -> 0.1*2 + 0.003*2 + 0.001*2
+    assert pid.update(torch.tensor([2.0, 4.0])).item() == pytest.approx(0.208)
+    # e = -1: I = max(0, 2 - 1) = 1, rise = max(0, -1 - 2) = 0, P = max(0, e) = 0
+    assert pid.update(torch.tensor([0.0, 0.0])).item() == pytest.approx(0.003)
+    # e = -5: I = max(0, 1 - 5) = 0 -> 0
+    assert pid.update(torch.tensor([-4.0])).item() == 0.0
+    assert pid.integral.item() == 0.0 and pid.error_prev.item() == -5.0
+    # e = 0.5 after -5: rise 5.5 -> 0.1*0.5 + 0.003*0.5 + 0.001*5.5
+    assert pid.update(torch.tensor([1.5])).item() == pytest.approx(0.0570)
+    state = pid.state_dict()
+    other = PIDLagrangian(0.1, 0.003, 0.001, threshold=1.0)
+    other.load_state_dict(state)
+    assert other.update(torch.tensor([2.0])).item() == pid.update(torch.tensor([2.0])).item()
+
+
+def test_critic_loss_by_hand():
+    # num_q = num_qc = 1 (members Q1, Q2, Qc1, Qc2), B = 1, two target actions per s'
+    cfg = dataclasses.replace(Config(), num_q=1, num_qc=1, sample_action_num=2)
+    target = torch.tensor([[1.0, 3.0], [2.0, 0.0], [0.5, 0.1], [0.2, 0.4]])[..., None]
+
+    def actor_target(obs):
+        return torch.zeros(obs.shape[0], 1), torch.full((obs.shape[0], 1), -20.0)
+
+    def critics(x):
+        return torch.tensor([[2.0], [2.0], [1.0], [1.0]])[..., None]
+
+    def critics_target(x):
+        assert x.shape == (4, 2, 2)  # each member on its own (s', a') pairs
+        return target
+
+    one, zero = torch.ones(1), torch.zeros(1)
+    args = (torch.zeros(1, 1), torch.zeros(1, 1), torch.zeros(1, 1))
+    loss, stats = critic_loss(cfg, critics, critics_target, actor_target, *args,
+                              rewards=one, costs=one, done=zero)
+    # sample 1: 0.75 min(1, 2) + 0.25 max = 1.25; sample 2: 0.75 * 0 + 0.25 * 3 = 0.75 -> 1.25
+    # cost:     0.75 * 0.2 + 0.25 * 0.5 = 0.275;   0.75 * 0.1 + 0.25 * 0.4 = 0.175 -> 0.275
+    y, yc = 1 + 0.99 * 1.25, 1 + 0.99 * 0.275
+    assert stats["loss/critic"].item() == pytest.approx(2 * (2 - y) ** 2, rel=1e-6)
+    assert stats["loss/cost_critic"].item() == pytest.approx(2 * (1 - yc) ** 2, rel=1e-6)
+    assert loss.item() == pytest.approx(2 * (2 - y) ** 2 + 2 * (1 - yc) ** 2, rel=1e-6)
+    # done: the reward stops bootstrapping, the cost does not (OSRL) unless cost_done_mask
+    _, stats = critic_loss(cfg, critics, critics_target, actor_target, *args,
+                           rewards=one, costs=one, done=one)
+    assert stats["loss/critic"].item() == pytest.approx(2 * (2 - 1) ** 2)
+    assert stats["loss/cost_critic"].item() == pytest.approx(2 * (1 - yc) ** 2, rel=1e-6)
+    masked = dataclasses.replace(cfg, cost_done_mask=True)
+    _, stats = critic_loss(masked, critics, critics_target, actor_target, *args,
+                           rewards=one, costs=one, done=one)
+    assert stats["loss/cost_critic"].item() == pytest.approx(0.0)
+
+
+def test_actor_objective_by_hand():
+    q, qc, mmd = torch.tensor([1.0, 2.0]), torch.tensor([0.5, 2.5]), torch.tensor([0.1, 0.3])
+    loss, stats = actor_objective(Config(), q, qc, mmd, alpha=torch.tensor(2.0),
+                                  multiplier=torch.tensor(0.5), threshold=1.0)
+    # mean(2 (mmd - 0.05) - q) = mean(-0.9, -1.5) = -1.2; mean(0.5 (qc - 1)) = 0.25
+    assert stats["loss/qc_penalty"].item() == pytest.approx(0.25)
+    assert loss.item() == pytest.approx(-0.95)
+    loss, _ = actor_objective(Config(), q, qc, mmd, torch.tensor(2.0), torch.tensor(0.5), 1.0,
+                              use_q=False)
+    assert loss.item() == pytest.approx((0.1 + 0.5) / 2 + 0.25)  # without -Q
+
+
+def test_a_few_hundred_steps_stay_finite_and_alpha_follows_the_mmd():
+    method = bear()
+    sampler = BatchSampler(method.training_data(fake_arrays()), 32, seed=0, device="cpu")
+    for _ in range(300):
+        stats = method.train_step(sampler.sample())
+    assert all(np.isfinite(float(v)) for v in stats.values())
+    assert -5.0 <= method.log_alpha.item() <= 5.0
+    # a target far above any MMD drives alpha down to its floor exp(-5)
+    method = bear(target_mmd=10.0, alpha_lr=1.0)
+    for _ in range(20):
+        method.train_step(sampler.sample())
+    assert method.log_alpha.item() == -5.0
+
+
+def test_needs_a_threshold():
+    with pytest.raises(ValueError, match="one cost threshold"):
+        BEARLag(SPEC, small_config(), None, 0)
+
+
+def test_save_load_round_trip_acts_and_trains_identically(tmp_path):
+    method = bear()
+    sampler = BatchSampler(fake_arrays(), 32, seed=0, device="cpu")
+    for _ in range(5):
+        method.train_step(sampler.sample())
+    obs = np.random.default_rng(1).normal(size=(5, SPEC.obs_dim)).astype(np.float32)
+    torch.manual_seed(3)
+    actions = method.act(obs)
+    assert actions.shape == (5, SPEC.act_dim) and np.all(np.abs(actions) <= 1.0)
+    torch.save(method.state_dict(), tmp_path / "state.pt")
+    other = bear(seed=1)
+    other.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=False))
+    torch.manual_seed(3)
+    np.testing.assert_array_equal(other.act(obs), actions)
+    # the dual variables came along too: the next step is the same step
+    batch = sampler.sample()
+    torch.manual_seed(4)
+    first = method.train_step(batch)
+    torch.manual_seed(4)
+    second = other.train_step(batch)
+    for key in first:
+        assert first[key].item() == second[key].item(), key
+
+
+def test_overrides_are_metadrive_update_steps():
+    assert BEARLag.overrides["easysparse"] == {"update_steps": 200_000}
+    assert "AntRun" not in BEARLag.overrides
+    assert BEARLag.profile_steps["paper"] == Config().update_steps == 300_000

@@ -1,0 +1,165 @@
+"""BEAR-Lag against osrl-lib's BEARL: same sizes, weights copied across, the same batches and
+the same random draws; every loss term and the dual variables must agree to 1e-5, step after
+step, and so must the weights.
+
+Needs (into the venv): pip install --no-deps osrl-lib==0.1.0 fast-safe-rl==0.1.0, and
+tensorboard and wandb, which osrl-lib's import of fsrl.utils pulls in.
+
+Random draws: OSRL draws, in this order, the VAE's z noise, the reward critic's target actions,
+the cost critic's target actions, the decoder's z for the MMD and the actor's MMD samples; our
+step draws the same shapes in the same order, so one seed before each step gives both the same
+numbers. Our actor runs its trunk once per state where OSRL runs it on the repeated states:
+the same numbers up to rounding.
+
+Timing (one thread, interleaved, AntRun shapes, batch 512): python tests_oracle/test_osrl_bear_lag.py
+"""
+
+import dataclasses
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+osrl_bearl = pytest.importorskip("osrl.algorithms.bearl")
+
+from algorithms.bear_lag import BEARLag, Config  # noqa: E402
+from bench.run import BatchSampler  # noqa: E402
+from bench.speed import synthetic_arrays  # noqa: E402
+from tasks.registry import get_task  # noqa: E402
+
+SPEC = get_task("AntRun")  # observations 33, actions 8
+TOL = dict(rel=1e-5, abs=1e-5)
+
+
+class Recorder:
+    """Stands in for OSRL's logger: keeps the last value of each stat."""
+
+    def __init__(self):
+        self.stats = {}
+
+    def store(self, **kwargs):
+        self.stats.update(kwargs)
+
+
+def _copy_linear(dst, src):
+    dst.weight.copy_(src.weight)
+    dst.bias.copy_(src.bias)
+
+
+def _copy_heads(dst, *srcs):
+    dst.weight.copy_(torch.cat([s.weight for s in srcs]))
+    dst.bias.copy_(torch.cat([s.bias for s in srcs]))
+
+
+@torch.no_grad()
+def copy_osrl_into_ours(ref, ours: BEARLag):
+    for actor, ref_actor in ((ours.actor, ref.actor), (ours.actor_target, ref.actor_old)):
+        _copy_linear(actor.trunk[0], ref_actor.net[0])
+        _copy_linear(actor.trunk[2], ref_actor.net[2])
+        _copy_heads(actor.head, ref_actor.mu_layer, ref_actor.log_std_layer)
+    for critics, reward, cost in ((ours.critics, ref.critic, ref.cost_critic),
+                                  (ours.critics_target, ref.critic_old, ref.cost_critic_old)):
+        critics.load_members([*reward.q1_nets, *reward.q2_nets, *cost.q1_nets, *cost.q2_nets])
+    vae, ref_vae = ours.vae, ref.vae
+    _copy_linear(vae.encoder[0], ref_vae.e1)
+    _copy_linear(vae.encoder[2], ref_vae.e2)
+    _copy_heads(vae.encoder[4], ref_vae.mean, ref_vae.log_std)
+    _copy_linear(vae.decoder[0], ref_vae.d1)
+    _copy_linear(vae.decoder[2], ref_vae.d2)
+    _copy_linear(vae.decoder[4], ref_vae.d3)
+
+
+def build_pair(threshold: float, cfg: Config | None = None):
+    cfg = cfg or Config()
+    torch.manual_seed(0)
+    ref = osrl_bearl.BEARL(
+        SPEC.obs_dim, SPEC.act_dim, 1.0, a_hidden_sizes=list(cfg.a_hidden),
+        c_hidden_sizes=list(cfg.c_hidden), vae_hidden_sizes=cfg.vae_hidden,
+        sample_action_num=cfg.sample_action_num, gamma=cfg.gamma, tau=cfg.tau, beta=cfg.beta,
+        lmbda=cfg.lmbda, mmd_sigma=cfg.mmd_sigma, target_mmd_thresh=cfg.target_mmd,
+        num_samples_mmd_match=cfg.num_samples_mmd_match, PID=list(cfg.pid), kernel=cfg.kernel,
+        num_q=cfg.num_q, num_qc=cfg.num_qc, cost_limit=threshold,
+        episode_len=SPEC.max_episode_steps,
+        start_update_policy_step=cfg.start_update_policy_step)
+    recorder = Recorder()
+    trainer = osrl_bearl.BEARLTrainer(
+        ref, None, logger=recorder, actor_lr=cfg.actor_lr, critic_lr=cfg.critic_lr,
+        alpha_lr=cfg.alpha_lr, vae_lr=cfg.vae_lr, reward_scale=cfg.reward_scale,
+        cost_scale=cfg.cost_scale)
+    ours = BEARLag(SPEC, cfg, threshold, 0)
+    copy_osrl_into_ours(ref, ours)
+    return ref, trainer, recorder, ours
+
+
+def osrl_step(trainer, cfg: Config, batch):
+    """OSRL's dataset scales rewards and costs and sets done = terminal or timeout."""
+    done = torch.clamp(batch["terminals"] + batch["timeouts"], max=1.0)
+    trainer.train_one_step(batch["observations"], batch["next_observations"], batch["actions"],
+                           batch["rewards"] * cfg.reward_scale, batch["costs"] * cfg.cost_scale,
+                           done)
+
+
+NAMES = {"loss/loss_vae": "loss/vae", "loss/critic_loss": "loss/critic",
+         "loss/cost_critic_loss": "loss/cost_critic", "loss/actor_loss": "loss/actor",
+         "loss/mmd_loss": "loss/mmd", "loss/qc_penalty": "loss/qc_penalty",
+         "loss/lagrangian": "lagrangian"}
+
+
+# 10: the usual budget (Qc far below the threshold: the PID stays at 0); -5: a constraint
+# violated from the start, so the PID multiplier and the penalty term are nonzero too
+@pytest.mark.parametrize("threshold", [10.0, -5.0])
+def test_losses_and_weights_match_osrl(threshold):
+    cfg = Config()
+    ref, trainer, recorder, ours = build_pair(threshold, cfg)
+    assert ours.cost_threshold == pytest.approx(ref.qc_thres, rel=1e-12)
+    sampler = BatchSampler(synthetic_arrays(SPEC, size=5000), 256, seed=0, device="cpu")
+    for step in range(5):
+        batch = sampler.sample()
+        torch.manual_seed(100 + step)
+        osrl_step(trainer, cfg, batch)
+        torch.manual_seed(100 + step)
+        stats = ours.train_step(batch)
+        for ref_name, name in NAMES.items():
+            assert float(stats[name]) == pytest.approx(recorder.stats[ref_name], **TOL), \
+                (step, name)
+        assert ours.log_alpha.exp().item() == pytest.approx(
+            recorder.stats["loss/alpha_value"], **TOL)
+        assert ours.pid.integral.item() == pytest.approx(float(ref.controller.error_integral),
+                                                         **TOL)
+    if threshold < 0:
+        assert recorder.stats["loss/lagrangian"] > 0 and recorder.stats["loss/qc_penalty"] != 0
+    # the weights after five steps: ours from the copied OSRL modules
+    _, _, _, again = build_pair(threshold, cfg)
+    copy_osrl_into_ours(ref, again)
+    for name in ("actor", "actor_target", "critics", "critics_target", "vae"):
+        for key, value in getattr(again, name).state_dict().items():
+            torch.testing.assert_close(getattr(ours, name).state_dict()[key], value,
+                                       rtol=1e-5, atol=1e-5, msg=f"{name}.{key}")
+
+
+def time_steps(batch_size: int = 512, rounds: int = 5, steps: int = 5) -> dict:
+    """Seconds per train step, ours and OSRL's, one thread, interleaved rounds (median)."""
+    torch.set_num_threads(1)
+    cfg = dataclasses.replace(Config(), batch_size=batch_size)
+    _, trainer, _, ours = build_pair(10.0, cfg)
+    sampler = BatchSampler(synthetic_arrays(SPEC), batch_size, seed=0, device="cpu")
+    contenders = {"ours": ours.train_step, "osrl": lambda b: osrl_step(trainer, cfg, b)}
+    times = {key: [] for key in contenders}
+    for key, step in contenders.items():  # warm-up
+        step(sampler.sample())
+    for _ in range(rounds):
+        for key, step in contenders.items():
+            batches = [sampler.sample() for _ in range(steps)]
+            t0 = time.perf_counter()
+            for batch in batches:
+                step(batch)
+            times[key].append((time.perf_counter() - t0) / steps)
+    return {key: float(np.median(value)) for key, value in times.items()}
+
+
+if __name__ == "__main__":
+    result = time_steps(*(int(a) for a in sys.argv[1:2]))
+    print({k: f"{v * 1000:.1f} ms/step" for k, v in result.items()},
+          f"speedup {result['osrl'] / result['ours']:.2f}x")
