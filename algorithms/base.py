@@ -34,6 +34,13 @@ class OfflineMethod(abc.ABC):
     profile_steps: ClassVar[dict[str, int]] = {}
     #: per-task values that truly differ from the defaults: {task name: {field: value}}
     overrides: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: per-task training budgets that differ from profile_steps: {task: {profile: steps}}
+    #: (OSRL trains its baselines 200k steps on MetaDrive, for example)
+    task_steps: ClassVar[dict[str, dict[str, int]]] = {}
+
+    @classmethod
+    def steps_for(cls, profile: str, task: str) -> int:
+        return cls.task_steps.get(task, {}).get(profile, cls.profile_steps[profile])
 
     def __init__(self, spec: TaskSpec, config, threshold: float | None, seed: int,
                  device: str = "cpu"):

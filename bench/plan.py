@@ -88,7 +88,7 @@ def plan_jobs(tasks: list[TaskSpec], methods: list[str], seeds: list[int], profi
         for spec, variant_sets in itertools.product(tasks, expand_sweeps(cls, usable_sets)):
             config = dataclasses.asdict(build_config(cls, spec.name, variant_sets))
             variant = ", ".join(f"{k}={v}" for k, v in variant_sets.items())
-            n_steps = steps if steps is not None else cls.profile_steps[profile]
+            n_steps = steps if steps is not None else cls.steps_for(profile, spec.name)
             path, source, sha = data_by_task[spec.name]
             trainings = [None] if cls.threshold_agnostic else list(spec.thresholds)
             for seed in seeds:

@@ -81,7 +81,8 @@ def measure(method: str = "LSPC", task: str = "AntRun", batch_size: int = 1024,
         config = dataclasses.replace(config, batch_size=batch_size)
     torch.manual_seed(0)
     model = cls(spec, config, spec.thresholds[0], 0, device)
-    sampler = BatchSampler(synthetic_arrays(spec), batch_size, 0, device)
+    # the method's own view of the data (a filter, or statistics such as COptiDICE's)
+    sampler = BatchSampler(model.training_data(synthetic_arrays(spec)), batch_size, 0, device)
     contenders = {"fused": model.train_step}
     if reference and name == "LSPC":
         from algorithms.lspc_reference import ReferenceLSPC
