@@ -15,12 +15,20 @@ from importlib import metadata
 
 from algorithms.base import OfflineMethod, build_config, lookup  # noqa: F401
 from algorithms.bc import BCAll, BCSafe
+from algorithms.bcq_lag import BCQLag
+from algorithms.bear_lag import BEARLag
+from algorithms.coptidice import COptiDICE
+from algorithms.cpq import CPQ
 from algorithms.lspc import LSPC
 from tasks.registry import UnknownNameError
 
 METHODS: dict[str, type[OfflineMethod]] = {
     "BC-All": BCAll,
     "BC-Safe": BCSafe,
+    "BCQ-Lag": BCQLag,
+    "BEAR-Lag": BEARLag,
+    "CPQ": CPQ,
+    "COptiDICE": COptiDICE,
     "LSPC": LSPC,  # records LSPC-S and LSPC-O
 }
 ENTRY_POINT_GROUP = "bench.methods"

@@ -71,6 +71,13 @@ class OfflineMethod(abc.ABC):
         """Restore what state_dict returned."""
 
 
+def paper_steps_on(suite: str, steps: int) -> dict[str, dict[str, int]]:
+    """task_steps giving every task of a suite its own paper budget (OSRL: 200k on MetaDrive)."""
+    from tasks.registry import suite_tasks
+
+    return {spec.name: {"paper": steps} for spec in suite_tasks(suite)}
+
+
 class ConfigError(ValueError):
     """A --set value or override that does not fit the method's config."""
 

@@ -31,8 +31,12 @@ OSRL's choices kept here (each the code's, not a derivation):
 
 Same math, different layout: the 4 + 4 critics are one 8-member EnsembleMLP and one Adam
 (Adam is elementwise, so one optimizer over stacked weights equals one per network), the
-two target computations share one batched forward pass, and the VAE's mean/log-std heads
-are one Linear layer. The VAE class here is also used by CPQ (algorithms/cpq.py).
+reward and cost critics take one backward pass, target values at the n B sampled actions
+are computed member by member with addmm (`ensemble_eval`, faster than batched matmuls on a
+CPU), and the VAE's mean/log-std heads are one Linear layer. Random numbers are drawn in
+OSRL's order, so a seeded step equals osrl-lib's (tests_oracle/test_osrl_bcq_lag.py). The VAE,
+vae_loss, PIDLagrangian, ensemble_eval and per_step_threshold are shared with the other
+methods (algorithms/nets.py).
 """
 
 from __future__ import annotations
@@ -41,11 +45,11 @@ import copy
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from algorithms.base import OfflineMethod
-from algorithms.nets import EnsembleMLP, mlp, soft_update
+from algorithms.base import OfflineMethod, paper_steps_on
+from algorithms.nets import (VAE, EnsembleMLP, PIDLagrangian, done_flags, ensemble_eval, mlp,
+                             per_step_threshold, soft_update, vae_loss)
 
 
 @dataclass(frozen=True)
@@ -93,61 +97,9 @@ class Config:
 
 
 #: OSRL's bcql_configs vary per task only episode_len (here spec.max_episode_steps) and, on
-#: MetaDrive, update_steps (200k), which is a budget, not a Config field.
+#: MetaDrive, update_steps (200k), which is a training budget (task_steps), not a Config field.
 OVERRIDES: dict[str, dict] = {}
-
-
-def per_step_threshold(cost_limit: float, gamma: float, episode_len: int) -> float:
-    """kappa = C (1 - gamma^L) / (1 - gamma) / L: the discounted cost value of spending the
-    episode's limit C evenly over L steps (OSRL's qc_thres)."""
-    return cost_limit * (1 - gamma ** episode_len) / (1 - gamma) / episode_len
-
-
-def done_flags(batch, on_timeout: bool) -> torch.Tensor:
-    done = batch["terminals"]
-    return torch.clamp(done + batch["timeouts"], max=1.0) if on_timeout else done
-
-
-class VAE(nn.Module):
-    """BCQ's conditional VAE of the behaviour policy, as OSRL's VAE (two hidden layers each).
-
-    Encoder (s, a) -> (mean, log std clamped to `log_std_bounds`); decoder (s, z) -> tanh.
-    """
-
-    def __init__(self, obs_dim: int, act_dim: int, hidden: int, latent_dim: int,
-                 log_std_bounds: tuple[float, float] = (-4.0, 15.0), latent_clip: float = 0.5,
-                 max_action: float = 1.0):
-        super().__init__()
-        self.encoder = mlp(obs_dim + act_dim, 2 * latent_dim, (hidden, hidden))
-        self.decoder = mlp(obs_dim + latent_dim, act_dim, (hidden, hidden),
-                           output_activation=nn.Tanh)
-        self.latent_dim, self.log_std_bounds = latent_dim, log_std_bounds
-        self.latent_clip, self.max_action = latent_clip, max_action
-
-    def encode(self, obs, actions):
-        mean, log_std = self.encoder(torch.cat([obs, actions], -1)).chunk(2, -1)
-        return mean, log_std.clamp(*self.log_std_bounds)
-
-    def prior(self, n: int, device) -> torch.Tensor:
-        """z ~ N(0, I) clipped to [-c, c] (BCQ's decoder sampling)."""
-        z = torch.randn(n, self.latent_dim, device=device)
-        return z.clamp(-self.latent_clip, self.latent_clip)
-
-    def decode(self, obs, z=None):
-        if z is None:
-            z = self.prior(obs.shape[0], obs.device)
-        return self.max_action * self.decoder(torch.cat([obs, z], -1))
-
-
-def vae_loss(kl_coef: float, vae: VAE, obs, actions):
-    """mean (G(s, z) - a)^2 + beta * mean KL(q(z | s, a) || N(0, I)), z = mu + sigma eps."""
-    mean, log_std = vae.encode(obs, actions)
-    std = log_std.exp()
-    z = mean + std * torch.randn_like(std)
-    recon = F.mse_loss(vae.decode(obs, z), actions)
-    kl = (-0.5 * (1.0 + 2.0 * log_std - mean.square() - std.square())).mean()
-    loss = recon + kl_coef * kl
-    return loss, {"loss/vae": loss.detach(), "vae/recon": recon.detach(), "vae/kl": kl.detach()}
+METADRIVE_STEPS = paper_steps_on("metadrive", 200_000)
 
 
 class PerturbationActor(nn.Module):
@@ -164,35 +116,6 @@ class PerturbationActor(nn.Module):
         return (actions + shift).clamp(-self.max_action, self.max_action)
 
 
-class PIDLagrangian:
-    """The PID Lagrange multiplier of OSRL's LagrangianPIDController, as tensors (no sync).
-
-    Each call with the batch's cost values qc: e = mean(qc) - kappa,
-    integral <- max(0, integral + e), derivative = max(0, e - e_previous),
-    multiplier = max(0, K_P max(0, e) + K_I integral + K_D derivative).
-    """
-
-    def __init__(self, kp: float, ki: float, kd: float, threshold: float, device="cpu"):
-        self.kp, self.ki, self.kd, self.threshold = kp, ki, kd, threshold
-        self.error_old = torch.zeros((), device=device)
-        self.integral = torch.zeros((), device=device)
-
-    @torch.no_grad()
-    def __call__(self, qc: torch.Tensor) -> torch.Tensor:
-        error = (qc - self.threshold).mean()
-        derivative = F.relu(error - self.error_old)
-        self.integral = F.relu(self.integral + error)
-        self.error_old = error
-        return F.relu(self.kp * F.relu(error) + self.ki * self.integral + self.kd * derivative)
-
-    def state_dict(self):
-        return {"error_old": self.error_old.clone(), "integral": self.integral.clone()}
-
-    def load_state_dict(self, state):
-        self.error_old = state["error_old"].clone().to(self.error_old.device)
-        self.integral = state["integral"].clone().to(self.integral.device)
-
-
 def soft_clipped_double_q(q: torch.Tensor, num: int, lmbda: float) -> torch.Tensor:
     """(2 num, N) ensemble outputs -> lambda min(Q1, Q2) + (1 - lambda) max(Q1, Q2), where
     Q1 = min of the first `num` networks and Q2 = min of the next `num`."""
@@ -200,31 +123,8 @@ def soft_clipped_double_q(q: torch.Tensor, num: int, lmbda: float) -> torch.Tens
     return lmbda * torch.minimum(q1, q2) + (1.0 - lmbda) * torch.maximum(q1, q2)
 
 
-@torch.no_grad()
-def evaluate(net, inputs) -> torch.Tensor:
-    """(members, N, 1) outputs of an ensemble, without gradient, for target values.
-
-    `inputs`: one (N, in) tensor for every member, or a list with one per member. On the CPU
-    an EnsembleMLP runs one member at a time with addmm and in-place ReLUs: at thousands of
-    rows that is about twice as fast as its batched baddbmm (same math). Anything else (a
-    stand-in callable in tests, other devices) is called on the stacked inputs.
-    """
-    if not isinstance(net, EnsembleMLP) or net.weights[0].device.type != "cpu":
-        return net(inputs if torch.is_tensor(inputs) else torch.stack(inputs))
-    last = len(net.weights) - 1
-    outputs = []
-    for m in range(net.members):
-        h = inputs if torch.is_tensor(inputs) else inputs[m]
-        for i, (w, b) in enumerate(zip(net.weights, net.biases)):
-            h = torch.addmm(b[m, 0], h, w[m])
-            if i < last:
-                h = h.relu_()
-        outputs.append(h)
-    return torch.stack(outputs)
-
-
 def critic_losses(cfg: Config, critics, critics_target, actor_target, vae: VAE, batch):
-    """Reward and cost critic losses (OSRL critic_loss + cost_critic_loss), one forward pass.
+    """Reward and cost critic losses (OSRL critic_loss + cost_critic_loss), summed.
 
     `critics` / `critics_target` map (B, in) or (members, B, in) to (members, B, 1); members
     [0, 2 num_q) are the reward nets Q1 then Q2, the rest Qc1 then Qc2. Rewards and costs of
@@ -236,12 +136,9 @@ def critic_losses(cfg: Config, critics, critics_target, actor_target, vae: VAE, 
     with torch.no_grad():
         next_obs = torch.repeat_interleave(batch["next_observations"], n, 0)  # (nB, obs)
         # two independent sets of decoded actions, reward target first (OSRL's order)
-        z = torch.cat([vae.prior(n * batch_size, obs.device),
-                       vae.prior(n * batch_size, obs.device)])
-        next_obs2 = torch.cat([next_obs, next_obs])
-        next_actions = actor_target(next_obs2, vae.decode(next_obs2, z))
-        reward_in, cost_in = torch.cat([next_obs2, next_actions], -1).chunk(2)
-        target = evaluate(critics_target, [reward_in] * (2 * nq) + [cost_in] * (2 * nqc))
+        reward_in, cost_in = (torch.cat([next_obs, actor_target(next_obs, vae.decode(next_obs))],
+                                        -1) for _ in range(2))
+        target = ensemble_eval(critics_target, [reward_in] * (2 * nq) + [cost_in] * (2 * nqc))
         target = target.squeeze(-1)  # (members, nB)
         target_q = soft_clipped_double_q(target[:2 * nq], nq, cfg.lmbda)
         target_qc = soft_clipped_double_q(target[2 * nq:], nqc, cfg.lmbda)
@@ -267,7 +164,7 @@ def actor_loss(cfg: Config, actor, critics, vae: VAE, pid: PIDLagrangian, obs, t
     actions = actor(obs, decoded)
     q = critics(torch.cat([obs, actions], -1)).squeeze(-1)
     q_pi, qc_pi = q[:2 * nq].amin(0), q[2 * nq:].amin(0)
-    multiplier = pid(qc_pi.detach())
+    multiplier = pid.update(qc_pi.detach())
     penalty = ((qc_pi - threshold) * multiplier).mean()
     loss = -q_pi.mean() + penalty
     return loss, {"loss/actor": loss.detach(), "loss/qc_penalty": penalty.detach(),
@@ -280,7 +177,8 @@ class BCQLag(OfflineMethod):
     Config = Config
     threshold_agnostic = False
     overrides = OVERRIDES
-    profile_steps = {"smoke": 10, "quick": 1500, "paper": 100_000}
+    task_steps = METADRIVE_STEPS
+    profile_steps = {"smoke": 10, "quick": 300, "paper": 100_000}
 
     def __init__(self, spec, config, threshold, seed, device="cpu"):
         super().__init__(spec, config, threshold, seed, device)

@@ -43,18 +43,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from algorithms.base import OfflineMethod
-from algorithms.bear_lag import METADRIVE, SquashedGaussianActor, per_step_threshold
-from algorithms.nets import EnsembleMLP
+from algorithms.base import OfflineMethod, paper_steps_on
+from algorithms.nets import EnsembleMLP, SquashedGaussianActor, done_flags, per_step_threshold
 
 
 @dataclass(frozen=True)
 class Config:
     batch_size: int = 512
     """transitions per step (OSRL batch_size)"""
-    update_steps: int = 100_000
-    """OSRL update_steps: the paper budget on this task (200k on MetaDrive); profile_steps
-    ["paper"] holds the default"""
     actor_lr: float = 1e-4
     """Adam learning rate of the actor (OSRL actor_lr)"""
     critic_lr: float = 1e-4
@@ -85,9 +81,10 @@ class Config:
     """costs are multiplied by this (OSRL cost_scale)"""
 
 
-#: examples/configs/coptidice_configs.py: MetaDrive trains 200k steps; every other per-task
+#: OSRL's examples/configs/coptidice_configs.py: MetaDrive trains 200k steps; every other per-task
 #: difference there is episode_len, which comes from the task spec here.
-OVERRIDES = {task: {"update_steps": 200_000} for task in METADRIVE}
+OVERRIDES: dict[str, dict] = {}
+METADRIVE_STEPS = paper_steps_on("metadrive", 200_000)
 
 
 def soft_chi(x: torch.Tensor) -> torch.Tensor:
@@ -164,7 +161,8 @@ class COptiDICE(OfflineMethod):
     Config = Config
     threshold_agnostic = False
     overrides = OVERRIDES
-    profile_steps = {"smoke": 10, "quick": 4000, "paper": 100_000}
+    task_steps = METADRIVE_STEPS
+    profile_steps = {"smoke": 10, "quick": 1500, "paper": 100_000}
 
     def __init__(self, spec, config, threshold, seed, device="cpu"):
         super().__init__(spec, config, threshold, seed, device)
@@ -204,7 +202,7 @@ class COptiDICE(OfflineMethod):
             raise RuntimeError("COptiDICE trains on the output of training_data (is_init, P(init))")
         obs, next_obs, actions = batch["observations"], batch["next_observations"], batch["actions"]
         rewards, costs = batch["rewards"] * cfg.reward_scale, batch["costs"] * cfg.cost_scale
-        done = torch.clamp(batch["terminals"] + batch["timeouts"], max=1.0)
+        done = done_flags(batch)
         both = torch.cat([obs, next_obs])
         # 1: nu, chi, tau, lambda (disjoint parameters: one backward pass)
         loss, lam, stats = dice_losses(
@@ -232,7 +230,7 @@ class COptiDICE(OfflineMethod):
     @torch.no_grad()
     def act(self, obs):
         obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
-        return torch.tanh(self.actor(obs)[0]).cpu().numpy()
+        return self.actor.mode(obs).cpu().numpy()
 
     def state_dict(self):
         state = {name: getattr(self, name).state_dict() for name in (

@@ -45,12 +45,10 @@ import copy
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from algorithms.base import OfflineMethod
-from algorithms.bcq_lag import VAE, done_flags, evaluate, per_step_threshold, vae_loss
-from algorithms.nets import EnsembleMLP, mlp, soft_update
+from algorithms.base import OfflineMethod, paper_steps_on
+from algorithms.nets import (VAE, EnsembleMLP, SquashedGaussianActor, done_flags, ensemble_eval,
+                             per_step_threshold, soft_update, vae_loss)
 
 
 @dataclass(frozen=True)
@@ -106,31 +104,9 @@ class Config:
 
 
 #: OSRL's cpq_configs vary per task only episode_len (here spec.max_episode_steps) and, on
-#: MetaDrive, update_steps (200k), which is a budget, not a Config field.
+#: MetaDrive, update_steps (200k), which is a training budget (task_steps), not a Config field.
 OVERRIDES: dict[str, dict] = {}
-
-
-class SquashedGaussianActor(nn.Module):
-    """pi(a | s) = tanh(N(mu(s), sigma(s))), as OSRL's SquashedGaussianMLPActor."""
-
-    def __init__(self, obs_dim, act_dim, hidden, log_std_bounds=(-20.0, 2.0)):
-        super().__init__()
-        self.trunk = mlp(obs_dim, hidden[-1], hidden[:-1], output_activation=nn.ReLU)
-        self.head = nn.Linear(hidden[-1], 2 * act_dim)  # mean and log std
-        self.log_std_bounds = log_std_bounds
-
-    def forward(self, obs):
-        """Mean and clamped log std of the pre-tanh Gaussian."""
-        mean, log_std = self.head(self.trunk(obs)).chunk(2, -1)
-        return mean, log_std.clamp(*self.log_std_bounds)
-
-    def sample(self, obs):
-        """A reparameterised action tanh(mu + sigma eps)."""
-        mean, log_std = self(obs)
-        return torch.tanh(mean + log_std.exp() * torch.randn_like(mean))
-
-    def mode(self, obs):
-        return torch.tanh(self(obs)[0])
+METADRIVE_STEPS = paper_steps_on("metadrive", 200_000)
 
 
 def ood_penalty(cfg: Config, actor, vae: VAE, qc_net, obs):
@@ -152,7 +128,7 @@ def ood_penalty(cfg: Config, actor, vae: VAE, qc_net, obs):
         kl = kl.mean(-1).view(n, batch_size)
         ood = (kl >= torch.quantile(kl, cfg.ood_quantile)).float()
     sa = torch.cat([stacked_obs, samples], -1)
-    qc = evaluate(qc_net, sa) if cfg.ood_penalty_on_target else qc_net(sa)
+    qc = ensemble_eval(qc_net, sa) if cfg.ood_penalty_on_target else qc_net(sa)
     qc = qc.squeeze(-1).amin(0)
     return (ood * qc.view(n, batch_size)).mean(0).mean()
 
@@ -168,14 +144,14 @@ def critic_losses(cfg: Config, q_ens, qc_ens, q_target, qc_target, actor, vae: V
     obs, actions, next_obs = batch["observations"], batch["actions"], batch["next_observations"]
     with torch.no_grad():
         next_sa = torch.cat([next_obs, actor.sample(next_obs)], -1)
-        target_q = evaluate(q_target, next_sa).squeeze(-1).amin(0)
-        target_qc = evaluate(qc_target, next_sa).squeeze(-1).amin(0)
+        target_q = ensemble_eval(q_target, next_sa).squeeze(-1).amin(0)
+        target_qc = ensemble_eval(qc_target, next_sa).squeeze(-1).amin(0)
         not_done = 1.0 - done_flags(batch, cfg.done_on_timeout)
         feasible = (target_qc <= threshold).float()
         backup = batch["rewards"] + cfg.gamma * not_done * feasible * target_q
         # the cost critic's own next action (OSRL samples a second one)
         next_sa = torch.cat([next_obs, actor.sample(next_obs)], -1)
-        next_qc = evaluate(qc_target, next_sa).squeeze(-1).amin(0)
+        next_qc = ensemble_eval(qc_target, next_sa).squeeze(-1).amin(0)
         cost_backup = batch["costs"] + cfg.gamma * next_qc
     qc_ood = ood_penalty(cfg, actor, vae, qc_target if cfg.ood_penalty_on_target else qc_ens,
                          obs)
@@ -213,7 +189,8 @@ class CPQ(OfflineMethod):
     Config = Config
     threshold_agnostic = False
     overrides = OVERRIDES
-    profile_steps = {"smoke": 10, "quick": 2000, "paper": 100_000}
+    task_steps = METADRIVE_STEPS
+    profile_steps = {"smoke": 10, "quick": 800, "paper": 100_000}
 
     def __init__(self, spec, config, threshold, seed, device="cpu"):
         super().__init__(spec, config, threshold, seed, device)

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from algorithms.bcq_lag import (
-    VAE, BCQLag, Config, PIDLagrangian, actor_loss, critic_losses, evaluate, per_step_threshold,
-    soft_clipped_double_q, vae_loss)
-from algorithms.nets import EnsembleMLP
+from algorithms.bcq_lag import BCQLag, Config, actor_loss, critic_losses, soft_clipped_double_q
+from algorithms.nets import (VAE, EnsembleMLP, PIDLagrangian, ensemble_eval, per_step_threshold,
+                             vae_loss)
 from bench.run import BatchSampler
 from tasks.registry import get_task
 from test_methods import fake_arrays
@@ -40,15 +39,16 @@ def test_per_step_threshold_by_hand():
 def test_pid_lagrangian_by_hand():
     pid = PIDLagrangian(0.1, 0.003, 0.001, threshold=1.0)
     # e = mean([2, 4]) - 1 = 2; derivative max(0, 2 - 0) = 2; integral 2
-    assert pid(torch.tensor([2.0, 4.0])).item() == pytest.approx(0.1 * 2 + 0.003 * 2 + 0.001 * 2)
+    assert pid.update(torch.tensor([2.0, 4.0])).item() == pytest.approx(
+        0.1 * 2 + 0.003 * 2 + 0.001 * 2)
     # e = -0.5: no P term, derivative max(0, -2.5) = 0, integral 2 - 0.5 = 1.5
-    assert pid(torch.tensor([0.5, 0.5])).item() == pytest.approx(0.003 * 1.5)
+    assert pid.update(torch.tensor([0.5, 0.5])).item() == pytest.approx(0.003 * 1.5)
     # e = -11: integral clipped at 0, multiplier 0
-    assert pid(torch.tensor([-10.0])).item() == 0.0
-    assert pid.integral.item() == 0.0 and pid.error_old.item() == -11.0
+    assert pid.update(torch.tensor([-10.0])).item() == 0.0
+    assert pid.integral.item() == 0.0 and pid.error_prev.item() == -11.0
     restored = PIDLagrangian(0.1, 0.003, 0.001, threshold=1.0)
     restored.load_state_dict(pid.state_dict())
-    assert restored(torch.tensor([3.0])).item() == pid(torch.tensor([3.0])).item()
+    assert restored.update(torch.tensor([3.0])).item() == pid.update(torch.tensor([3.0])).item()
 
 
 def test_soft_clipped_double_q_by_hand():
@@ -136,13 +136,17 @@ def test_vae_loss_matches_its_formula():
     assert vae.prior(1000, "cpu").abs().max().item() == 0.5
 
 
-def test_evaluate_equals_the_fused_forward():
+def test_ensemble_eval_equals_the_fused_forward():
     torch.manual_seed(0)
-    ens = EnsembleMLP(5, 1, (16, 16), 4)
+    ens = EnsembleMLP(5, 3, (16, 16), 4)
     x = torch.randn(4, 30, 5)
     with torch.no_grad():
-        torch.testing.assert_close(evaluate(ens, list(x)), ens(x), rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(evaluate(ens, x[0]), ens(x[0]), rtol=1e-5, atol=1e-6)
+        # one input per member (list or stacked tensor), or one input shared by all members
+        torch.testing.assert_close(ensemble_eval(ens, list(x)), ens(x), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ensemble_eval(ens, x), ens(x), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ensemble_eval(ens, x[0]), ens(x[0]), rtol=1e-5, atol=1e-6)
+    # anything else is called on the stacked inputs
+    assert ensemble_eval(lambda t: t * 2, [torch.ones(2, 1)] * 3).shape == (3, 2, 1)
 
 
 def test_rewards_are_scaled_inside_the_step():

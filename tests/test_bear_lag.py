@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from algorithms.bear_lag import (BEARLag, Config, PIDLagrangian, actor_objective, critic_loss,
-                                 gaussian_mmd, laplacian_mmd, per_step_threshold)
+from algorithms.bear_lag import (BEARLag, Config, actor_objective, critic_loss, gaussian_mmd,
+                                 laplacian_mmd)
+from algorithms.nets import PIDLagrangian, per_step_threshold
 from bench.run import BatchSampler
 from tasks.registry import get_task
 from test_methods import fake_arrays
@@ -182,7 +183,7 @@ def test_save_load_round_trip_acts_and_trains_identically(tmp_path):
         assert first[key].item() == second[key].item(), key
 
 
-def test_overrides_are_metadrive_update_steps():
-    assert BEARLag.overrides["easysparse"] == {"update_steps": 200_000}
-    assert "AntRun" not in BEARLag.overrides
-    assert BEARLag.profile_steps["paper"] == Config().update_steps == 300_000
+def test_metadrive_trains_longer_in_the_paper_profile():
+    assert BEARLag.steps_for("paper", "easysparse") == 200_000  # OSRL's MetaDrive configs
+    assert BEARLag.steps_for("paper", "AntRun") == 300_000
+    assert BEARLag.steps_for("quick", "easysparse") == BEARLag.profile_steps["quick"]

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from algorithms.bear_lag import per_step_threshold
 from algorithms.coptidice import (COptiDICE, Config, actor_loss, dice_losses, optimal_w,
                                   soft_chi, soft_chi_prime_inv)
+from algorithms.nets import per_step_threshold
 from bench.run import BatchSampler
 from tasks.registry import get_task
 from test_methods import fake_arrays
@@ -180,7 +180,7 @@ def test_save_load_round_trip_acts_and_trains_identically(tmp_path):
         assert first[key].item() == second[key].item(), key
 
 
-def test_overrides_are_metadrive_update_steps():
-    assert COptiDICE.overrides["hardmean"] == {"update_steps": 200_000}
-    assert "CarCircle" not in COptiDICE.overrides
-    assert COptiDICE.profile_steps["paper"] == Config().update_steps == 100_000
+def test_metadrive_trains_longer_in_the_paper_profile():
+    assert COptiDICE.steps_for("paper", "hardmean") == 200_000  # OSRL's MetaDrive configs
+    assert COptiDICE.steps_for("paper", "CarCircle") == 100_000
+    assert COptiDICE.steps_for("quick", "hardmean") == COptiDICE.profile_steps["quick"]

@@ -130,13 +130,15 @@ def test_losses_and_weights_match_osrl(threshold):
                                                          **TOL)
     if threshold < 0:
         assert recorder.stats["loss/lagrangian"] > 0 and recorder.stats["loss/qc_penalty"] != 0
-    # the weights after five steps: ours from the copied OSRL modules
+    # the weights after five steps: ours against the OSRL modules copied into a fresh model.
+    # 1e-4: Adam divides by the running |gradient|, so where a gradient element is ~0 the
+    # rounding of the two computations shows up at ~1e-5 (one element in 65k here)
     _, _, _, again = build_pair(threshold, cfg)
     copy_osrl_into_ours(ref, again)
     for name in ("actor", "actor_target", "critics", "critics_target", "vae"):
         for key, value in getattr(again, name).state_dict().items():
             torch.testing.assert_close(getattr(ours, name).state_dict()[key], value,
-                                       rtol=1e-5, atol=1e-5, msg=f"{name}.{key}")
+                                       rtol=1e-4, atol=1e-4, msg=f"{name}.{key}")
 
 
 def time_steps(batch_size: int = 512, rounds: int = 5, steps: int = 5) -> dict:
