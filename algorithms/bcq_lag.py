@@ -49,7 +49,8 @@ from torch import nn
 
 from algorithms.base import OfflineMethod, paper_steps_on
 from algorithms.nets import (VAE, EnsembleMLP, PIDLagrangian, done_flags, ensemble_eval, mlp,
-                             per_step_threshold, soft_update, vae_loss)
+                             optimizer_step, per_step_threshold, scale_batch, soft_update,
+                             step_only, vae_loss)
 
 
 @dataclass(frozen=True)
@@ -196,13 +197,8 @@ class BCQLag(OfflineMethod):
         self.cost_threshold = per_step_threshold(threshold, cfg.gamma, spec.max_episode_steps)
         self.pid = PIDLagrangian(*cfg.pid, self.cost_threshold, device=device)
 
-    def scaled(self, batch):
-        cfg = self.config
-        return {**batch, "rewards": batch["rewards"] * cfg.reward_scale,
-                "costs": batch["costs"] * cfg.cost_scale}
-
     def train_step(self, batch):
-        batch = self.scaled(batch)
+        batch = scale_batch(batch, self.config.reward_scale, self.config.cost_scale)
         stats = self.update_vae(batch)
         stats |= self.update_critics(batch)
         stats |= self.update_actor(batch)
@@ -212,27 +208,20 @@ class BCQLag(OfflineMethod):
     def update_vae(self, batch):
         loss, stats = vae_loss(self.config.kl_coef, self.vae, batch["observations"],
                                batch["actions"])
-        self.vae_optim.zero_grad(set_to_none=True)
-        loss.backward()
-        self.vae_optim.step()
+        optimizer_step(self.vae_optim, loss)
         return stats
 
     def update_critics(self, batch):
         loss, stats = critic_losses(self.config, self.critics, self.critics_target,
                                     self.actor_target, self.vae, batch)
-        self.critic_optim.zero_grad(set_to_none=True)
-        loss.backward()
-        self.critic_optim.step()
+        optimizer_step(self.critic_optim, loss)
         return stats
 
     def update_actor(self, batch):
         """Gradients reach only the actor (they flow through the critics' inputs)."""
         loss, stats = actor_loss(self.config, self.actor, self.critics, self.vae, self.pid,
                                  batch["observations"], self.cost_threshold)
-        params = list(self.actor.parameters())
-        for param, grad in zip(params, torch.autograd.grad(loss, params)):
-            param.grad = grad
-        self.actor_optim.step()
+        step_only(self.actor_optim, self.actor, loss)
         return stats
 
     def update_targets(self):

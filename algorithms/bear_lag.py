@@ -50,7 +50,8 @@ import torch
 
 from algorithms.base import OfflineMethod, paper_steps_on
 from algorithms.nets import (VAE, EnsembleMLP, PIDLagrangian, SquashedGaussianActor, done_flags,
-                             ensemble_eval, per_step_threshold, soft_update, vae_loss)
+                             ensemble_eval, per_step_threshold, soft_update, step_only,
+                             vae_loss)
 
 @dataclass(frozen=True)
 class Config:
@@ -251,10 +252,7 @@ class BEARLag(OfflineMethod):
         loss_actor, actor_stats = actor_objective(
             cfg, q, qc, mmd, alpha, multiplier, self.cost_threshold,
             use_q=self.steps >= cfg.start_update_policy_step)
-        params = list(self.actor.parameters())
-        for param, grad in zip(params, torch.autograd.grad(loss_actor, params)):
-            param.grad = grad
-        self.actor_optim.step()
+        step_only(self.actor_optim, self.actor, loss_actor)
         # 4: dual ascent on log alpha
         with torch.no_grad():
             step = cfg.alpha_lr * alpha * (mmd.detach() - cfg.target_mmd).mean()

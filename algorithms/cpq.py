@@ -48,7 +48,8 @@ import torch
 
 from algorithms.base import OfflineMethod, paper_steps_on
 from algorithms.nets import (VAE, EnsembleMLP, SquashedGaussianActor, done_flags, ensemble_eval,
-                             per_step_threshold, soft_update, vae_loss)
+                             optimizer_step, per_step_threshold, scale_batch, soft_update,
+                             step_only, vae_loss)
 
 
 @dataclass(frozen=True)
@@ -209,13 +210,8 @@ class CPQ(OfflineMethod):
         self.log_alpha = torch.tensor(cfg.log_alpha_init, device=device)
         self.cost_threshold = per_step_threshold(threshold, cfg.gamma, spec.max_episode_steps)
 
-    def scaled(self, batch):
-        cfg = self.config
-        return {**batch, "rewards": batch["rewards"] * cfg.reward_scale,
-                "costs": batch["costs"] * cfg.cost_scale}
-
     def train_step(self, batch):
-        batch = self.scaled(batch)
+        batch = scale_batch(batch, self.config.reward_scale, self.config.cost_scale)
         stats = self.update_vae(batch)
         stats |= self.update_critics(batch)
         stats |= self.update_actor(batch)
@@ -225,18 +221,14 @@ class CPQ(OfflineMethod):
     def update_vae(self, batch):
         loss, stats = vae_loss(self.config.kl_coef, self.vae, batch["observations"],
                                batch["actions"])
-        self.vae_optim.zero_grad(set_to_none=True)
-        loss.backward()
-        self.vae_optim.step()
+        optimizer_step(self.vae_optim, loss)
         return stats
 
     def update_critics(self, batch):
         loss, qc_ood, stats = critic_losses(
             self.config, self.q_ens, self.qc_ens, self.q_target, self.qc_target, self.actor,
             self.vae, batch, self.cost_threshold, self.log_alpha)
-        self.critic_optim.zero_grad(set_to_none=True)
-        loss.backward()
-        self.critic_optim.step()
+        optimizer_step(self.critic_optim, loss)
         self.log_alpha = alpha_update(self.config, self.log_alpha, qc_ood, self.cost_threshold)
         return stats
 
@@ -244,10 +236,7 @@ class CPQ(OfflineMethod):
         """Gradients reach only the actor (they flow through the critics' inputs)."""
         loss, stats = actor_loss(self.actor, self.q_ens, self.qc_ens, batch["observations"],
                                  self.cost_threshold)
-        params = list(self.actor.parameters())
-        for param, grad in zip(params, torch.autograd.grad(loss, params)):
-            param.grad = grad
-        self.actor_optim.step()
+        step_only(self.actor_optim, self.actor, loss)
         return stats
 
     def update_targets(self):

@@ -49,7 +49,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from algorithms.base import OfflineMethod
-from algorithms.nets import EnsembleMLP, exp_weights, expectile_loss, mlp, soft_update
+from algorithms.nets import (EnsembleMLP, exp_weights, expectile_loss, mlp, optimizer_step,
+                            soft_update, step_only)
 
 
 @dataclass(frozen=True)
@@ -266,9 +267,7 @@ class LSPC(OfflineMethod):
         return stats
 
     def _step_critics(self, loss):
-        self.critic_optim.zero_grad(set_to_none=True)
-        loss.backward()
-        self.critic_optim.step()
+        optimizer_step(self.critic_optim, loss)
 
     def _update_actor(self, obs, actions, cost_adv, mask, reward_adv):
         stats = self._update_cvae(obs, actions, cost_adv, mask)  # lines 13-14
@@ -276,19 +275,14 @@ class LSPC(OfflineMethod):
 
     def _update_cvae(self, obs, actions, cost_adv, mask):
         loss, stats = cvae_loss(self.config, self.cvae, obs, actions, cost_adv, mask)
-        self.cvae_optim.zero_grad(set_to_none=True)
-        loss.backward()
-        self.cvae_optim.step()
+        optimizer_step(self.cvae_optim, loss)
         return stats
 
     def _update_encoder(self, obs, actions, reward_adv):
         """delta only: gradients flow through the decoder without touching its parameters."""
         loss, stats = latent_encoder_loss(self.config, self.encoder, self.cvae, obs, actions,
                                           reward_adv)
-        params = list(self.encoder.parameters())
-        for param, grad in zip(params, torch.autograd.grad(loss, params)):
-            param.grad = grad
-        self.encoder_optim.step()
+        step_only(self.encoder_optim, self.encoder, loss)
         return stats
 
     # ---- acting -------------------------------------------------------------------------

@@ -240,3 +240,26 @@ def vae_loss(kl_coef: float, vae: VAE, obs, actions):
     kl = (-0.5 * (1.0 + 2.0 * log_std - mean.square() - std.square())).mean()
     loss = recon + kl_coef * kl
     return loss, {"loss/vae": loss.detach(), "vae/recon": recon.detach(), "vae/kl": kl.detach()}
+
+
+def optimizer_step(optim: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """zero_grad, backward, step: one network's (or one fused group's) update."""
+    optim.zero_grad(set_to_none=True)
+    loss.backward()
+    optim.step()
+
+
+def step_only(optim: torch.optim.Optimizer, module: nn.Module, loss: torch.Tensor) -> None:
+    """Update `module` alone on `loss`: its gradients flow through other networks' activations
+    (a critic judging an actor, a decoder under a latent policy) without being computed for,
+    or accumulated into, those networks' parameters."""
+    params = list(module.parameters())
+    for param, grad in zip(params, torch.autograd.grad(loss, params)):
+        param.grad = grad
+    optim.step()
+
+
+def scale_batch(batch: dict, reward_scale: float, cost_scale: float) -> dict:
+    """OSRL's reward_scale / cost_scale applied to a batch (a new dict; tensors not modified)."""
+    return {**batch, "rewards": batch["rewards"] * reward_scale,
+            "costs": batch["costs"] * cost_scale}

@@ -164,7 +164,6 @@ def _global_rng_guard():
 
 
 def _mlp(in_dim: int, out_dim: int, hidden: int, out_gain: float):
-    import torch
     from torch import nn
 
     layers = [nn.Linear(in_dim, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from algorithms.nets import scale_batch
+
 from algorithms.bcq_lag import BCQLag, Config, actor_loss, critic_losses, soft_clipped_double_q
 from algorithms.nets import (VAE, EnsembleMLP, PIDLagrangian, ensemble_eval, per_step_threshold,
                              vae_loss)
@@ -152,7 +154,7 @@ def test_ensemble_eval_equals_the_fused_forward():
 def test_rewards_are_scaled_inside_the_step():
     method = bcql(reward_scale=0.1, cost_scale=2.0)
     batch = {"rewards": torch.tensor([10.0]), "costs": torch.tensor([1.0])}
-    scaled = method.scaled(batch)
+    scaled = scale_batch(batch, method.config.reward_scale, method.config.cost_scale)
     assert scaled["rewards"].item() == pytest.approx(1.0) and scaled["costs"].item() == 2.0
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from bench.cli import main
 from reports.aggregate import aggregate, with_averages
-from reports.highlight import Cell, highlight
+from reports.highlight import highlight
 from reports.render import Section, Table, render_html, render_latex, render_markdown
 from reports.tables import PAPER_CSV, build_tables, report
 

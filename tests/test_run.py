@@ -8,8 +8,7 @@ import pytest
 
 from bench.cli import main
 from bench.evaluate import evaluate_policy, step_costs
-from conftest import rollout_arrays
-from tasks.datasets import file_sha256, local_path, write_dsrl_file
+from tasks.datasets import file_sha256, write_dsrl_file
 from tasks.envs import make_env
 from tasks.registry import get_task
 
