@@ -82,7 +82,8 @@ def provenance_notes(frame: pd.DataFrame) -> list[str]:
                            for suite, part in frame.groupby("suite"))
     versions = sorted({f"{v} ({(g or '')[:8]})" for v, g in
                        zip(frame.bench_version, frame.git_sha)})
-    mixed = frame.groupby(["task", "method"]).config_hash.nunique()
+    # a per-threshold method has one config per threshold: compare within a threshold
+    mixed = frame.groupby(["task", "method", "threshold"]).config_hash.nunique()
     mixed = mixed[mixed > 1]
     warnings = [f"Warning: {len(mixed)} cell(s) average records of different configs or data "
                 f"(e.g. {mixed.index[0][1]} on {mixed.index[0][0]}); use --profile or separate "

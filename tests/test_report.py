@@ -216,3 +216,5 @@ def test_a_cell_mixing_configs_is_flagged():
                           for h in ("h1", "h2")])
     assert provenance_notes(frame)[0].startswith("Warning: 1 cell(s) average records")
     assert not provenance_notes(frame.iloc[:1])[0].startswith("Warning")
+    per_threshold = frame.assign(threshold=[10, 20])  # BC-Safe: one config per threshold
+    assert not provenance_notes(per_threshold)[0].startswith("Warning")
