@@ -17,6 +17,7 @@ from algorithms.base import OfflineMethod, build_config, lookup  # noqa: F401
 from algorithms.bc import BCAll, BCSafe
 from algorithms.bcq_lag import BCQLag
 from algorithms.bear_lag import BEARLag
+from algorithms.cdt import CDT
 from algorithms.coptidice import COptiDICE
 from algorithms.cpq import CPQ
 from algorithms.lspc import LSPC
@@ -25,6 +26,7 @@ from tasks.registry import UnknownNameError
 METHODS: dict[str, type[OfflineMethod]] = {
     "BC-All": BCAll,
     "BC-Safe": BCSafe,
+    "CDT": CDT,
     "BCQ-Lag": BCQLag,
     "BEAR-Lag": BEARLag,
     "CPQ": CPQ,

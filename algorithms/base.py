@@ -59,8 +59,20 @@ class OfflineMethod(abc.ABC):
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Actions for a batch of observations (num_envs, obs_dim) -> (num_envs, act_dim)."""
 
-    def reset(self, num_envs: int) -> None:
-        """Called at the start of evaluation episodes (sequence models clear their context)."""
+    def reset(self, num_envs: int, threshold: float | None = None) -> None:
+        """Called at the start of evaluation episodes with the threshold they are evaluated at
+        (sequence models clear their context; a prompted model, CDT, takes it as its target
+        cost; None outside a threshold's evaluation)."""
+
+    def observe(self, rewards: np.ndarray, costs: np.ndarray, dones: np.ndarray) -> None:
+        """Called after every evaluation step with each env's raw reward, cost and
+        terminated | truncated (CDT lowers its returns-to-go and costs-to-go). Default: nothing."""
+
+    def sequence_options(self, arrays: dict[str, np.ndarray]) -> dict:
+        """For `wants == "sequences"`: keyword arguments of bench.run.SequenceSampler beyond the
+        data and batch (seq_len, trajectory_weights), from the training data."""
+        raise NotImplementedError(f"{type(self).__name__} wants sequences but gives no "
+                                  "sequence_options")
 
     @abc.abstractmethod
     def state_dict(self) -> dict:

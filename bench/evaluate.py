@@ -9,19 +9,22 @@ from tasks.registry import TaskSpec
 
 
 def evaluate_policy(act, spec: TaskSpec, episodes: int, seed: int, reset=None,
-                    envs=None) -> dict:
+                    envs=None, threshold: float | None = None, observe=None) -> dict:
     """Per-episode raw reward and cost returns of `act` over `episodes` seeded episodes.
 
     One sub-environment per episode, all stepped together; each is seeded with `seed + i`, and
     only its first episode counts (gymnasium vector envs reset a finished copy automatically).
     Pass `envs` (a vector env of `episodes` copies) to reuse simulators across calls.
+    `reset(episodes, threshold)` starts the episodes (a prompted method, CDT, takes the
+    threshold as its target cost); `observe(rewards, costs, dones)` follows every step with
+    the step's raw rewards and costs and terminated | truncated, one entry per sub-environment.
     """
     owned = envs is None
     envs = make_vector_env(spec, episodes) if owned else envs
     try:
         obs, _ = envs.reset(seed=[seed + i for i in range(episodes)])
         if reset is not None:
-            reset(episodes)
+            reset(episodes, threshold)
         reward_returns = np.zeros(episodes)
         cost_returns = np.zeros(episodes)
         lengths = np.zeros(episodes, dtype=int)
@@ -35,6 +38,8 @@ def evaluate_policy(act, spec: TaskSpec, episodes: int, seed: int, reset=None,
             low, high = envs.single_action_space.low, envs.single_action_space.high
             obs, rewards, terminated, truncated, infos = envs.step(np.clip(actions, low, high))
             costs = step_costs(infos, episodes)
+            if observe is not None:
+                observe(np.asarray(rewards, np.float64), costs, terminated | truncated)
             reward_returns += np.where(running, rewards, 0.0)
             cost_returns += np.where(running, costs, 0.0)
             lengths += running

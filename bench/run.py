@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import os
 import time
 import traceback
@@ -22,7 +23,7 @@ from bench.evaluate import evaluate_policy
 from bench.plan import Job
 from bench.profiles import PROFILES
 from bench.records import SCHEMA, provenance, utc_now, write_json_atomic
-from tasks.datasets import file_sha256, read_dsrl_file
+from tasks.datasets import file_sha256, read_dsrl_file, split_trajectories, to_go
 from tasks.envs import make_vector_env
 from tasks.registry import get_task
 
@@ -52,11 +53,94 @@ class BatchSampler:
         return {k: v[index] for k, v in self.tensors.items()}
 
 
+class SequenceSampler:
+    """Minibatches of windows of `seq_len` consecutive steps of one trajectory, as OSRL's
+    SequenceDataset (for sequence models, `wants == "sequences"`).
+
+    A trajectory is drawn with probability proportional to `trajectory_weights` (one weight per
+    trajectory of tasks.datasets.split_trajectories, in data order; None: uniform, as OSRL
+    without cost_sample), then a start index uniformly within it; the window runs forward
+    from there and is padded with zeros past the trajectory's end (mask 0), so no window
+    crosses a trajectory boundary. Returns-to-go and costs-to-go are undiscounted sums from
+    each step to the end of its trajectory, unscaled (the method scales them), or the arrays'
+    own "returns_to_go" / "costs_to_go" where given (relabelled trajectories); timesteps are
+    start + 0..seq_len-1, padded positions included, as OSRL.
+
+    Batch: observations (B, T, obs), actions (B, T, act), returns_to_go, costs_to_go, costs
+    (B, T) float; timesteps (B, T) long; mask (B, T) float, 1 on real steps.
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray], batch_size: int, seed: int, device: str,
+                 seq_len: int, trajectory_weights: np.ndarray | None = None):
+        trajectories = split_trajectories(arrays)
+        starts, ends = trajectories.starts, trajectories.ends
+        lengths = ends - starts
+        costs = np.asarray(arrays["costs"], np.float32)
+        # relabelled trajectories (CDT's augmentation) bring their own; else from the data
+        returns_to_go = arrays.get("returns_to_go")
+        if returns_to_go is None:
+            returns_to_go = to_go(arrays["rewards"], trajectories)
+        costs_to_go = arrays.get("costs_to_go")
+        if costs_to_go is None:
+            costs_to_go = to_go(costs, trajectories)
+        as_tensor = functools.partial(torch.as_tensor, device=device)
+        self.tensors = {
+            "observations": as_tensor(np.asarray(arrays["observations"], np.float32)),
+            "actions": as_tensor(np.asarray(arrays["actions"], np.float32)),
+            "returns_to_go": as_tensor(np.asarray(returns_to_go, np.float32)),
+            "costs_to_go": as_tensor(np.asarray(costs_to_go, np.float32)),
+            "costs": as_tensor(costs),
+        }
+        self.starts = as_tensor(starts, dtype=torch.long)
+        self.lengths = as_tensor(lengths, dtype=torch.long)
+        self.offsets = torch.arange(seq_len, device=device)
+        if trajectory_weights is not None:
+            weights = np.asarray(trajectory_weights, np.float64)
+            if weights.shape != (len(starts),) or not (weights >= 0).all() or weights.sum() <= 0:
+                raise ValueError("trajectory_weights: one non-negative weight per trajectory, "
+                                 "not all zero")
+            trajectory_weights = as_tensor(weights / weights.sum(), dtype=torch.float64)
+        self.weights = trajectory_weights
+        self.batch_size, self.seq_len = batch_size, seq_len
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+
+    def sample(self) -> dict[str, torch.Tensor]:
+        device = self.generator.device
+        if self.weights is None:
+            traj = torch.randint(len(self.starts), (self.batch_size,), generator=self.generator,
+                                 device=device)
+        else:
+            traj = torch.multinomial(self.weights, self.batch_size, replacement=True,
+                                     generator=self.generator)
+        length = self.lengths[traj]
+        start = (torch.rand(self.batch_size, generator=self.generator, device=device,
+                            dtype=torch.float64) * length).long().clamp(max=length - 1)
+        steps = start[:, None] + self.offsets  # (B, T) steps within the trajectory
+        valid = steps < length[:, None]
+        index = self.starts[traj][:, None] + torch.minimum(steps, length[:, None] - 1)
+        mask = valid.float()
+        batch = {}
+        for key, value in self.tensors.items():
+            picked = value[index]
+            batch[key] = picked * (mask if picked.dim() == 2 else mask[..., None])
+        batch["timesteps"] = steps
+        batch["mask"] = mask
+        return batch
+
+
+def make_sampler(method, arrays, batch_size: int, seed: int, device: str):
+    """The sampler a method trains on: transitions, or sequences with the method's options."""
+    if getattr(method, "wants", "transitions") == "sequences":
+        return SequenceSampler(arrays, batch_size, seed, device,
+                               **method.sequence_options(arrays))
+    return BatchSampler(arrays, batch_size, seed, device)
+
+
 def train(method, arrays, steps: int, batch_size: int, seed: int, device: str, log_every: int,
           curve_path: Path, evaluate=None, eval_every: int = 0) -> dict:
     """`steps` gradient steps; the training curve (mean stats per log window, and what
     `evaluate()` returns every `eval_every` steps) goes to a CSV."""
-    sampler = BatchSampler(arrays, batch_size, seed, device)
+    sampler = make_sampler(method, arrays, batch_size, seed, device)
     window: dict[str, list] = defaultdict(list)
     rows: dict[int, dict] = {}
     last = {}
@@ -82,7 +166,8 @@ def train(method, arrays, steps: int, batch_size: int, seed: int, device: str, l
 
 
 def curve_evaluator(method, spec, policies: tuple[str, ...], episodes: int):
-    """Mean raw reward and cost returns of each policy, for the training curves (Fig. 2)."""
+    """Mean raw reward and cost returns of each policy, for the training curves (Fig. 2); a
+    prompted method (CDT) is prompted with the task's lowest threshold."""
     envs = make_vector_env(spec, episodes)
 
     def evaluate(step: int) -> dict:
@@ -92,7 +177,8 @@ def curve_evaluator(method, spec, policies: tuple[str, ...], episodes: int):
                 method.policy = name
             torch.manual_seed(step)
             episodes_ = evaluate_policy(method.act, spec, episodes, 2_000_000 + step,
-                                        reset=method.reset, envs=envs)
+                                        reset=method.reset, envs=envs,
+                                        threshold=spec.thresholds[0], observe=method.observe)
             prefix = f"{name}/" if name else "eval/"
             out[prefix + "reward_return"] = float(np.mean(episodes_["reward_returns"]))
             out[prefix + "cost_return"] = float(np.mean(episodes_["cost_returns"]))
@@ -185,7 +271,8 @@ def _evaluate_and_record(job, spec, method, envs, threshold, name, run_dir, data
     t0 = time.time()
     torch.manual_seed(eval_seed(job, index))  # stochastic policies: same draws on a resume
     episodes = evaluate_policy(method.act, spec, job.eval_episodes, eval_seed(job, index),
-                               reset=method.reset, envs=envs)
+                               reset=method.reset, envs=envs, threshold=threshold,
+                               observe=method.observe)
     rewards = np.asarray(episodes["reward_returns"])
     costs = np.asarray(episodes["cost_returns"])
     norm_r, norm_c = spec.normalize(rewards, costs, threshold)

@@ -225,6 +225,13 @@ def split_trajectories(arrays: dict[str, np.ndarray]) -> Trajectories:
                         cost_cumsum[ends] - cost_cumsum[starts])
 
 
+def to_go(values: np.ndarray, trajectories: Trajectories) -> np.ndarray:
+    """Undiscounted sum from each step to the end of its trajectory (returns-to-go), float64."""
+    total = np.concatenate([[0.0], np.cumsum(values, dtype=np.float64)])
+    owner = np.repeat(np.arange(len(trajectories)), trajectories.ends - trajectories.starts)
+    return total[trajectories.ends[owner]] - total[:-1]
+
+
 def download_official(spec: TaskSpec, mirror: str | None = None, timeout: float = 30.0) -> Path:
     """Fetch the official file into DSRL_DATASET_DIR (from `mirror`/<file> or its public URL).
 

@@ -8,7 +8,7 @@ import torch
 
 from algorithms import METHODS, build_config, get_method
 from algorithms.base import ConfigError
-from bench.run import BatchSampler, train
+from bench.run import BatchSampler, make_sampler, train
 from tasks.registry import get_task
 
 SPEC = get_task("DroneRun")  # observations 17, actions 4
@@ -40,7 +40,7 @@ def test_protocol_train_act_save_load(name, tmp_path):
     torch.manual_seed(0)
     method = build(name)
     data = method.training_data(fake_arrays())
-    sampler = BatchSampler(data, 32, seed=0, device="cpu")
+    sampler = make_sampler(method, data, 32, seed=0, device="cpu")  # as the runner does
     for _ in range(3):
         stats = method.train_step(sampler.sample())
         assert stats and all(np.isfinite(float(v)) for v in stats.values())
