@@ -71,7 +71,7 @@ class OfflineMethod(abc.ABC):
     def sequence_options(self, arrays: dict[str, np.ndarray]) -> dict:
         """For `wants == "sequences"`: keyword arguments of bench.run.SequenceSampler beyond the
         data and batch (seq_len, trajectory_weights), from the training data."""
-        raise NotImplementedError(f"{type(self).__name__} wants sequences but gives no "
+        raise TypeError(f"{type(self).__name__} wants sequences but gives no "
                                   "sequence_options")
 
     @abc.abstractmethod
