@@ -56,6 +56,12 @@ def test_protocol_train_act_save_load(name, tmp_path):
     other.reset(5)
     torch.manual_seed(7)
     np.testing.assert_array_equal(other.act(obs), actions)
+    # what training depends on came along too (optimizers, targets, duals): same next step
+    batch = sampler.sample()
+    torch.manual_seed(4)
+    first = {k: float(v) for k, v in method.train_step(batch).items()}
+    torch.manual_seed(4)
+    assert {k: float(v) for k, v in other.train_step(batch).items()} == first
 
 
 def test_bc_safe_keeps_only_trajectories_within_the_threshold():
