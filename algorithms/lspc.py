@@ -216,7 +216,7 @@ class LSPC(OfflineMethod):
     threshold_agnostic = True
     policies = ("LSPC-S", "LSPC-O")
     overrides = OVERRIDES
-    profile_steps = {"smoke": 10, "quick": 5000, "paper": 1_000_000}
+    profile_steps = {"smoke": 10, "quick": 3000, "paper": 1_000_000}
 
     def __init__(self, spec, config, threshold, seed, device="cpu"):
         super().__init__(spec, config, threshold, seed, device)
