@@ -53,8 +53,8 @@ class EnsembleMLP(nn.Module):
         self.biases = nn.ParameterList()
         for a, b in zip(sizes[:-1], sizes[1:]):
             layers = [nn.Linear(a, b) for _ in range(members)]
-            self.weights.append(nn.Parameter(torch.stack([l.weight.T for l in layers])))
-            self.biases.append(nn.Parameter(torch.stack([l.bias[None] for l in layers])))
+            self.weights.append(nn.Parameter(torch.stack([layer.weight.T for layer in layers])))
+            self.biases.append(nn.Parameter(torch.stack([layer.bias[None] for layer in layers])))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 2:

@@ -104,12 +104,10 @@ def cmd_download(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from algorithms import METHODS
+    from algorithms import METHODS, _load_entry_points, load_method_module
     from bench.plan import plan_jobs, unknown_sets
     from bench.profiles import PROFILES
     from bench.schedule import run_jobs
-
-    from algorithms import _load_entry_points, load_method_module
 
     _load_entry_points()  # installed methods of other packages count as registered
     specs = _selected_tasks(args)
@@ -194,15 +192,33 @@ def cmd_methods(args) -> int:
 
 
 def cmd_speed(args) -> int:
+    from algorithms import METHODS, get_method
     from bench.speed import measure
 
-    result = measure(args.method, args.task, args.batch, args.steps, args.rounds, args.device,
-                     args.threads, reference=not args.no_reference)
+    names = (list(METHODS) if args.method == "all"
+             else [get_method(m.strip())[0] for m in args.method.split(",") if m.strip()])
+    results = []
+    for name in names:
+        results.append(measure(name, args.task, args.batch, args.steps, args.rounds,
+                               args.device, args.threads, reference=not args.no_reference))
+        if not args.json and len(names) == 1:
+            for key, value in results[-1].items():
+                print(f"{key:32s} {value:.3f}" if isinstance(value, float)
+                      else f"{key:32s} {value}")
     if args.json:
-        print(json.dumps(result, indent=1))
-    else:
-        for key, value in result.items():
-            print(f"{key:28s} {value:.3f}" if isinstance(value, float) else f"{key:28s} {value}")
+        print(json.dumps(results[0] if len(names) == 1 else results, indent=1))
+    elif len(names) > 1:
+        from tabulate import tabulate
+
+        def ratio(r):
+            key = next((k for k in r if k.startswith("speedup_vs_")), None)
+            return f"{r[key]:.2f}x vs {key[len('speedup_vs_'):]}" if key else "-"
+
+        print(tabulate([(r["method"], r["batch_size"], f"{r['steps_per_s']:.2f}",
+                         f"{r['gflop_per_step']:.2f}", f"{r['gflop_per_s']:.1f}", ratio(r))
+                        for r in results],
+                       headers=["method", "batch", "steps/s", "GFLOP/step", "GFLOP/s",
+                                "speedup (same run)"]))
     return 0
 
 
@@ -335,15 +351,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output path without suffix")
     p.set_defaults(func=cmd_plot)
 
-    p = add("speed", "time a method's training step (steps/s, GFLOP/s vs the straightforward step)")
-    p.add_argument("--method", default="LSPC")
+    p = add("speed", "time a method's training step (steps/s, GFLOP/s), beside the reference "
+                     "implementation of the same step in the same run")
+    p.add_argument("--method", default="LSPC",
+                   help="a method, a comma-separated list, or 'all' (every registered one)")
     p.add_argument("--task", default="AntRun", help="whose shapes the synthetic data take")
-    p.add_argument("--batch", type=int, default=1024)
+    p.add_argument("--batch", type=int,
+                   help="batch size (default: the method's own, the paper's / OSRL's)")
     p.add_argument("--steps", type=int, default=20, help="timed steps per round")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median taken)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--no-reference", action="store_true", help="skip the straightforward step")
+    p.add_argument("--no-reference", action="store_true",
+                   help="skip the reference step (LSPC's straightforward one, osrl-lib's for "
+                        "the OSRL baselines where osrl-lib is installed)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_speed)
     return parser

@@ -16,7 +16,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from algorithms import build_config, get_method
-from bench.run import BatchSampler
+from bench import osrl_reference
+from bench.run import make_sampler
 from tasks.registry import get_task
 
 
@@ -69,46 +70,66 @@ def _time_steps(step, sampler, steps: int) -> float:
     return time.perf_counter() - t0
 
 
-def measure(method: str = "LSPC", task: str = "AntRun", batch_size: int = 1024,
+def contenders(method: str = "LSPC", task: str = "AntRun", batch_size: int | None = None,
+               device: str = "cpu", reference: bool = True):
+    """(method name, config, sampler, {"fused": our step, and the reference's}) on synthetic
+    data of the task's shapes. The reference: LSPC's straightforward step, or osrl-lib's step
+    of the same baseline where osrl-lib is installed. batch_size None: the method's own."""
+    spec = get_task(task)
+    name, cls = get_method(method)
+    config = build_config(cls, spec.name)
+    if batch_size is not None and "batch_size" in {f.name for f in dataclasses.fields(config)}:
+        config = dataclasses.replace(config, batch_size=batch_size)
+    batch_size = getattr(config, "batch_size", batch_size or 1024)
+    torch.manual_seed(0)
+    threshold = None if cls.threshold_agnostic else spec.thresholds[0]
+    model = cls(spec, config, threshold, 0, device)
+    # the method's own view of the data (a filter, statistics such as COptiDICE's, sequences)
+    sampler = make_sampler(model, model.training_data(synthetic_arrays(spec)), batch_size, 0,
+                           device)
+    steps = {"fused": model.train_step}
+    if reference and name == "LSPC":
+        from algorithms.lspc_reference import ReferenceLSPC
+
+        steps["reference"] = ReferenceLSPC(spec.obs_dim, spec.act_dim, config,
+                                           device).train_step
+    elif reference and name in osrl_reference.OSRL_CLASSES and osrl_reference.available():
+        if device != "cpu":
+            raise ValueError("osrl-lib's step is timed on the CPU only: pass --no-reference")
+        steps["osrl"] = osrl_reference.reference_step(name, spec, config, threshold, model)
+    return name, config, sampler, steps
+
+
+def measure(method: str = "LSPC", task: str = "AntRun", batch_size: int | None = None,
             steps: int = 20, rounds: int = 3, device: str = "cpu", threads: int | None = None,
             reference: bool = True) -> dict:
     if threads:
         torch.set_num_threads(threads)
+    name, _, sampler, steps_of = contenders(method, task, batch_size, device, reference)
     spec = get_task(task)
-    name, cls = get_method(method)
-    config = build_config(cls, spec.name)
-    if "batch_size" in {f.name for f in dataclasses.fields(config)}:
-        config = dataclasses.replace(config, batch_size=batch_size)
-    torch.manual_seed(0)
-    model = cls(spec, config, spec.thresholds[0], 0, device)
-    # the method's own view of the data (a filter, or statistics such as COptiDICE's)
-    sampler = BatchSampler(model.training_data(synthetic_arrays(spec)), batch_size, 0, device)
-    contenders = {"fused": model.train_step}
-    if reference and name == "LSPC":
-        from algorithms.lspc_reference import ReferenceLSPC
-
-        contenders["reference"] = ReferenceLSPC(spec.obs_dim, spec.act_dim, config,
-                                                device).train_step
+    batch_size = sampler.batch_size
     flops = {}
-    for key, step in contenders.items():
-        for _ in range(3):  # warm-up: allocator, lazy init
+    for key, step in steps_of.items():
+        for _ in range(2):  # warm-up: allocator, lazy init
             step(sampler.sample())
         flops[key] = count_flops(step, sampler.sample())
-    seconds = {key: [] for key in contenders}
+    seconds = {key: [] for key in steps_of}
     for _ in range(rounds):  # interleaved, so both see the same machine load
-        for key, step in contenders.items():
+        for key, step in steps_of.items():
             seconds[key].append(_time_steps(step, sampler, steps) / steps)
     result = {"method": name, "task": spec.name, "batch_size": batch_size, "device": device,
               "threads": torch.get_num_threads(), "steps_timed": steps * rounds}
-    for key in contenders:
+    for key in steps_of:
         per_step = float(np.median(seconds[key]))
-        prefix = "" if key == "fused" else "reference_"
+        prefix = "" if key == "fused" else key + "_"
         result[prefix + "steps_per_s"] = 1.0 / per_step
         result[prefix + "gflop_per_step"] = flops[key] / 1e9
         result[prefix + "gflop_per_s"] = flops[key] / 1e9 / per_step
-    if "reference" in contenders:
-        result["speedup_gflop_per_s"] = result["gflop_per_s"] / result["reference_gflop_per_s"]
-        result["speedup_steps_per_s"] = result["steps_per_s"] / result["reference_steps_per_s"]
+    for key in sorted(set(steps_of) - {"fused"}):
+        # ours against the other implementation of the same step, timed in the same run
+        result[f"speedup_vs_{key}"] = result["steps_per_s"] / result[key + "_steps_per_s"]
+        result[f"speedup_gflop_per_s_vs_{key}"] = (result["gflop_per_s"]
+                                                   / result[key + "_gflop_per_s"])
     if device == "cpu":
         result["matmul_peak_gflop_per_s"] = matmul_peak_gflops()
         result["fraction_of_peak"] = result["gflop_per_s"] / result["matmul_peak_gflop_per_s"]

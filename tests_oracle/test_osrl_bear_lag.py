@@ -11,20 +11,17 @@ step draws the same shapes in the same order, so one seed before each step gives
 numbers. Our actor runs its trunk once per state where OSRL runs it on the repeated states:
 the same numbers up to rounding.
 
-Timing (one thread, interleaved, AntRun shapes, batch 512): python tests_oracle/test_osrl_bear_lag.py
+Timing (ours and osrl-lib's, interleaved in one run): python -m bench speed --method BEAR-Lag
 """
 
-import dataclasses
-import sys
-import time
 
-import numpy as np
 import pytest
 import torch
 
 osrl_bearl = pytest.importorskip("osrl.algorithms.bearl")
 
 from algorithms.bear_lag import BEARLag, Config  # noqa: E402
+from bench import osrl_reference  # noqa: E402
 from bench.run import BatchSampler  # noqa: E402
 from bench.speed import synthetic_arrays  # noqa: E402
 from tasks.registry import get_task  # noqa: E402
@@ -74,20 +71,9 @@ def copy_osrl_into_ours(ref, ours: BEARLag):
 def build_pair(threshold: float, cfg: Config | None = None):
     cfg = cfg or Config()
     torch.manual_seed(0)
-    ref = osrl_bearl.BEARL(
-        SPEC.obs_dim, SPEC.act_dim, 1.0, a_hidden_sizes=list(cfg.a_hidden),
-        c_hidden_sizes=list(cfg.c_hidden), vae_hidden_sizes=cfg.vae_hidden,
-        sample_action_num=cfg.sample_action_num, gamma=cfg.gamma, tau=cfg.tau, beta=cfg.beta,
-        lmbda=cfg.lmbda, mmd_sigma=cfg.mmd_sigma, target_mmd_thresh=cfg.target_mmd,
-        num_samples_mmd_match=cfg.num_samples_mmd_match, PID=list(cfg.pid), kernel=cfg.kernel,
-        num_q=cfg.num_q, num_qc=cfg.num_qc, cost_limit=threshold,
-        episode_len=SPEC.max_episode_steps,
-        start_update_policy_step=cfg.start_update_policy_step)
+    ref = osrl_reference.build_model("BEAR-Lag", SPEC, cfg, threshold)
     recorder = Recorder()
-    trainer = osrl_bearl.BEARLTrainer(
-        ref, None, logger=recorder, actor_lr=cfg.actor_lr, critic_lr=cfg.critic_lr,
-        alpha_lr=cfg.alpha_lr, vae_lr=cfg.vae_lr, reward_scale=cfg.reward_scale,
-        cost_scale=cfg.cost_scale)
+    trainer = osrl_reference.build_trainer("BEAR-Lag", ref, cfg, threshold, logger=recorder)
     ours = BEARLag(SPEC, cfg, threshold, 0)
     copy_osrl_into_ours(ref, ours)
     return ref, trainer, recorder, ours
@@ -139,29 +125,3 @@ def test_losses_and_weights_match_osrl(threshold):
         for key, value in getattr(again, name).state_dict().items():
             torch.testing.assert_close(getattr(ours, name).state_dict()[key], value,
                                        rtol=1e-4, atol=1e-4, msg=f"{name}.{key}")
-
-
-def time_steps(batch_size: int = 512, rounds: int = 5, steps: int = 5) -> dict:
-    """Seconds per train step, ours and OSRL's, one thread, interleaved rounds (median)."""
-    torch.set_num_threads(1)
-    cfg = dataclasses.replace(Config(), batch_size=batch_size)
-    _, trainer, _, ours = build_pair(10.0, cfg)
-    sampler = BatchSampler(synthetic_arrays(SPEC), batch_size, seed=0, device="cpu")
-    contenders = {"ours": ours.train_step, "osrl": lambda b: osrl_step(trainer, cfg, b)}
-    times = {key: [] for key in contenders}
-    for key, step in contenders.items():  # warm-up
-        step(sampler.sample())
-    for _ in range(rounds):
-        for key, step in contenders.items():
-            batches = [sampler.sample() for _ in range(steps)]
-            t0 = time.perf_counter()
-            for batch in batches:
-                step(batch)
-            times[key].append((time.perf_counter() - t0) / steps)
-    return {key: float(np.median(value)) for key, value in times.items()}
-
-
-if __name__ == "__main__":
-    result = time_steps(*(int(a) for a in sys.argv[1:2]))
-    print({k: f"{v * 1000:.1f} ms/step" for k, v in result.items()},
-          f"speedup {result['osrl'] / result['ours']:.2f}x")

@@ -11,13 +11,10 @@ observations float64 and its float32 actor fail.
 Random draws: OSRL draws the observation noise, the action noise and then an unused actor
 sample; we draw the first two only, so one seed before each step gives both the same noise.
 
-Timing (one thread, interleaved, AntRun shapes, batch 512):
-python tests_oracle/test_osrl_coptidice.py
+Timing (ours and osrl-lib's, interleaved in one run): python -m bench speed --method COptiDICE
 """
 
 import dataclasses
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -25,7 +22,8 @@ import torch
 
 osrl_coptidice = pytest.importorskip("osrl.algorithms.coptidice")
 
-from algorithms.coptidice import COptiDICE, Config  # noqa: E402
+from algorithms.coptidice import Config, COptiDICE  # noqa: E402
+from bench import osrl_reference  # noqa: E402
 from bench.run import BatchSampler  # noqa: E402
 from bench.speed import synthetic_arrays  # noqa: E402
 from tasks.registry import get_task  # noqa: E402
@@ -53,12 +51,7 @@ def build_pair(threshold: float, arrays: dict, cfg: Config | None = None):
     torch.manual_seed(0)
     ours = COptiDICE(SPEC, cfg, threshold, 0)
     data = ours.training_data(arrays)
-    ref = osrl_coptidice.COptiDICE(
-        SPEC.obs_dim, SPEC.act_dim, 1.0, cfg.f_type, ours.init_proportion,
-        ours.obs_std.numpy(), ours.act_std.numpy(), a_hidden_sizes=list(cfg.a_hidden),
-        c_hidden_sizes=list(cfg.c_hidden), gamma=cfg.gamma, alpha=cfg.alpha,
-        cost_ub_epsilon=cfg.cost_ub_epsilon, num_nu=cfg.num_nu, num_chi=cfg.num_chi,
-        cost_limit=threshold, episode_len=SPEC.max_episode_steps)
+    ref = osrl_reference.build_model("COptiDICE", SPEC, cfg, threshold, ours)
     ref.setup_optimizers(cfg.actor_lr, cfg.critic_lr, cfg.scalar_lr)
     copy_osrl_into_ours(ref, ours)
     return ref, ours, data
@@ -109,29 +102,3 @@ def test_losses_and_weights_match_osrl(threshold, cost_ub_epsilon):
         for key, value in getattr(again, name).state_dict().items():
             torch.testing.assert_close(getattr(ours, name).state_dict()[key], value,
                                        rtol=1e-4, atol=1e-4, msg=f"{name}.{key}")
-
-
-def time_steps(batch_size: int = 512, rounds: int = 5, steps: int = 20) -> dict:
-    """Seconds per train step, ours and OSRL's, one thread, interleaved rounds (median)."""
-    torch.set_num_threads(1)
-    cfg = dataclasses.replace(Config(), batch_size=batch_size)
-    ref, ours, data = build_pair(10.0, synthetic_arrays(SPEC), cfg)
-    sampler = BatchSampler(data, batch_size, seed=0, device="cpu")
-    contenders = {"ours": ours.train_step, "osrl": lambda b: osrl_step(ref, cfg, b)}
-    times = {key: [] for key in contenders}
-    for key, step in contenders.items():  # warm-up
-        step(sampler.sample())
-    for _ in range(rounds):
-        for key, step in contenders.items():
-            batches = [sampler.sample() for _ in range(steps)]
-            t0 = time.perf_counter()
-            for batch in batches:
-                step(batch)
-            times[key].append((time.perf_counter() - t0) / steps)
-    return {key: float(np.median(value)) for key, value in times.items()}
-
-
-if __name__ == "__main__":
-    result = time_steps(*(int(a) for a in sys.argv[1:2]))
-    print({k: f"{v * 1000:.1f} ms/step" for k, v in result.items()},
-          f"speedup {result['osrl'] / result['ours']:.2f}x")
