@@ -20,6 +20,7 @@ from algorithms.bear_lag import BEARLag
 from algorithms.cdt import CDT
 from algorithms.coptidice import COptiDICE
 from algorithms.cpq import CPQ
+from algorithms.fisor import FISOR
 from algorithms.lspc import LSPC
 from tasks.registry import UnknownNameError
 
@@ -32,6 +33,7 @@ METHODS: dict[str, type[OfflineMethod]] = {
     "CPQ": CPQ,
     "COptiDICE": COptiDICE,
     "LSPC": LSPC,  # records LSPC-S and LSPC-O
+    "FISOR": FISOR,  # native port; config implementation="official" runs the authors' code
 }
 ENTRY_POINT_GROUP = "bench.methods"
 _entry_points_loaded = False

@@ -10,6 +10,8 @@ from __future__ import annotations
 import abc
 import dataclasses
 import difflib
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -37,6 +39,16 @@ class OfflineMethod(abc.ABC):
     #: per-task training budgets that differ from profile_steps: {task: {profile: steps}}
     #: (OSRL trains its baselines 200k steps on MetaDrive, for example)
     task_steps: ClassVar[dict[str, dict[str, int]]] = {}
+    #: trains as a whole rather than step by step (an external process: FISOR's official
+    #: code); the runner then iterates `fit` instead of calling train_step
+    trains_itself: ClassVar[bool] = False
+
+    @classmethod
+    def create(cls, spec: TaskSpec, config, threshold: float | None, seed: int,
+               device: str = "cpu") -> OfflineMethod:
+        """What the runner trains: cls(...) by default; a method with more than one
+        implementation picks one from its config here (FISOR: native or official)."""
+        return cls(spec, config, threshold, seed, device)
 
     @classmethod
     def steps_for(cls, profile: str, task: str) -> int:
@@ -58,6 +70,18 @@ class OfflineMethod(abc.ABC):
     @abc.abstractmethod
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Actions for a batch of observations (num_envs, obs_dim) -> (num_envs, act_dim)."""
+
+    def fit(self, arrays: dict[str, np.ndarray], steps: int, seed: int, log_every: int,
+            workdir: Path) -> Iterator[tuple[int, dict]]:
+        """For `trains_itself`: train `steps` steps on `arrays`, yielding (step, stats) every
+        `log_every` steps and at the last; `workdir` (the run's folder) keeps what the
+        training leaves behind (its log). No evaluation during training (eval_every)."""
+        raise TypeError(f"{type(self).__name__} sets trains_itself but has no fit")
+
+    def record_fields(self) -> dict:
+        """Fields added to every record of this method beyond the common ones (FISOR says
+        which implementation trained it). Default: none."""
+        return {}
 
     def reset(self, num_envs: int, threshold: float | None = None) -> None:
         """Called at the start of evaluation episodes with the threshold they are evaluated at

@@ -119,6 +119,14 @@ def cmd_run(args) -> int:
             raise UserError(f"--set takes key=value, not {item!r}")
         key, value = item.split("=", 1)
         sets[key.strip()] = value.strip()
+    if args.fisor_impl:  # FISOR's own setting: native port or the authors' code
+        from algorithms import get_method
+
+        if "FISOR" not in {get_method(name)[0] for name in methods}:
+            raise UserError("--fisor-impl: FISOR is not among the selected methods")
+        sets["implementation"] = args.fisor_impl
+        if args.fisor_impl == "native":  # the default config: no variant label in reports
+            del sets["implementation"]
     bad = unknown_sets(methods, sets)
     if bad:
         raise UserError(f"--set {', '.join(bad)}: no selected method has such a setting")
@@ -127,6 +135,13 @@ def cmd_run(args) -> int:
                      steps=args.steps, device=args.device, eval_every=args.eval_every,
                      method_modules=method_modules)
     todo = sum(bool(job.missing()) for job in jobs)
+    if any(job.config.get("implementation") == "official" for job in jobs if job.missing()):
+        from algorithms.fisor_official import OfficialFISORError, check_official
+
+        try:  # before hours of jobs: FISOR_HOME, FISOR_PYTHON and the official imports
+            check_official()
+        except OfficialFISORError as err:
+            raise UserError(str(err)) from None
     sources = sorted({job.data_source for job in jobs})
     print(f"{len(jobs)} training jobs planned ({todo} to run, {len(jobs) - todo} already "
           f"recorded); data: {', '.join(sources)}; results in {args.results}", flush=True)
@@ -314,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int,
                    help="evaluate every N steps during training for the curves (paper Fig. 2; "
                         "default: the profile's, 20000 for paper, none otherwise)")
+    p.add_argument("--fisor-impl", choices=["native", "official"],
+                   help="FISOR: the native port (default) or the authors' JAX code, run from "
+                        "FISOR_HOME with FISOR_PYTHON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
 

@@ -139,11 +139,18 @@ def make_sampler(method, arrays, batch_size: int, seed: int, device: str):
 def train(method, arrays, steps: int, batch_size: int, seed: int, device: str, log_every: int,
           curve_path: Path, evaluate=None, eval_every: int = 0) -> dict:
     """`steps` gradient steps; the training curve (mean stats per log window, and what
-    `evaluate()` returns every `eval_every` steps) goes to a CSV."""
-    sampler = make_sampler(method, arrays, batch_size, seed, device)
-    window: dict[str, list] = defaultdict(list)
+    `evaluate()` returns every `eval_every` steps) goes to a CSV. A method that trains itself
+    (an external process) reports its own points through `fit`."""
     rows: dict[int, dict] = {}
     last = {}
+    if getattr(method, "trains_itself", False):
+        for step, stats in method.fit(arrays, steps, seed, log_every, curve_path.parent):
+            rows[step] = {"step": step, **stats}
+            last = stats
+        _write_curve(rows, curve_path)
+        return last
+    sampler = make_sampler(method, arrays, batch_size, seed, device)
+    window: dict[str, list] = defaultdict(list)
     for step in range(1, steps + 1):
         stats = method.train_step(sampler.sample())
         for key, value in stats.items():
@@ -155,6 +162,11 @@ def train(method, arrays, steps: int, batch_size: int, seed: int, device: str, l
             window.clear()
         if evaluate is not None and eval_every and step % eval_every == 0:
             rows.setdefault(step, {"step": step}).update(evaluate(step))
+    _write_curve(rows, curve_path)
+    return last
+
+
+def _write_curve(rows: dict[int, dict], curve_path: Path) -> None:
     curve_path.parent.mkdir(parents=True, exist_ok=True)
     if rows:
         fields = list(dict.fromkeys(k for row in rows.values() for k in row))
@@ -162,7 +174,6 @@ def train(method, arrays, steps: int, batch_size: int, seed: int, device: str, l
             writer = csv.DictWriter(handle, fieldnames=fields)
             writer.writeheader()
             writer.writerows(rows[s] for s in sorted(rows))
-    return last
 
 
 def curve_evaluator(method, spec, policies: tuple[str, ...], episodes: int):
@@ -219,7 +230,7 @@ def _execute(job: Job, missing: list[tuple[float, str]], started: float) -> dict
     config = cls.Config(**{k: tuple(v) if isinstance(v, list) else v
                            for k, v in job.config.items()})
     seed_everything(job.seed)
-    method = cls(spec, config, job.train_threshold, job.seed, job.device)
+    method = cls.create(spec, config, job.train_threshold, job.seed, job.device)
 
     run_dir = job.artifact_dir()
     if job.train_threshold is not None:
@@ -235,7 +246,7 @@ def _execute(job: Job, missing: list[tuple[float, str]], started: float) -> dict
         data = method.training_data(arrays)
         t0 = time.time()
         evaluate, curve_envs = None, None
-        if job.eval_every:
+        if job.eval_every and not getattr(method, "trains_itself", False):
             evaluate, curve_envs = curve_evaluator(method, spec, job.policies,
                                                    PROFILES[job.profile].curve_episodes)
         try:
@@ -281,7 +292,7 @@ def _evaluate_and_record(job, spec, method, envs, threshold, name, run_dir, data
         "method": name, "trained_as": job.method, "task": job.task, "suite": job.suite,
         "threshold": threshold, "seed": job.seed, "profile": job.profile,
         "config": job.config, "config_hash": job.job_hash, "steps": job.steps,
-        "variant": job.variant,
+        "variant": job.variant, **method.record_fields(),
         "train_threshold": job.train_threshold,
         "data_source": job.data_source, "dataset_file": Path(job.data_path).name,
         "dataset_sha256": job.data_sha256, "dataset_attrs": data_attrs,
