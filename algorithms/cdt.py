@@ -37,8 +37,12 @@ examples/configs/cdt_configs.py, examples/train/train_cdt.py). Choices, as OSRL'
 
 Same math, faster: OSRL passes a key padding mask to attention; padding only ever follows a
 window's real steps, so under the causal mask no real position attends to a padded one and
-the mask changes nothing that the losses read. We leave it out and use PyTorch's fused causal
-attention.
+the mask changes nothing that the losses read. We leave it out. The last block computes its
+outputs only at the state and action tokens, the ones the heads read (keys and values still
+come from every token), and attention with dropout runs a slice of the batch at a time with
+the weights recomputed in backward (DroppedCausalAttention); without dropout (evaluation)
+PyTorch's fused causal attention runs. tests/test_cdt.py checks both against the plain
+computation, tests_oracle/test_osrl_cdt.py the whole step against osrl-lib.
 """
 
 from __future__ import annotations
@@ -232,8 +236,55 @@ def pareto_augmentation(costs, rewards, rng, deg, max_rew_decrease, beta, percen
     return kept[np.asarray(sources, np.int64)], target_costs, target_rewards
 
 
+class DroppedCausalAttention(torch.autograd.Function):
+    """softmax(q k^T / sqrt(d) + mask) with dropout on the attention weights, times v: the
+    math of nn.MultiheadAttention in training, computed a slice of the batch at a time so each
+    slice's (heads x queries x keys) weights stay in cache, and recomputed in backward instead
+    of kept (as FlashAttention does). PyTorch's fused attention has no CPU kernel with
+    dropout; its fallback materializes every intermediate of the whole batch, about 1.3x
+    slower here. Only the dropout's keep-mask (one byte per weight) is saved."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, mask, p: float, chunk: int):
+        keep = torch.rand(*q.shape[:-1], k.shape[-2], device=q.device) >= p
+        scale, out = q.shape[-1] ** -0.5, torch.empty_like(q)
+        for i in range(0, q.shape[0], chunk):
+            part = slice(i, i + chunk)
+            weights = torch.softmax(q[part] @ k[part].transpose(-1, -2) * scale + mask, -1)
+            torch.matmul(weights * keep[part] * (1 / (1 - p)), v[part], out=out[part])
+        ctx.save_for_backward(q, k, v, mask, keep)
+        ctx.p, ctx.chunk = p, chunk
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        q, k, v, mask, keep = ctx.saved_tensors
+        p, chunk = ctx.p, ctx.chunk
+        scale = q.shape[-1] ** -0.5
+        dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+        for i in range(0, q.shape[0], chunk):
+            part = slice(i, i + chunk)
+            weights = torch.softmax(q[part] @ k[part].transpose(-1, -2) * scale + mask, -1)
+            kept = keep[part] * (1 / (1 - p))
+            torch.matmul((weights * kept).transpose(-1, -2), grad[part], out=dv[part])
+            d_weights = grad[part] @ v[part].transpose(-1, -2) * kept
+            d_scores = weights * (d_weights - (d_weights * weights).sum(-1, keepdim=True))
+            d_scores *= scale
+            torch.matmul(d_scores, k[part], out=dq[part])
+            torch.matmul(d_scores.transpose(-1, -2), q[part], out=dk[part])
+        return dq, dk, dv, None, None, None
+
+
 class Block(nn.Module):
-    """Pre-norm transformer block: x + attn(LN(x)), then x + MLP(LN(x)), causal attention."""
+    """Pre-norm transformer block: x + attn(LN(x)), then x + MLP(LN(x)), causal attention.
+
+    `outputs`: the token positions whose outputs are wanted (None: all). The last block is
+    asked only for the state and action tokens, the ones the heads read: the others'
+    queries, out-projection and MLP would be computed for nothing (keys and values still
+    come from every token)."""
+
+    #: batch rows per slice of DroppedCausalAttention (64 x 8 heads x 40 x 40 floats: 3 MB)
+    attention_chunk = 64
 
     def __init__(self, dim: int, heads: int, attention_dropout: float, residual_dropout: float):
         super().__init__()
@@ -245,13 +296,31 @@ class Block(nn.Module):
         self.drop = nn.Dropout(residual_dropout)
         self.heads, self.attention_dropout = heads, attention_dropout
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, outputs: torch.Tensor | None = None) -> torch.Tensor:
         batch, length, dim = x.shape
-        qkv = self.qkv(self.norm1(x)).view(batch, length, 3, self.heads, dim // self.heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)
-        attended = F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, dropout_p=self.attention_dropout if self.training else 0.0)
-        x = x + self.drop(self.proj(attended.transpose(1, 2).reshape(batch, length, dim)))
+        split = (batch, length, self.heads, dim // self.heads)
+        normed = self.norm1(x)
+        if outputs is None:
+            q, k, v = self.qkv(normed).view(*split[:2], 3, *split[2:]).permute(2, 0, 3, 1, 4)
+            positions = torch.arange(length, device=x.device)
+        else:
+            k, v = F.linear(normed, self.qkv.weight[dim:], self.qkv.bias[dim:]).view(
+                *split[:2], 2, *split[2:]).permute(2, 0, 3, 1, 4)
+            x, positions = x[:, outputs], outputs
+            q = F.linear(normed[:, outputs], self.qkv.weight[:dim], self.qkv.bias[:dim]).view(
+                batch, len(outputs), *split[2:]).transpose(1, 2)
+        # causal: a query sees the keys at or before its own position
+        mask = torch.zeros(len(positions), length, device=x.device).masked_fill_(
+            torch.arange(length, device=x.device) > positions[:, None], float("-inf"))
+        if self.training and self.attention_dropout > 0:
+            attended = DroppedCausalAttention.apply(q.contiguous(), k.contiguous(),
+                                                    v.contiguous(), mask,
+                                                    self.attention_dropout, self.attention_chunk)
+        elif outputs is None:
+            attended = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        x = x + self.drop(self.proj(attended.transpose(1, 2).reshape(batch, -1, dim)))
         return x + self.mlp(self.norm2(x))
 
 
@@ -299,11 +368,14 @@ class CDTNet(nn.Module):
             self.cost_emb((self.cost_offset - costs_to_go)[..., None]),
             self.state_emb(states), self.action_emb(actions)], dim=2) + time
         x = self.emb_drop(self.emb_norm(tokens.reshape(batch, 4 * steps, self.dim)))
-        for block in self.blocks:
+        for block in self.blocks[:-1]:
             x = block(x)
-        x = self.out_norm(x).reshape(batch, steps, 4, self.dim)
-        mean, log_std = self.action_head(x[:, :, 2]).chunk(2, -1)
-        cost_logp = F.log_softmax(self.cost_head(x[:, :, 3]), -1)
+        # the heads read the state tokens (4t + 2) and the action tokens (4t + 3) only
+        read = torch.arange(4 * steps, device=x.device).view(steps, 4)[:, 2:].reshape(-1)
+        x = self.blocks[-1](x, read)
+        x = self.out_norm(x).reshape(batch, steps, 2, self.dim)
+        mean, log_std = self.action_head(x[:, :, 0]).chunk(2, -1)
+        cost_logp = F.log_softmax(self.cost_head(x[:, :, 1]), -1)
         return mean, log_std, cost_logp
 
 

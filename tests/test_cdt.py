@@ -126,6 +126,48 @@ def test_padding_changes_nothing_at_real_steps():
         torch.testing.assert_close(whole[:, :3], part, rtol=1e-5, atol=1e-6)
 
 
+def _attention_by_the_book(q, k, v, mask, keep, p):
+    weights = torch.softmax(q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5 + mask, -1)
+    return (weights * keep / (1 - p)) @ v
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 64])
+def test_dropped_attention_is_attention_with_dropout_in_value_and_gradient(chunk):
+    """The sliced, recomputing attention equals softmax + dropout + matmul written out, with
+    the same keep-mask (drawn from the same seed), forward and backward."""
+    from algorithms.cdt import DroppedCausalAttention
+
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(5, 2, 6, 4, generator=g, dtype=torch.float64, requires_grad=True)
+               for _ in range(3))
+    mask = torch.zeros(6, 6, dtype=torch.float64).masked_fill_(
+        torch.ones(6, 6, dtype=torch.bool).triu(1), float("-inf"))
+    upstream = torch.randn(5, 2, 6, 4, generator=g, dtype=torch.float64)
+    torch.manual_seed(7)
+    out = DroppedCausalAttention.apply(q, k, v, mask, 0.3, chunk)
+    grads = torch.autograd.grad((out * upstream).sum(), (q, k, v))
+    torch.manual_seed(7)
+    keep = torch.rand(5, 2, 6, 6) >= 0.3
+    assert 0 < keep.float().mean() < 1
+    expected = _attention_by_the_book(q, k, v, mask, keep, 0.3)
+    expected_grads = torch.autograd.grad((expected * upstream).sum(), (q, k, v))
+    torch.testing.assert_close(out, expected)
+    for got, want in zip(grads, expected_grads):
+        torch.testing.assert_close(got, want)
+
+
+def test_last_block_computes_only_the_tokens_the_heads_read():
+    """Asking the last block for the state and action tokens gives exactly what the full
+    block gives at those positions (no dropout: eval mode)."""
+    from algorithms.cdt import Block
+
+    torch.manual_seed(0)
+    block = Block(16, 2, 0.1, 0.1).eval()
+    x = torch.randn(3, 12, 16)
+    read = torch.tensor([2, 3, 6, 7, 10, 11])
+    torch.testing.assert_close(block(x, read), block(x)[:, read], rtol=1e-5, atol=1e-6)
+
+
 def test_training_on_fake_data_stays_finite_and_learns():
     torch.manual_seed(0)
     method = build(embedding_dim=32, num_layers=1, num_heads=2, lr_warmup_steps=10,
