@@ -410,7 +410,7 @@ def test_official_run_records_with_our_data_and_evaluation(local_ballrun, standi
     assert record["config"]["implementation"] == "official"
     assert record["official_commit"] is None  # the stand-in is no git checkout
     assert record["eval_episodes"] == 2 and len(record["cost_returns"]) == 2
-    run_dir = next((results / "bullet/BallRun/FISOR").glob("run-*"))
+    run_dir = next(p for p in (results / "bullet/BallRun/FISOR").glob("run-*") if p.is_dir())
     # the driver trained on the harness's file, relabelled by the official loader
     with open(run_dir / "official/model10.pickle", "rb") as handle:
         agent = pickle.load(handle)
