@@ -24,8 +24,10 @@ Known differences from the official code (everything else is meant to be the sam
   draw for draw; the initial weights follow flax's initialisers (xavier-uniform critics, time
   MLP and actor ends; lecun-normal inside the residual blocks; zero biases) but are other draws;
 - the data: transitions are sampled by the harness (uniform with replacement, as the
-  official sample_jax), its own seed; the official loop runs range(1_000_001), the paper
-  profile 1_000_000 steps;
+  official sample_jax, whose key is PRNGKey(seed or 42): 42 for seed 0), with its own
+  generator; the official loop runs range(1_000_001), the paper profile 1_000_000 steps;
+- arithmetic: float32 here; JAX on a recent NVIDIA GPU may multiply float32 matrices in
+  TF32 by default;
 - the four critic updates of a step (V_r, Q_r, V_h, Q_h in the official order) run as two
   fused updates: V_r and V_h together (their targets come from the target critics alone),
   then Q_r and Q_h together from the just-updated values. Adam is per-parameter, so this is
@@ -33,7 +35,10 @@ Known differences from the official code (everything else is meant to be the sam
 - action selection draws each state's N candidates in one batch of all evaluation envs; the
   official evaluation acts in one env at a time (same distribution, other draws);
 - evaluation follows the harness's protocol: seeded vector envs, 20 episodes per threshold,
-  the final iterate (the official script evaluates unseeded envs every 250k steps);
+  the final iterate (the official script evaluates 20 unseeded episodes every 250k steps,
+  normalizing the cost by cost_limit 10 only);
+- the training curve holds means over each log window (the official wandb log holds the
+  value at the logged step);
 - only what the official `fisor` config uses is ported: critic_type "hj" (not the "qc"
   ablation), actor_objective "feasibility", sampling "ddpm" with the "vp" schedule, M = 0
   extra last steps, actor weight decay off (optax.adamw with 0 is Adam).
