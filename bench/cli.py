@@ -15,6 +15,7 @@ EXAMPLES = {
     "run": "python -m bench run --suite bullet --methods BC-All,BC-Safe --profile quick",
     "report": "python -m bench report --format latex --layout summary",
     "plot": "python -m bench plot --kind curves --task CarRun",
+    "status": "python -m bench status --results results",
     "speed": "python -m bench speed --method LSPC --batch 1024 --steps 20 --json",
 }
 
@@ -133,8 +134,20 @@ def cmd_run(args) -> int:
     seeds = args.seeds if args.seeds is not None else list(PROFILES[args.profile].seeds)
     jobs = plan_jobs(specs, methods, seeds, args.profile, Path(args.results), args.data, sets,
                      steps=args.steps, device=args.device, eval_every=args.eval_every,
-                     method_modules=method_modules)
+                     method_modules=method_modules, checkpoint_every=args.checkpoint_every,
+                     tensorboard=args.tensorboard)
+    if args.tensorboard:
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            raise UserError("--tensorboard needs the tensorboard package: pip install "
+                            "tensorboard (the curves are in curve.csv without it)") from None
+    if args.backend == "local" and args.scheduler:
+        raise UserError("--scheduler is for --backend dask")
     todo = sum(bool(job.missing()) for job in jobs)
+    sources = sorted({job.data_source for job in jobs})
+    if args.dry_run:
+        return _dry_run(jobs, args)
     if any(job.config.get("implementation") == "official" for job in jobs if job.missing()):
         from algorithms.fisor_official import OfficialFISORError, check_official
 
@@ -142,17 +155,58 @@ def cmd_run(args) -> int:
             check_official()
         except OfficialFISORError as err:
             raise UserError(str(err)) from None
-    sources = sorted({job.data_source for job in jobs})
+    from bench.plan import save_plan
+
+    save_plan(jobs, Path(args.results))
     print(f"{len(jobs)} training jobs planned ({todo} to run, {len(jobs) - todo} already "
           f"recorded); data: {', '.join(sources)}; results in {args.results}", flush=True)
-    outcomes = run_jobs(jobs, n_jobs=args.jobs, progress=not args.quiet)
-    failed = [o for o in outcomes if o["status"] == "error"]
-    ran = [o for o in outcomes if o["status"] == "ok"]
-    print(f"done: {len(ran)} trained, {len(outcomes) - len(ran) - len(failed)} skipped, "
-          f"{len(failed)} failed")
-    for outcome in failed:
-        print(f"  FAILED {outcome['job']}: {outcome['error']} (traceback in its .error.json)")
-    return 1 if failed else 0
+    from bench.schedule import BackendError
+
+    try:
+        outcomes = run_jobs(jobs, n_jobs=args.jobs, progress=not args.quiet,
+                            retry_failed=args.retry_failed, backend=args.backend,
+                            scheduler=args.scheduler)
+    except BackendError as err:
+        raise UserError(str(err)) from None
+    count = {state: sum(o["status"] == state for o in outcomes)
+             for state in ("ok", "skipped", "busy", "error", "failed earlier")}
+    print(f"done: {count['ok']} trained, {count['skipped']} skipped, {count['error']} failed"
+          + (f", {count['busy']} left to another process" if count["busy"] else "")
+          + (f", {count['failed earlier']} failed earlier (rerun with --retry-failed)"
+             if count["failed earlier"] else ""))
+    for outcome in outcomes:
+        if outcome["status"] == "error":
+            print(f"  FAILED {outcome['job']}: {outcome['error']} (traceback in its "
+                  ".error.json)")
+    return 1 if count["error"] else 0
+
+
+def _dry_run(jobs, args) -> int:
+    import os
+
+    from tabulate import tabulate
+
+    from bench.estimate import dry_run_table
+
+    todo = [job for job in jobs if job.missing()]
+    workers = args.jobs or (os.cpu_count() or 1)
+    rows, total = dry_run_table(todo, Path(args.results), workers)
+    evaluations = sum(len(job.missing()) for job in todo)
+    print(f"{len(todo)} training jobs, {evaluations} evaluations to run "
+          f"({len(jobs) - len(todo)} jobs already recorded); results in {args.results}")
+    if rows:
+        print(tabulate(rows, headers=["method", "jobs", "evaluations", "steps/job",
+                                      "core-hours", "speed from"]))
+        print(f"estimated: {total['core_hours']:.2f} core-hours, about "
+              f"{total['wall_hours']:.2f} h of wall time on {total['workers']} workers")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from bench.status import format_status
+
+    print(format_status(Path(args.results)))
+    return 0
 
 
 def cmd_report(args) -> int:
@@ -295,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--tasks", help="comma-separated task names (any case, paper short forms)")
         p.add_argument("--profile", choices=["smoke", "quick", "paper"], default="quick",
                        help="budget: smoke (tests), quick (laptop), paper (cluster)")
-        p.add_argument("--jobs", type=int, default=0, help="parallel processes (default: cores)")
+        p.add_argument("--jobs", type=int, default=0,
+                       help="jobs at once (default: one per core, or one per Dask worker)")
 
     p = add("methods", "list the registered methods, their profiles' steps and defaults")
     p.add_argument("--format", choices=["table", "json"], default="table")
@@ -332,8 +387,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fisor-impl", choices=["native", "official"],
                    help="FISOR: the native port (default) or the authors' JAX code, run from "
                         "FISOR_HOME with FISOR_PYTHON")
+    p.add_argument("--backend", choices=["local", "dask"], default="local",
+                   help="local processes (joblib), or a Dask cluster (--scheduler)")
+    p.add_argument("--scheduler", metavar="tcp://HOST:8786",
+                   help="the Dask scheduler's address, for --backend dask")
+    p.add_argument("--checkpoint-every", type=int, metavar="N",
+                   help="save the training state every N steps, so a killed job resumes "
+                        "there (default: the profile's: quick 1000, paper 20000)")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write each job's training curve as TensorBoard events")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="rerun the jobs that failed in an earlier run (default: leave them)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan (jobs, evaluations, estimated time) and run nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
+
+    p = add("status", "done / running / failed / pending jobs of a results folder")
+    p.add_argument("--results", default="results")
+    p.set_defaults(func=cmd_status)
 
     p = add("report", "tables from the records (bold = safe, blue = best safe)")
     p.add_argument("--results", default="results")

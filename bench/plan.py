@@ -8,7 +8,9 @@ Each job knows the record paths it will write, so a job whose records exist is s
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +44,8 @@ class Job:
     variant: str = ""  # the --set values that made this config, e.g. "epsilon=0.5"
     eval_every: int = 0  # evaluations during training for the curves; 0: none
     method_module: str = ""  # "package.module:Class" of a method from outside the repository
+    checkpoint_every: int = 0  # training steps between resumable checkpoints; 0: none
+    tensorboard: bool = False  # the training curve also as TensorBoard events
 
     @property
     def recorded_as(self) -> tuple[str, ...]:
@@ -54,6 +58,29 @@ class Job:
     def artifact_dir(self) -> Path:
         return artifact_dir(Path(self.results), self.suite, self.task, self.method, self.seed,
                             self.job_hash)
+
+    def run_dir(self) -> Path:
+        """Checkpoints, curve and progress of this training run."""
+        run_dir = self.artifact_dir()
+        if self.train_threshold is not None:
+            run_dir = run_dir.with_name(run_dir.name + f"-thr{self.train_threshold:g}")
+        return run_dir
+
+    def lock_path(self) -> Path:
+        run_dir = self.run_dir()
+        return run_dir.with_name(run_dir.name + ".lock")
+
+    def error_path(self, threshold: float, name: str) -> Path:
+        return self.record_path(threshold, name).with_suffix(".error.json")
+
+    def failed(self) -> dict:
+        """The error record of an earlier failed attempt at a missing record ({} if none)."""
+        for threshold, name in self.missing():
+            try:
+                return json.loads(self.error_path(threshold, name).read_text())
+            except (OSError, ValueError):
+                continue
+        return {}
 
     def missing(self) -> list[tuple[float, str]]:
         """(threshold, recorded name) pairs without a record yet."""
@@ -70,11 +97,13 @@ class Job:
 def plan_jobs(tasks: list[TaskSpec], methods: list[str], seeds: list[int], profile: str,
               results: Path, data: str = "auto", sets: dict[str, str] | None = None,
               steps: int | None = None, device: str = "cpu",
-              eval_every: int | None = None, method_modules: dict[str, str] | None = None
-              ) -> list[Job]:
+              eval_every: int | None = None, method_modules: dict[str, str] | None = None,
+              checkpoint_every: int | None = None, tensorboard: bool = False) -> list[Job]:
     """Every job of the grid; raises DatasetError/ConfigError before anything is trained."""
     prof = PROFILES[profile]
     eval_every = prof.eval_every if eval_every is None else eval_every
+    # not in the job hash: a checkpointed run resumes to the same state as an unbroken one
+    checkpoint_every = prof.checkpoint_every if checkpoint_every is None else checkpoint_every
     data_by_task = {}
     for spec in tasks:
         path, source = resolve_path(spec, data, profile)
@@ -105,7 +134,8 @@ def plan_jobs(tasks: list[TaskSpec], methods: list[str], seeds: list[int], profi
                                     tuple(evaluated), config, profile, n_steps,
                                     prof.eval_episodes, str(path), source, sha, job_hash,
                                     str(results), device, tuple(cls.policies), variant,
-                                    eval_every, (method_modules or {}).get(display, "")))
+                                    eval_every, (method_modules or {}).get(display, ""),
+                                    checkpoint_every, tensorboard))
     return jobs
 
 
@@ -126,3 +156,34 @@ def unknown_sets(methods: list[str], sets: dict[str, str]) -> list[str]:
     for name in methods:
         known |= {f.name for f in dataclasses.fields(get_method(name)[1].Config)}
     return sorted(set(sets) - known)
+
+
+PLANS = ".plans"
+
+
+def save_plan(jobs: list[Job], results: Path) -> Path:
+    """Keep the plan beside the records (for `bench status`); one file per distinct plan."""
+    payload = [dataclasses.asdict(job) for job in jobs]
+    text = json.dumps(payload, sort_keys=True, default=str)
+    path = Path(results) / PLANS / f"{hashlib.sha256(text.encode()).hexdigest()[:12]}.json"
+    if not path.exists():
+        from bench.records import write_json_atomic
+
+        write_json_atomic(path, {"jobs": payload})
+    return path
+
+
+def load_plans(results: Path) -> list[Job]:
+    """Every job of every saved plan, once each."""
+    jobs: dict[tuple, Job] = {}
+    for path in sorted((Path(results) / PLANS).glob("*.json")):
+        try:
+            payload = json.loads(path.read_text())["jobs"]
+        except (OSError, ValueError, KeyError):
+            continue
+        for fields in payload:
+            fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+            job = Job(**fields)
+            jobs.setdefault((job.job_hash, job.task, job.method, job.seed, job.train_threshold),
+                            job)
+    return list(jobs.values())

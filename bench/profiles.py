@@ -22,11 +22,15 @@ class Profile:
     """training steps between two evaluations during training (paper Fig. 2); 0: none"""
     curve_episodes: int = 5
     """episodes per evaluation during training"""
+    checkpoint_every: int = 0
+    """training steps between two resumable checkpoints (a kill loses at most these); 0: none"""
 
 
 PROFILES = {
     "smoke": Profile("smoke", eval_episodes=2, seeds=(0,), log_every=10),
-    "quick": Profile("quick", eval_episodes=20, seeds=(0, 1, 2), log_every=500),
+    "quick": Profile("quick", eval_episodes=20, seeds=(0, 1, 2), log_every=500,
+                     checkpoint_every=1000),
     "paper": Profile("paper", eval_episodes=20, seeds=(0, 1, 2), log_every=5000,
-                     eval_every=20_000),  # as the authors' LSPC runs
+                     eval_every=20_000,  # as the authors' LSPC runs
+                     checkpoint_every=20_000),
 }

@@ -9,7 +9,11 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
+import json
+import math
 import os
+import random
+import socket
 import time
 import traceback
 from collections import defaultdict
@@ -20,6 +24,7 @@ import torch
 
 from algorithms import get_method, load_method_module
 from bench.evaluate import evaluate_policy
+from bench.locks import JobLock
 from bench.plan import Job
 from bench.profiles import PROFILES
 from bench.records import SCHEMA, provenance, utc_now, write_json_atomic
@@ -136,34 +141,118 @@ def make_sampler(method, arrays, batch_size: int, seed: int, device: str):
     return BatchSampler(arrays, batch_size, seed, device)
 
 
+class NonFiniteLoss(RuntimeError):
+    """A training statistic turned NaN or infinite: the job fails with the step it reached."""
+
+    def __init__(self, step: int, names: list[str]):
+        super().__init__(f"{', '.join(names)} not finite at step {step:,}")
+        self.step = step
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+            "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _write_progress(run_dir: Path, **fields) -> None:
+    """What `bench status` and the progress bars read: the step reached, the last checkpoint."""
+    tmp = run_dir / "progress.json.tmp"
+    tmp.write_text(json.dumps({**fields, "updated": time.time()}))
+    os.replace(tmp, run_dir / "progress.json")
+
+
 def train(method, arrays, steps: int, batch_size: int, seed: int, device: str, log_every: int,
-          curve_path: Path, evaluate=None, eval_every: int = 0) -> dict:
-    """`steps` gradient steps; the training curve (mean stats per log window, and what
-    `evaluate()` returns every `eval_every` steps) goes to a CSV. A method that trains itself
-    (an external process) reports its own points through `fit`."""
+          run_dir: Path, evaluate=None, eval_every: int = 0, checkpoint_every: int = 0,
+          status: dict | None = None, tensorboard: bool = False) -> tuple[dict, int]:
+    """`steps` gradient steps; returns (the last logged stats, the step it resumed from).
+
+    The training curve (mean stats per log window, and what `evaluate()` returns every
+    `eval_every` steps) is rewritten to run_dir/curve.csv at each log point. Every
+    `checkpoint_every` steps the whole training state (the method's state_dict, the sampler's
+    and every global random generator's state, the curve so far) goes to run_dir/training.pt,
+    atomically; a later call resumes there and reaches the same final state as an
+    uninterrupted run. With `tensorboard`, the same points also go to run_dir/tensorboard.
+    A non-finite logged statistic raises NonFiniteLoss. `status["step"]`
+    follows the step reached (for the error record). A method that trains itself (an
+    external process) reports its own points through `fit`."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    curve_path = run_dir / "curve.csv"
     rows: dict[int, dict] = {}
     last = {}
+    status = {} if status is None else status
     if getattr(method, "trains_itself", False):
         for step, stats in method.fit(arrays, steps, seed, log_every, curve_path.parent):
             rows[step] = {"step": step, **stats}
             last = stats
+            status["step"] = step
         _write_curve(rows, curve_path)
-        return last
+        return last, 0
     sampler = make_sampler(method, arrays, batch_size, seed, device)
     window: dict[str, list] = defaultdict(list)
-    for step in range(1, steps + 1):
+    partial = run_dir / "training.pt"
+    first, resumed_from, seconds_before, started = 1, 0, 0.0, time.time()
+    if partial.exists():
+        saved = torch.load(partial, map_location=device, weights_only=False)
+        method.load_state_dict(saved["method"])
+        sampler.generator.set_state(saved["sampler"])
+        _set_rng_state(saved["rng"])
+        rows, last = saved["rows"], saved["last"]
+        window = defaultdict(list, saved["window"])
+        resumed_from, seconds_before = saved["step"], saved["seconds"]
+        first = resumed_from + 1
+    status["resumed_from"], status["seconds_before"] = resumed_from, seconds_before
+    writer = None
+    if tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=first)
+    for step in range(first, steps + 1):
         stats = method.train_step(sampler.sample())
         for key, value in stats.items():
             window[key].append(value)
         if step % log_every == 0 or step == steps:
             last = {k: float(torch.stack([torch.as_tensor(v) for v in vs]).float().mean())
                     for k, vs in window.items()}
-            rows.setdefault(step, {"step": step}).update(last)
             window.clear()
+            status["step"] = step
+            bad = [k for k, v in last.items() if not math.isfinite(v)]
+            if bad:
+                raise NonFiniteLoss(step, bad)
+            rows.setdefault(step, {"step": step}).update(last)
         if evaluate is not None and eval_every and step % eval_every == 0:
             rows.setdefault(step, {"step": step}).update(evaluate(step))
-    _write_curve(rows, curve_path)
-    return last
+        if step % log_every == 0 or step == steps:
+            _write_curve(rows, curve_path)
+            if writer is not None:
+                for key, value in rows.get(step, {}).items():
+                    if key != "step":
+                        writer.add_scalar(key, value, step)
+                writer.flush()
+        checkpointed = checkpoint_every and step % checkpoint_every == 0 and step < steps
+        if checkpointed:
+            tmp = partial.with_suffix(".tmp")
+            torch.save({"step": step, "method": method.state_dict(),
+                        "sampler": sampler.generator.get_state(), "rng": _rng_state(),
+                        "rows": rows, "last": last, "window": dict(window),
+                        "seconds": seconds_before + time.time() - started}, tmp)
+            os.replace(tmp, partial)
+        if checkpointed or step % log_every == 0 or step == steps:
+            _write_progress(run_dir, step=step, steps=steps,
+                            checkpoint_step=step if checkpointed else status.get("checkpoint", 0))
+            if checkpointed:
+                status["checkpoint"] = step
+    if writer is not None:
+        writer.close()
+    return last, resumed_from
 
 
 def _write_curve(rows: dict[int, dict], curve_path: Path) -> None:
@@ -198,28 +287,43 @@ def curve_evaluator(method, spec, policies: tuple[str, ...], episodes: int):
     return evaluate, envs
 
 
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def execute(job: Job, threads: int = 1) -> dict:
-    """Train (or reload) and evaluate one job; returns a summary, never raises."""
+    """Train (or resume, or reload) and evaluate one job under its lock; returns a summary,
+    never raises. A job another live process holds is left to it ("busy")."""
     started = time.time()
-    missing = job.missing()
-    if not missing:
+    if not job.missing():
         return {"job": job.label, "status": "skipped", "paths": []}
-    try:
-        torch.set_num_threads(threads)
-        return _execute(job, missing, started)
-    except Exception as err:  # recorded, reported by the scheduler, never silent
-        trace = traceback.format_exc()
-        for threshold, name in missing:
-            error_path = job.record_path(threshold, name).with_suffix(".error.json")
-            write_json_atomic(error_path, {
-                "schema": SCHEMA, "status": "error", "job": dataclasses.asdict(job),
-                "error": f"{type(err).__name__}: {err}", "traceback": trace,
-                "created": utc_now()}, overwrite=True)
-        return {"job": job.label, "status": "error", "error": f"{type(err).__name__}: {err}",
-                "paths": []}
+    with JobLock(job.lock_path()) as held:
+        if not held:
+            return {"job": job.label, "status": "busy", "paths": []}
+        missing = job.missing()  # another process may have finished it since we planned
+        if not missing:
+            return {"job": job.label, "status": "skipped", "paths": []}
+        status: dict = {}
+        threads_before = torch.get_num_threads()
+        try:
+            torch.set_num_threads(threads)
+            return _execute(job, missing, started, status)
+        except Exception as err:  # recorded, reported by the scheduler, never silent
+            trace = traceback.format_exc()
+            step = getattr(err, "step", status.get("step"))
+            for threshold, name in missing:
+                write_json_atomic(job.error_path(threshold, name), {
+                    "schema": SCHEMA, "status": "error", "job": dataclasses.asdict(job),
+                    "error": f"{type(err).__name__}: {err}", "traceback": trace,
+                    "step": step, "worker": worker_name(), "created": utc_now()},
+                    overwrite=True)
+            return {"job": job.label, "status": "error", "paths": [], "step": step,
+                    "error": f"{type(err).__name__}: {err}"}
+        finally:  # a job run in the caller's process leaves its thread count as it was
+            torch.set_num_threads(threads_before)
 
 
-def _execute(job: Job, missing: list[tuple[float, str]], started: float) -> dict:
+def _execute(job: Job, missing: list[tuple[float, str]], started: float, status: dict) -> dict:
     spec = get_task(job.task)
     if file_sha256(Path(job.data_path)) != job.data_sha256:
         raise RuntimeError(f"{job.data_path} changed since the run was planned; plan again")
@@ -232,16 +336,15 @@ def _execute(job: Job, missing: list[tuple[float, str]], started: float) -> dict
     seed_everything(job.seed)
     method = cls.create(spec, config, job.train_threshold, job.seed, job.device)
 
-    run_dir = job.artifact_dir()
-    if job.train_threshold is not None:
-        run_dir = run_dir.with_name(run_dir.name + f"-thr{job.train_threshold:g}")
+    run_dir = job.run_dir()
     checkpoint = run_dir / "checkpoint.pt"
-    train_seconds = 0.0
+    train_seconds, resumed_from = 0.0, 0
     final_stats: dict = {}
     if checkpoint.exists():  # trained before, interrupted during evaluation: don't retrain
         saved = torch.load(checkpoint, map_location=job.device, weights_only=False)
         method.load_state_dict(saved["state"])
         final_stats, train_seconds = saved["final_stats"], saved["train_seconds"]
+        resumed_from = saved.get("resumed_from", 0)
     else:
         data = method.training_data(arrays)
         t0 = time.time()
@@ -250,17 +353,19 @@ def _execute(job: Job, missing: list[tuple[float, str]], started: float) -> dict
             evaluate, curve_envs = curve_evaluator(method, spec, job.policies,
                                                    PROFILES[job.profile].curve_episodes)
         try:
-            final_stats = train(method, data, job.steps, config.batch_size, job.seed,
-                                job.device, PROFILES[job.profile].log_every,
-                                run_dir / "curve.csv", evaluate, job.eval_every)
+            final_stats, resumed_from = train(
+                method, data, job.steps, config.batch_size, job.seed, job.device,
+                PROFILES[job.profile].log_every, run_dir, evaluate, job.eval_every,
+                job.checkpoint_every, status, job.tensorboard)
         finally:
             if curve_envs is not None:
                 curve_envs.close()
-        train_seconds = time.time() - t0
+        train_seconds = status.get("seconds_before", 0.0) + time.time() - t0
         tmp = checkpoint.with_suffix(".tmp")
         torch.save({"state": method.state_dict(), "final_stats": final_stats,
-                    "train_seconds": train_seconds}, tmp)
+                    "train_seconds": train_seconds, "resumed_from": resumed_from}, tmp)
         os.replace(tmp, checkpoint)
+        (run_dir / "training.pt").unlink(missing_ok=True)  # the final state supersedes it
 
     paths = []
     envs = make_vector_env(spec, job.eval_episodes)  # built once, reseeded per threshold
@@ -269,15 +374,16 @@ def _execute(job: Job, missing: list[tuple[float, str]], started: float) -> dict
             if job.policies:
                 method.policy = name
             paths.append(_evaluate_and_record(job, spec, method, envs, threshold, name, run_dir,
-                                              data_attrs, final_stats, train_seconds, started))
+                                              data_attrs, final_stats, train_seconds, started,
+                                              resumed_from))
     finally:
         envs.close()
-    return {"job": job.label, "status": "ok", "paths": paths,
+    return {"job": job.label, "status": "ok", "paths": paths, "resumed_from": resumed_from,
             "seconds": time.time() - started}
 
 
 def _evaluate_and_record(job, spec, method, envs, threshold, name, run_dir, data_attrs,
-                         final_stats, train_seconds, started) -> str:
+                         final_stats, train_seconds, started, resumed_from=0) -> str:
     index = list(spec.thresholds).index(threshold)
     t0 = time.time()
     torch.manual_seed(eval_seed(job, index))  # stochastic policies: same draws on a resume
@@ -301,10 +407,11 @@ def _evaluate_and_record(job, spec, method, envs, threshold, name, run_dir, data
         "normalized_rewards": norm_r.tolist(), "normalized_costs": norm_c.tolist(),
         "normalized_reward": float(norm_r.mean()), "normalized_cost": float(norm_c.mean()),
         "final_train_stats": final_stats, "train_seconds": train_seconds,
+        "resumed_from_step": resumed_from, "worker": worker_name(),
         "eval_seconds": time.time() - t0, "wall_seconds": time.time() - started,
         "artifacts": str(run_dir.relative_to(job.results)),
         "device": job.device, "created": utc_now(), "provenance": provenance(),
     }
     path = write_json_atomic(job.record_path(threshold, name), record)
-    job.record_path(threshold, name).with_suffix(".error.json").unlink(missing_ok=True)
+    job.error_path(threshold, name).unlink(missing_ok=True)
     return str(path)

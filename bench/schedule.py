@@ -1,40 +1,142 @@
-"""Scheduling: jobs run through joblib (local processes), with a progress bar.
+"""Scheduling: jobs run through joblib, on local processes or on a Dask cluster, with one
+overall progress bar (ETA) and a line per running job.
 
 Every job's outcome comes back to the parent (nothing is dropped): the caller gets one summary
-per job and the command exits non-zero if any failed.
+per job and the command exits non-zero if any failed. A job that failed in an earlier run is
+left alone unless `retry_failed`; a job another process holds (bench.locks) is left to it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 
 from bench.plan import Job
 from bench.run import execute
 
 
-def run_jobs(jobs: list[Job], n_jobs: int = 0, progress: bool = True) -> list[dict]:
+class BackendError(RuntimeError):
+    """The execution backend cannot be reached or is not installed."""
+
+
+@contextlib.contextmanager
+def dask_backend(scheduler: str):
+    """joblib's dask backend on the cluster at `scheduler` (tcp://host:8786); yields the
+    number of its workers."""
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise BackendError("--backend dask needs dask.distributed: pip install "
+                           "'.[dask]' (or pip install 'dask[distributed]')") from None
+    from joblib import parallel_config
+
+    try:
+        client = Client(scheduler, timeout="20s")
+    except (OSError, TimeoutError) as err:
+        raise BackendError(f"no Dask scheduler at {scheduler} ({err}); start one with "
+                           "`dask scheduler` and a `dask worker` per machine") from None
+    try:
+        try:  # workers that are still starting get a moment to register
+            client.wait_for_workers(1, timeout=30)
+        except TimeoutError:
+            pass
+        workers = len(client.scheduler_info()["workers"])
+        if workers == 0:
+            raise BackendError(f"the Dask scheduler at {scheduler} has no workers; start "
+                               f"`dask worker {scheduler}` on each machine")
+        with parallel_config(backend="dask"):
+            yield workers
+    finally:
+        client.close()
+
+
+class JobLines:
+    """A bar line per running job, refreshed from the jobs' progress files (the workers may be
+    other processes or other machines: the results folder is what they share)."""
+
+    def __init__(self, jobs: list[Job], slots: int, enabled: bool, every: float = 2.0):
+        from tqdm import tqdm
+
+        self.jobs, self.enabled, self.every = jobs, enabled, every
+        self.done: set[str] = set()
+        self.bars = [tqdm(total=1, position=i + 1, leave=False, disable=not enabled,
+                          bar_format="  {desc} {bar:20} {n_fmt}/{total_fmt}")
+                     for i in range(slots)]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        from bench.status import job_state, progress
+
+        while not self._stop.wait(self.every):
+            running = [job for job in self.jobs if job.label not in self.done
+                       and job_state(job) == "running"]
+            for bar, job in zip(self.bars, running + [None] * len(self.bars)):
+                step = progress(job) if job is not None else None
+                bar.set_description_str(job.label if job else "", refresh=False)
+                bar.total = step[1] if step else 1
+                bar.n = step[0] if step else 0
+                bar.refresh()
+
+    def __enter__(self):
+        if self.enabled:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        for bar in self.bars:
+            bar.close()
+
+
+def run_jobs(jobs: list[Job], n_jobs: int = 0, progress: bool = True,
+             retry_failed: bool = False, backend: str = "local",
+             scheduler: str | None = None) -> list[dict]:
     from joblib import Parallel, delayed
     from tqdm import tqdm
 
-    todo = [job for job in jobs if job.missing()]
-    outcomes = [{"job": job.label, "status": "skipped", "paths": []}
-                for job in jobs if not job.missing()]
+    outcomes, todo = [], []
+    for job in jobs:
+        if not job.missing():
+            outcomes.append({"job": job.label, "status": "skipped", "paths": []})
+        elif job.failed() and not retry_failed:
+            outcomes.append({"job": job.label, "status": "failed earlier", "paths": [],
+                             "error": job.failed().get("error", "?")})
+        else:
+            todo.append(job)
     if not todo:
         return outcomes
-    cores = os.cpu_count() or 1
-    n_jobs = min(n_jobs or cores, len(todo))
-    threads = max(1, cores // n_jobs)
-    bar = tqdm(total=len(todo), desc="jobs", unit="job", disable=not progress, smoothing=0)
-    if n_jobs == 1:
-        results = (execute(job, threads) for job in todo)
-    else:
-        results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-            delayed(execute)(job, threads) for job in todo)
-    for outcome in results:
-        outcomes.append(outcome)
-        bar.update(1)
-        if outcome["status"] == "error":
-            bar.write(f"FAILED {outcome['job']}: {outcome['error']}")
-        bar.set_postfix_str(outcome["job"], refresh=False)
-    bar.close()
+    with contextlib.ExitStack() as stack:
+        if backend == "dask":
+            if not scheduler:
+                raise BackendError("--backend dask needs --scheduler tcp://HOST:8786")
+            workers = stack.enter_context(dask_backend(scheduler))
+            print(f"dask cluster at {scheduler}: {workers} workers", flush=True)
+            n_jobs, threads = n_jobs or workers, 1  # one job per worker; its own threads
+        else:
+            cores = os.cpu_count() or 1
+            n_jobs = min(n_jobs or cores, len(todo))
+            # the cores are shared out, not oversubscribed; BENCH_THREADS_PER_JOB overrides
+            # (tests set 1: on a busy machine two threads per job can be many times slower)
+            threads = int(os.environ.get("BENCH_THREADS_PER_JOB", 0)) or max(1, cores // n_jobs)
+        bar = tqdm(total=len(todo), desc="jobs", unit="job", disable=not progress, smoothing=0)
+        lines = stack.enter_context(JobLines(todo, min(n_jobs, len(todo)), progress))
+        if n_jobs == 1 and backend == "local":
+            results = (execute(job, threads) for job in todo)
+        else:
+            results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+                delayed(execute)(job, threads) for job in todo)
+        for outcome in results:
+            outcomes.append(outcome)
+            lines.done.add(outcome["job"])
+            bar.update(1)
+            if outcome["status"] == "error":
+                bar.write(f"FAILED {outcome['job']}: {outcome['error']}")
+            elif outcome.get("resumed_from"):
+                bar.write(f"{outcome['job']}: resumed from step {outcome['resumed_from']:,}")
+            bar.set_postfix_str(outcome["job"], refresh=False)
+        bar.close()
     return outcomes

@@ -7,6 +7,8 @@ from tasks.datasets import local_path, write_dsrl_file
 from tasks.registry import get_task
 
 os.environ.setdefault("DSRL_SUPPRESS_IMPORT_ERROR", "1")
+# one torch thread per job in the runs tests make (in process and in subprocesses)
+os.environ.setdefault("BENCH_THREADS_PER_JOB", "1")
 
 
 @pytest.fixture

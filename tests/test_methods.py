@@ -85,8 +85,9 @@ def test_training_lowers_the_bc_loss(tmp_path):
     method = build("BC-All")
     arrays = fake_arrays()
     first = float(method.train_step(BatchSampler(arrays, 256, 0, "cpu").sample())["loss/actor"])
-    last = train(method, arrays, steps=200, batch_size=256, seed=0, device="cpu", log_every=50,
-                 curve_path=tmp_path / "curve.csv")
+    last, resumed_from = train(method, arrays, steps=200, batch_size=256, seed=0, device="cpu",
+                               log_every=50, run_dir=tmp_path)
+    assert resumed_from == 0
     assert last["loss/actor"] < 0.5 * first
     assert (tmp_path / "curve.csv").read_text().splitlines()[0] == "step,loss/actor"
 

@@ -1,0 +1,129 @@
+"""`bench run --dry-run`: the plan in numbers, and how long it will take on this machine.
+
+A method's training speed comes, in this order, from the records already in the results
+folder (train_seconds / steps of the same method, same task if there is one), from the speed
+cache that `bench speed` and earlier dry runs fill (one thread, this host), or from a short
+measurement made now (two steps on synthetic data of the task's shapes, then cached).
+Evaluation time comes from records' eval_seconds where there are any; otherwise it is
+assumed at 2 ms per simulator step (vectorized Bullet on one core here), and marked so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from bench.plan import Job
+from bench.records import load_records
+from tasks.registry import get_task
+
+ASSUMED_SECONDS_PER_ENV_STEP = 0.002
+
+
+def cache_path() -> Path:
+    root = Path(os.environ.get("BENCH_CACHE_DIR", Path.home() / ".cache" / "bench"))
+    return root / f"speed-{socket.gethostname()}.json"
+
+
+def read_cache() -> dict:
+    try:
+        return json.loads(cache_path().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def remember_speed(method: str, task: str, steps_per_s: float) -> None:
+    """Keep a one-thread steps/s measurement of (method, task) for later estimates."""
+    cache = read_cache()
+    cache[f"{method}|{task}"] = steps_per_s
+    path = cache_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+class SpeedBook:
+    """steps/s and evaluation seconds per (method, task), with where each number came from."""
+
+    def __init__(self, results: Path, measure: bool = True):
+        self.train: dict[tuple, list[float]] = defaultdict(list)
+        self.evals: dict[tuple, list[float]] = defaultdict(list)
+        for record in load_records(results):
+            key = (record.get("trained_as", record["method"]), record["task"])
+            if record.get("train_seconds") and record.get("steps"):
+                self.train[key].append(record["steps"] / record["train_seconds"])
+            if record.get("eval_seconds"):
+                self.evals[key].append(record["eval_seconds"])
+        self.cache = read_cache()
+        self.measure = measure
+
+    def steps_per_s(self, method: str, task: str) -> tuple[float | None, str]:
+        if self.train.get((method, task)):
+            return statistics.median(self.train[method, task]), "records"
+        other = [v for (m, _), vs in self.train.items() if m == method for v in vs]
+        if other:
+            return statistics.median(other), "records (other tasks)"
+        if f"{method}|{task}" in self.cache:
+            return self.cache[f"{method}|{task}"], "speed cache"
+        if not self.measure:
+            return None, "unknown"
+        from bench.speed import measure
+
+        import torch
+
+        threads = torch.get_num_threads()
+        try:
+            result = measure(method, task, steps=2, rounds=1, threads=1, reference=False)
+        finally:
+            torch.set_num_threads(threads)
+        remember_speed(method, task, result["steps_per_s"])
+        self.cache[f"{method}|{task}"] = result["steps_per_s"]
+        return result["steps_per_s"], "measured now"
+
+    def eval_seconds(self, job: Job) -> tuple[float, str]:
+        """Seconds to evaluate one (threshold, policy) of the job."""
+        seen = self.evals.get((job.method, job.task))
+        if seen:
+            return statistics.median(seen), "records"
+        spec = get_task(job.task)
+        return job.eval_episodes * spec.max_episode_steps * ASSUMED_SECONDS_PER_ENV_STEP, \
+            "assumed"
+
+
+def dry_run_table(jobs: list[Job], results: Path, n_workers: int, measure: bool = True
+                  ) -> tuple[list[tuple], dict]:
+    """Rows per method (jobs to train, evaluations, steps per job, steps/s, core-hours) and
+    the totals, for the jobs whose records are missing."""
+    book = SpeedBook(results, measure)
+    per_method: dict[str, dict] = {}
+    for job in jobs:
+        todo = job.missing()
+        if not todo:
+            continue
+        row = per_method.setdefault(job.method, {"jobs": 0, "evaluations": 0, "steps": set(),
+                                                 "seconds": 0.0, "sources": set(),
+                                                 "unknown": 0})
+        rate, source = book.steps_per_s(job.method, job.task)
+        evaluation, eval_source = book.eval_seconds(job)
+        row["jobs"] += 1
+        row["evaluations"] += len(todo)
+        row["steps"].add(job.steps)
+        row["sources"] |= {source, f"eval {eval_source}"}
+        if rate is None:
+            row["unknown"] += 1
+        else:
+            row["seconds"] += job.steps / rate + len(todo) * evaluation
+    rows, total = [], 0.0
+    for method, row in per_method.items():
+        steps = "/".join(f"{s:,}" for s in sorted(row["steps"]))
+        hours = row["seconds"] / 3600
+        total += row["seconds"]
+        rows.append((method, row["jobs"], row["evaluations"], steps, f"{hours:.2f}"
+                     + (" +?" if row["unknown"] else ""), ", ".join(sorted(row["sources"]))))
+    wall = total / max(1, n_workers)
+    return rows, {"core_hours": total / 3600, "wall_hours": wall / 3600, "workers": n_workers}

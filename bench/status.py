@@ -1,0 +1,74 @@
+"""`bench status`: every planned job of a results folder as done / running / failed / pending.
+
+`bench run` saves each plan it executes under <results>/.plans/, so the jobs not started yet
+are known too. A job is running while a live process holds its lock (bench.locks), failed when
+it left an error record and nobody holds it, done when all its records exist.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from bench.locks import is_locked, owner
+from bench.plan import Job, load_plans
+
+STATES = ("done", "running", "failed", "pending")
+
+
+def job_state(job: Job) -> str:
+    if not job.missing():
+        return "done"
+    if is_locked(job.lock_path()):
+        return "running"
+    if job.failed():
+        return "failed"
+    return "pending"
+
+
+def progress(job: Job) -> tuple[int, int] | None:
+    """(steps done, steps) from the job's progress file, if it has started training."""
+    try:
+        data = json.loads((job.run_dir() / "progress.json").read_text())
+        return int(data["step"]), int(data["steps"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def status_rows(results: Path) -> tuple[list[tuple], list[tuple]]:
+    """(per-suite counts, details of running and failed jobs)."""
+    counts: dict[str, Counter] = {}
+    details = []
+    for job in load_plans(results):
+        state = job_state(job)
+        counts.setdefault(job.suite, Counter())[state] += 1
+        if state == "running":
+            done = progress(job)
+            who = owner(job.lock_path())
+            where = f"{who.get('host', '?')}:{who.get('pid', '?')}"
+            details.append((job.label, "running",
+                            f"step {done[0]:,}/{done[1]:,}" if done else "starting", where))
+        elif state == "failed":
+            error = job.failed()
+            step = error.get("step")
+            details.append((job.label, "failed", error.get("error", "?"),
+                            f"at step {step:,}" if isinstance(step, int) else ""))
+    rows = [(suite, *(counts[suite][s] for s in STATES), sum(counts[suite].values()))
+            for suite in sorted(counts)]
+    return rows, details
+
+
+def format_status(results: Path) -> str:
+    from tabulate import tabulate
+
+    rows, details = status_rows(results)
+    if not rows:
+        return (f"no plan under {results}: start one with `python -m bench run --results "
+                f"{results} ...`")
+    text = tabulate(rows, headers=["suite", *STATES, "jobs"])
+    if details:
+        text += "\n\n" + tabulate(details, headers=["job", "state", "detail", ""])
+    if any(row[3] for row in rows):
+        text += "\n\nrerun the failed jobs with `bench run ... --retry-failed`"
+    return text

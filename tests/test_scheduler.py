@@ -1,0 +1,216 @@
+"""The scheduler with real processes: SIGKILL in mid-training and resume, two `bench run` on one
+results folder, a failing job among good ones, `bench status`, `--dry-run`, and a real Dask
+cluster (a scheduler and two workers on loopback)."""
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from bench.locks import JobLock, is_locked
+
+ROOT = Path(__file__).resolve().parents[1]
+#: what legitimately differs between two runs of one job: clocks, and where the run resumed
+VOLATILE = {"created", "train_seconds", "eval_seconds", "wall_seconds", "provenance",
+            "resumed_from_step", "worker"}
+
+
+def bench(*args, **popen):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, **popen)
+
+
+def records(results: Path) -> dict[str, dict]:
+    out = {}
+    for path in sorted(results.rglob("thr*-seed*.json")):
+        if path.name.endswith(".error.json"):
+            continue
+        record = json.loads(path.read_text())
+        out[str(path.relative_to(results))] = {k: v for k, v in record.items()
+                                               if k not in VOLATILE}
+    return out
+
+
+def wait_for_step(results: Path, at_least: int, proc, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for path in results.rglob("progress.json"):
+            try:
+                if json.loads(path.read_text())["checkpoint_step"] >= at_least:
+                    return
+            except (ValueError, KeyError, OSError):
+                pass
+        if proc.poll() is not None:
+            pytest.fail(f"bench run ended before step {at_least}:\n{proc.stdout.read()}")
+        time.sleep(0.05)
+    pytest.fail(f"no checkpoint at step {at_least} within {timeout} s")
+
+
+RUN = ["run", "--tasks", "BallRun", "--methods", "LSPC", "--profile", "smoke", "--steps", "60",
+       "--checkpoint-every", "10", "--jobs", "1", "--quiet"]
+
+
+def test_sigkill_in_mid_training_then_resume_gives_the_uninterrupted_records(
+        local_ballrun, tmp_path):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    first = bench(*RUN, "--results", str(whole))
+    assert first.wait(timeout=300) == 0, first.stdout.read()
+
+    proc = bench(*RUN, "--results", str(killed))
+    wait_for_step(killed, 20, proc)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole process group, workers included
+    proc.wait()
+    assert not records(killed)  # killed before its records
+    again = bench(*RUN, "--results", str(killed))
+    out, _ = again.communicate(timeout=300)
+    assert again.returncode == 0, out
+    assert "resumed from step" in out
+    assert records(killed) == records(whole)  # every record once, identical
+    resumed = [json.loads(p.read_text())["resumed_from_step"]
+               for p in killed.rglob("thr*-seed*.json")]
+    assert min(resumed) >= 20  # trained on from the checkpoint, not from scratch
+
+
+def test_two_runs_on_one_results_folder_share_the_work(local_ballrun, tmp_path):
+    results = tmp_path / "shared"
+    args = ["run", "--tasks", "BallRun", "--methods", "BC-All,BC-Safe", "--seeds", "0,1",
+            "--profile", "smoke", "--steps", "300", "--jobs", "1", "--results", str(results)]
+    a, b = bench(*args), bench(*args)
+    outs = [p.communicate(timeout=300)[0] for p in (a, b)]
+    assert a.returncode == 0 and b.returncode == 0, outs
+    trained = [int(out.split("done: ")[1].split(" trained")[0]) for out in outs]
+    assert sum(trained) == 8  # 2 seeds x (BC-All once + BC-Safe per threshold): each once
+    assert len(records(results)) == 2 * 3 + 2 * 3
+
+
+FAILING = '''
+import torch
+from algorithms.bc import BCAll
+
+class Diverges(BCAll):
+    """BC whose loss turns NaN at step 5."""
+
+    def train_step(self, batch):
+        stats = super().train_step(batch)
+        self.count = getattr(self, "count", 0) + 1
+        if self.count >= 5:
+            stats["loss/actor"] = torch.tensor(float("nan"))
+        return stats
+'''
+
+
+def test_a_failing_job_is_recorded_and_the_rest_finish(local_ballrun, tmp_path, capsys,
+                                                       monkeypatch):
+    (tmp_path / "diverging.py").write_text(FAILING)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    results = tmp_path / "results"
+    args = ["run", "--tasks", "BallRun", "--profile", "smoke", "--results", str(results),
+            "--jobs", "1", "--quiet", "--method-module", "diverging:Diverges",
+            "--methods", "Diverges,BC-All"]
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    assert "FAILED Diverges" in out and "not finite" in out
+    error = json.loads(next(results.rglob("*.error.json")).read_text())
+    assert error["step"] == 10 and "loss/actor" in error["error"]  # the first log point after
+    assert len(records(results)) == 3  # BC-All at its three thresholds
+
+    assert main(["status", "--results", str(results)]) == 0
+    status = capsys.readouterr().out
+    line = next(row for row in status.splitlines() if row.startswith("bullet"))
+    assert line.split()[1:] == ["1", "0", "1", "0", "2"]  # done running failed pending jobs
+
+    assert main(args) == 0  # a failed job is not rerun unless asked
+    assert "1 failed earlier" in capsys.readouterr().out
+    assert main([*args, "--retry-failed"]) == 1
+    assert "FAILED Diverges" in capsys.readouterr().out
+
+
+def test_dry_run_counts_jobs_and_estimates_time(local_ballrun, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    results = tmp_path / "results"
+    assert main(["run", "--tasks", "BallRun", "--methods", "BC-All,BC-Safe", "--profile",
+                 "smoke", "--seeds", "0,1", "--results", str(results), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "8 training jobs" in out and "12 evaluations" in out
+    bc_safe = next(row for row in out.splitlines() if row.startswith("BC-Safe"))
+    assert bc_safe.split()[1:3] == ["6", "6"]
+    assert "measured now" in out and "estimated" in out
+    assert not results.exists() or not records(results)  # nothing ran
+
+
+def test_lock_is_exclusive_and_dies_with_its_owner(tmp_path):
+    path = tmp_path / "job.lock"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; sys.path.insert(0, %r)\n"
+        "from bench.locks import JobLock\n"
+        "lock = JobLock(%r); assert lock.acquire(); print('held', flush=True); time.sleep(60)"
+    ) % (str(ROOT), str(path))], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    assert is_locked(path)
+    with JobLock(path) as held:
+        assert not held
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    assert not is_locked(path)
+    with JobLock(path) as held:
+        assert held
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_smoke_suite_on_a_real_dask_cluster(local_ballrun, tmp_path):
+    pytest.importorskip("distributed")
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    dask = Path(sys.executable).parent
+    scheduler = subprocess.Popen(
+        [str(dask / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+         "--no-dashboard"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True)
+    workers = [subprocess.Popen(
+        [str(dask / "dask"), "worker", address, "--nthreads", "1", "--nworkers", "1",
+         "--no-dashboard", "--local-directory", str(tmp_path / f"worker{i}")],
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+        for i in range(2)]
+    try:
+        from distributed import Client
+
+        with Client(address, timeout="60s") as client:  # both workers up before the run
+            client.wait_for_workers(2, timeout=120)
+        results = tmp_path / "results"
+        proc = bench("run", "--tasks", "BallRun", "--methods", "BC-All,BC-Safe", "--profile",
+                     "smoke", "--results", str(results), "--backend", "dask", "--scheduler",
+                     address)
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out
+        assert "dask cluster" in out and "2 workers" in out
+        assert len(records(results)) == 6
+        hosts = {json.loads(p.read_text())["worker"] for p in results.rglob("thr*-seed*.json")}
+        assert len(hosts) == 2  # both workers took jobs
+    finally:
+        for proc in (*workers, scheduler):
+            proc.terminate()
+        for proc in (*workers, scheduler):
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                pass
+            with contextlib.suppress(ProcessLookupError):  # the nanny's worker process too
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
