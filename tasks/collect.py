@@ -41,10 +41,10 @@ from tasks.registry import TASKS, TaskSpec
 COLLECTOR_VERSION = "1"
 COLLECTOR_NAME = "ppo-lagrangian (bench)"
 
-#: collector throughput (env steps/s, PPO updates included, one CPU core) measured per Bullet
-#: task on the reference 2-core laptop (another job running beside it); speed-scaled budgets
-#: use it so every task takes about the same wall time. Random-policy simulator speeds are
-#: roughly 6k, 1.7k, 3.4k, 1.9k, 5.4k, 1.2k, 2.5k, 1.3k steps/s in the same order.
+#: collector throughput (env steps/s, PPO updates included, one CPU core) measured per task on
+#: the reference 2-core laptop (another job running beside it); speed-scaled budgets use it so
+#: every task takes about the same wall time. Random-policy simulator speeds of the Bullet tasks
+#: are roughly 6k, 1.7k, 3.4k, 1.9k, 5.4k, 1.2k, 2.5k, 1.3k steps/s in the same order.
 TASK_SPEED = {
     "BallRun": 3000.0,
     "CarRun": 1150.0,
@@ -54,6 +54,29 @@ TASK_SPEED = {
     "CarCircle": 850.0,
     "DroneCircle": 1500.0,
     "AntCircle": 1050.0,
+    # Safety-Gymnasium and MetaDrive: measured on the same machine relative to CarRun (4,000
+    # steps per task, a heavier load beside), scaled to CarRun's 1150. Car navigation tasks run
+    # about 300-800 random steps/s, the velocity tasks 3k-23k, MetaDrive 200-450 (one env)
+    "CarButton1": 400.0,
+    "CarButton2": 400.0,
+    "CarGoal1": 1150.0,
+    "CarGoal2": 470.0,
+    "CarPush1": 900.0,
+    "CarPush2": 730.0,
+    "SwimmerVelocity": 5400.0,
+    "HopperVelocity": 3800.0,
+    "HalfCheetahVelocity": 4900.0,
+    "Walker2dVelocity": 4200.0,
+    "AntVelocity": 2700.0,
+    "easysparse": 350.0,
+    "easymean": 340.0,
+    "easydense": 290.0,
+    "mediumsparse": 520.0,
+    "mediummean": 450.0,
+    "mediumdense": 380.0,
+    "hardsparse": 490.0,
+    "hardmean": 330.0,
+    "harddense": 300.0,
 }
 #: the speed that a speed-scaled `env_steps_per_agent` is written for (steps/s)
 REFERENCE_SPEED = 2000.0
@@ -122,6 +145,18 @@ def get_budget(profile: str) -> CollectBudget:
         raise CollectError(f"unknown collect profile {profile!r}; use one of "
                            f"{', '.join(COLLECT_PROFILES)}")
     return COLLECT_PROFILES[profile]
+
+
+def budget_for(profile: str, spec: TaskSpec) -> CollectBudget:
+    """The profile's budget as this task runs it: MetaDrive allows one engine per process, so
+    its agents step one environment (the epochs keep their size)."""
+    from tasks.envs import max_envs_in_process
+
+    budget = get_budget(profile)
+    most = max_envs_in_process(spec)
+    if most is not None and budget.num_envs > most:
+        budget = dataclasses.replace(budget, num_envs=most)
+    return budget
 
 
 def steps_for(budget: CollectBudget, spec: TaskSpec) -> int:
@@ -474,7 +509,8 @@ def _versions() -> str:
     from importlib import metadata
 
     found = {}
-    for package in ("torch", "gymnasium", "pybullet", "bullet-safety-gym", "dsrl", "numpy"):
+    for package in ("torch", "gymnasium", "pybullet", "bullet-safety-gym", "dsrl", "numpy",
+                    "safety-gymnasium", "mujoco", "metadrive-simulator"):
         try:
             found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -496,7 +532,7 @@ def collect_task(spec: TaskSpec, profile: str = "quick", seed: int = 0, out_path
     """
     import torch
 
-    budget = get_budget(profile)
+    budget = budget_for(profile, spec)
     out_path = Path(out_path) if out_path is not None else local_path(spec, profile)
     official_names = {task.dataset_file for task in TASKS.values()}
     if out_path.name in official_names:

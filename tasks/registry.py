@@ -177,8 +177,14 @@ def get_task(name: str) -> TaskSpec:
 
 
 def suite_tasks(suite: str) -> list[TaskSpec]:
-    if suite not in SUITES:
-        close = difflib.get_close_matches(suite, SUITES, n=1)
-        hint = f" Did you mean {close[0]}?" if close else ""
-        raise UnknownNameError(f"unknown suite {suite!r}.{hint} Suites: {', '.join(SUITES)}.")
-    return [spec for spec in TASKS.values() if spec.suite == suite]
+    """The tasks of a suite, of several ("bullet,metadrive"), or of all three ("all")."""
+    names = [name.strip() for name in suite.split(",") if name.strip()]
+    if names == ["all"]:
+        return list(TASKS.values())
+    for name in names or [suite]:
+        if name not in SUITES:
+            close = difflib.get_close_matches(name, (*SUITES, "all"), n=1)
+            hint = f" Did you mean {close[0]}?" if close else ""
+            raise UnknownNameError(f"unknown suite {name!r}.{hint} Suites: {', '.join(SUITES)} "
+                                   "(or all).")
+    return [spec for spec in TASKS.values() if spec.suite in names]
