@@ -2,8 +2,9 @@
 
 A method's training speed comes, in this order, from the records already in the results
 folder (train_seconds / steps of the same method, same task if there is one), from the speed
-cache that `bench speed` and earlier dry runs fill (one thread, this host), or from a short
-measurement made now (two steps on synthetic data of the task's shapes, then cached).
+cache that `bench speed` and earlier dry runs fill (one thread, this host; another task's
+number where the task has none), or from a short measurement made now (two steps on
+synthetic data of the task's shapes, one thread, then cached).
 Evaluation time comes from records' eval_seconds where there are any; otherwise it is
 assumed at 2 ms per simulator step (vectorized Bullet on one core here), and marked so.
 """
@@ -70,20 +71,17 @@ class SpeedBook:
             return statistics.median(other), "records (other tasks)"
         if f"{method}|{task}" in self.cache:
             return self.cache[f"{method}|{task}"], "speed cache"
+        other = [v for key, v in self.cache.items() if key.split("|")[0] == method]
+        if other:  # the network's cost hardly depends on the task's observation size
+            return statistics.median(other), "speed cache (other tasks)"
         if not self.measure:
             return None, "unknown"
-        from bench.speed import measure
+        from bench.speed import quick_steps_per_s
 
-        import torch
-
-        threads = torch.get_num_threads()
-        try:
-            result = measure(method, task, steps=2, rounds=1, threads=1, reference=False)
-        finally:
-            torch.set_num_threads(threads)
-        remember_speed(method, task, result["steps_per_s"])
-        self.cache[f"{method}|{task}"] = result["steps_per_s"]
-        return result["steps_per_s"], "measured now"
+        rate = quick_steps_per_s(method, task)
+        remember_speed(method, task, rate)
+        self.cache[f"{method}|{task}"] = rate
+        return rate, "measured now"
 
     def eval_seconds(self, job: Job) -> tuple[float, str]:
         """Seconds to evaluate one (threshold, policy) of the job."""

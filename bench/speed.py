@@ -134,3 +134,17 @@ def measure(method: str = "LSPC", task: str = "AntRun", batch_size: int | None =
         result["matmul_peak_gflop_per_s"] = matmul_peak_gflops()
         result["fraction_of_peak"] = result["gflop_per_s"] / result["matmul_peak_gflop_per_s"]
     return result
+
+
+def quick_steps_per_s(method: str, task: str, steps: int = 2) -> float:
+    """A rough one-thread steps/s (one warm-up step, `steps` timed; no FLOP count, no
+    reference), for time estimates. Kept in the speed cache (bench.estimate)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _, _, sampler, steps_of = contenders(method, task, reference=False)
+        step = steps_of["fused"]
+        step(sampler.sample())
+        return steps / _time_steps(step, sampler, steps)
+    finally:
+        torch.set_num_threads(threads)
