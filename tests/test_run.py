@@ -170,3 +170,18 @@ def test_a_method_from_outside_the_repository(local_ballrun, tmp_path, capsys, m
     assert "Linear-BC reward" in capsys.readouterr().out
     assert run(results, "--method-module", "no_such_module:X", "--methods", "BC-All") == 2
     assert "cannot import it" in capsys.readouterr().err
+
+
+def test_tensorboard_events_beside_the_csv_curve(local_ballrun, tmp_path):
+    pytest.importorskip("tensorboard", reason="TensorBoard is optional (pip install tensorboard)")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    results = tmp_path / "results"
+    assert run(results, "--methods", "BC-All", "--tensorboard") == 0
+    events = next(results.rglob("run-seed0-*/tensorboard"))
+    accumulator = EventAccumulator(str(events))
+    accumulator.Reload()
+    logged = accumulator.Scalars("loss/actor")
+    assert [point.step for point in logged] == [10, 20]  # smoke: log every 10 of 20 steps
+    curve = (events.parent / "curve.csv").read_text().splitlines()
+    assert len(curve) == 3 and float(curve[2].split(",")[1]) == pytest.approx(logged[1].value)
