@@ -194,9 +194,12 @@ def test_metadrive_configuration_is_dsrls_field_by_field(name):
 
 
 def test_metadrive_traffic_and_extra_costs_are_dsrls():
+    from metadrive.manager.traffic_manager import TrafficMode
     from metadrive.policy.idm_policy import IDMPolicy
 
     from tasks import metadrive_envs as md
+
+    assert TrafficMode.Hybrid == DSRL_DEFAULT["traffic_mode"]
 
     # DSRL's idm_* keys are read by no traffic code; 0.4.3's IDMPolicy has the same values
     assert IDMPolicy.NORMAL_SPEED == DSRL_DEFAULT["idm_target_speed"]  # km/h
