@@ -16,6 +16,7 @@ EXAMPLES = {
     "report": "python -m bench report --format latex --layout summary",
     "plot": "python -m bench plot --kind curves --task CarRun",
     "status": "python -m bench status --results results",
+    "transfer": "python -m bench transfer --from easysparse --profile quick",
     "speed": "python -m bench speed --method LSPC --batch 1024 --steps 20 --json",
 }
 
@@ -200,6 +201,55 @@ def _dry_run(jobs, args) -> int:
         print(f"estimated: {total['core_hours']:.2f} core-hours, about "
               f"{total['wall_hours']:.2f} h of wall time on {total['workers']} workers")
     return 0
+
+
+def cmd_transfer(args) -> int:
+    from algorithms import METHODS, _load_entry_points
+    from bench.plan import plan_jobs, save_plan
+    from bench.profiles import PROFILES
+    from bench.schedule import run_jobs
+    from bench.transfer import run_transfers, source_task
+    from reports.aggregate import ReportError
+    from reports.transfer import plot_transfer, render_transfer, transfer_frame, transfer_table
+    from tasks.registry import suite_tasks
+
+    _load_entry_points()
+    source = source_task(args.source)
+    methods = _csv(args.methods) if args.methods else list(METHODS)
+    seeds = args.seeds if args.seeds is not None else list(PROFILES[args.profile].seeds)
+    results = Path(args.results)
+    jobs = plan_jobs([source], methods, seeds, args.profile, results, args.data,
+                     steps=args.steps, device=args.device)
+    save_plan(jobs, results)
+    untrained = sum(bool(job.missing()) for job in jobs)
+    print(f"{len(jobs)} agents trained on {source.name} ({untrained} to train first); "
+          f"evaluating each on {len(_csv(args.targets)) if args.targets else 9} MetaDrive "
+          "configurations", flush=True)
+    outcomes = run_jobs(jobs, n_jobs=args.jobs, progress=not args.quiet)
+    trained = [job for job in jobs if not job.missing()]
+    failed = [o for o in outcomes if o["status"] in ("error", "failed earlier")]
+    for outcome in failed:
+        print(f"  not trained: {outcome['job']}: {outcome.get('error', '?')}")
+    targets = ([source_task(name).name for name in _csv(args.targets)] if args.targets
+               else [spec.name for spec in suite_tasks("metadrive")])
+    evaluations = run_transfers(trained, targets, n_jobs=args.jobs, progress=not args.quiet)
+    errors = [o for o in evaluations if o["status"] == "error"]
+    for outcome in errors:
+        print(f"  FAILED {outcome['job']}: {outcome['error']}")
+    try:
+        frame = transfer_frame(results, source.name)
+    except ReportError as err:
+        raise UserError(str(err)) from None
+    table = transfer_table(frame, source.name)
+    out = Path(args.out) if args.out else results / "transfer" / f"{source.name}-matrix"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for fmt, suffix in (("markdown", ".md"), ("latex", ".tex")):
+        out.with_suffix(suffix).write_text(render_transfer(table, fmt) + "\n")
+    print(render_transfer(table, args.format))
+    figures = plot_transfer(frame, source.name, out.with_name(out.name + "-chart"))
+    print(f"written: {out.with_suffix('.md')}, {out.with_suffix('.tex')}, "
+          + ", ".join(str(p) for p in figures))
+    return 1 if failed or errors else 0
 
 
 def cmd_status(args) -> int:
@@ -406,6 +456,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the plan (jobs, evaluations, estimated time) and run nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
+
+    p = add("transfer", "MetaDrive zero-shot transfer matrix (paper Fig. 12): agents trained on "
+                        "one configuration, evaluated on all nine")
+    p.add_argument("--from", dest="source", required=True, metavar="TASK",
+                   help="the MetaDrive source task, e.g. easysparse or harddense")
+    p.add_argument("--methods", help="comma-separated (default: all registered)")
+    p.add_argument("--targets", help="comma-separated MetaDrive targets (default: all nine)")
+    p.add_argument("--seeds", type=_seeds, help="comma-separated (default: the profile's)")
+    p.add_argument("--profile", choices=["smoke", "quick", "paper"], default="quick",
+                   help="budget of the agents trained first where missing")
+    p.add_argument("--steps", type=int, help="training steps (default: the method's profile)")
+    p.add_argument("--results", default="results")
+    p.add_argument("--data", choices=["auto", "dsrl", "local"], default="auto")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--jobs", type=int, default=0, help="jobs at once (default: one per core)")
+    p.add_argument("--format", choices=["markdown", "latex"], default="markdown",
+                   help="what is printed (both are written)")
+    p.add_argument("--out", help="path without suffix of the matrix files (default "
+                                 "RESULTS/transfer/SOURCE-matrix)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_transfer)
 
     p = add("status", "done / running / failed / pending jobs of a results folder")
     p.add_argument("--results", default="results")

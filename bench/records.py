@@ -64,10 +64,18 @@ def _jsonable(value):
     return str(value)
 
 
-def load_records(results: Path) -> list[dict]:
-    """Every finished record under `results` (error records and temp files are skipped)."""
+def load_records(results: Path, transfer_from: str | None = None) -> list[dict]:
+    """Every finished record under `results` (error records and temp files are skipped): the
+    main ones, or with `transfer_from` the zero-shot transfer records of that source task
+    (kept under results/transfer/<source>/, never mixed into the main tables)."""
     records = []
-    for path in sorted(Path(results).rglob("thr*-seed*.json")):
+    root = Path(results)
+    if transfer_from is not None:
+        paths = sorted((root / "transfer" / transfer_from).rglob("thr*-seed*.json"))
+    else:
+        paths = [p for p in sorted(root.rglob("thr*-seed*.json"))
+                 if p.relative_to(root).parts[0] != "transfer"]
+    for path in paths:
         try:
             with open(path) as handle:
                 record = json.load(handle)

@@ -1,0 +1,183 @@
+"""`bench transfer --from easysparse`: zero-shot transfer across the MetaDrive configurations
+(paper A.6, Fig. 12).
+
+Each method's agents trained on the source task (the jobs `bench run` would run there: one per
+seed, and per threshold for the threshold-specific methods) are taken from their checkpoints,
+training the missing ones first on the given profile. Each is then evaluated, unchanged, on all
+nine MetaDrive configurations at its thresholds, with the same evaluation protocol as
+`bench run` (20 seeded episodes; a prompted method gets the threshold), and normalized with
+the target task's DSRL constants. The source column is the main run's own evaluation (taken
+from its records, not simulated twice).
+
+Transfer records live apart from the main ones, at
+<results>/transfer/<source>/<target>/<method>/thr<k>-seed<s>-<hash>.json, so the main tables
+never mix them in; each says `transfer_from` and the checkpoint it evaluated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from algorithms import get_method, load_method_module
+from bench.evaluate import evaluate_policy
+from bench.plan import Job
+from bench.records import SCHEMA, provenance, utc_now, write_json_atomic
+from bench.run import eval_seed, worker_name
+from tasks.envs import make_vector_env
+from tasks.registry import TaskSpec, UnknownNameError, get_task, suite_tasks
+
+TRANSFER = "transfer"
+
+
+def source_task(name: str) -> TaskSpec:
+    """The source must be one of the nine MetaDrive tasks; anything else lists them."""
+    valid = [spec.name for spec in suite_tasks("metadrive")]
+    try:
+        spec = get_task(name)
+    except UnknownNameError:
+        spec = None
+    if spec is None or spec.suite != "metadrive":
+        raise UnknownNameError(f"unknown transfer source {name!r}: the source is a MetaDrive "
+                               f"task, one of {', '.join(valid)}")
+    return spec
+
+
+def transfer_record_path(results: Path, source: str, target: str, name: str, threshold: float,
+                         seed: int, job_hash: str) -> Path:
+    return (Path(results) / TRANSFER / source / target / name.replace("/", "-")
+            / f"thr{threshold:g}-seed{seed}-{job_hash}.json")
+
+
+def missing_transfers(job: Job, target: str) -> list[tuple[float, str]]:
+    return [(t, name) for t in job.thresholds for name in job.recorded_as
+            if not transfer_record_path(Path(job.results), job.task, target, name, t, job.seed,
+                                        job.job_hash).exists()]
+
+
+def load_trained(job: Job, spec: TaskSpec):
+    """The method of `job` with its trained weights (the checkpoint `bench run` saved)."""
+    checkpoint = job.run_dir() / "checkpoint.pt"
+    if not checkpoint.exists():
+        raise FileNotFoundError(f"{job.label}: no trained checkpoint at {checkpoint}; its "
+                                "training failed (see `bench status`)")
+    if job.method_module:
+        load_method_module(job.method_module)
+    _, cls = get_method(job.method)
+    config = cls.Config(**{k: tuple(v) if isinstance(v, list) else v
+                           for k, v in job.config.items()})
+    method = cls.create(spec, config, job.train_threshold, job.seed, job.device)
+    saved = torch.load(checkpoint, map_location=job.device, weights_only=False)
+    method.load_state_dict(saved["state"])
+    return method, checkpoint
+
+
+def evaluate_transfer(job: Job, target: str, threads: int = 1) -> dict:
+    """Evaluate the job's trained agent(s) on `target`; one record per threshold and policy.
+    Returns a summary; never raises (an error is returned, as bench.run.execute does)."""
+    todo = missing_transfers(job, target)
+    label = f"{job.label} -> {target}"
+    if not todo:
+        return {"job": label, "status": "skipped"}
+    torch.set_num_threads(threads)
+    if target == job.task:  # the source itself: `bench run` evaluated it the same way
+        try:
+            for threshold, name in todo:
+                _from_main_record(job, threshold, name)
+            return {"job": label, "status": "ok"}
+        except FileNotFoundError:
+            pass  # no main record (evaluation interrupted): evaluate here
+    try:
+        source_spec, target_spec = get_task(job.task), get_task(target)
+        if (source_spec.obs_dim, source_spec.act_dim) != (target_spec.obs_dim,
+                                                          target_spec.act_dim):
+            raise ValueError(f"{job.task} and {target} differ in observation or action size")
+        method, checkpoint = load_trained(job, source_spec)
+        envs = make_vector_env(target_spec, job.eval_episodes)
+        try:
+            for threshold, name in todo:
+                if job.policies:
+                    method.policy = name
+                _record(job, target_spec, method, envs, threshold, name, checkpoint)
+        finally:
+            envs.close()
+    except Exception as err:  # reported by the caller, never silent
+        return {"job": label, "status": "error", "error": f"{type(err).__name__}: {err}"}
+    return {"job": label, "status": "ok"}
+
+
+def _from_main_record(job: Job, threshold: float, name: str) -> Path:
+    """The source column of the matrix is the main run's own evaluation (same environment,
+    seeds and protocol), so it is taken from the main record instead of simulated again."""
+    main = json.loads(job.record_path(threshold, name).read_text())
+    record = {**main, "transfer_from": job.task, "taken_from": str(
+        job.record_path(threshold, name).relative_to(job.results)),
+        "checkpoint": str((job.run_dir() / "checkpoint.pt").relative_to(job.results)),
+        "created": utc_now()}
+    path = transfer_record_path(Path(job.results), job.task, job.task, name, threshold,
+                                job.seed, job.job_hash)
+    return write_json_atomic(path, record)
+
+
+def _record(job, spec, method, envs, threshold, name, checkpoint) -> Path:
+    index = list(get_task(job.task).thresholds).index(threshold)
+    seed = eval_seed(job, index)
+    t0 = time.time()
+    torch.manual_seed(seed)
+    episodes = evaluate_policy(method.act, spec, job.eval_episodes, seed, reset=method.reset,
+                               envs=envs, threshold=threshold, observe=method.observe)
+    norm_r, norm_c = spec.normalize(np.asarray(episodes["reward_returns"]),
+                                    np.asarray(episodes["cost_returns"]), threshold)
+    record = {
+        "schema": SCHEMA, "status": "ok", "transfer_from": job.task, "task": spec.name,
+        "suite": spec.suite, "method": name, "trained_as": job.method,
+        "threshold": threshold, "seed": job.seed, "profile": job.profile,
+        "config": job.config, "config_hash": job.job_hash, "steps": job.steps,
+        "variant": job.variant, "train_threshold": job.train_threshold,
+        "data_source": job.data_source, "dataset_file": Path(job.data_path).name,
+        "dataset_sha256": job.data_sha256, "checkpoint": str(checkpoint.relative_to(job.results)),
+        "eval_episodes": job.eval_episodes, "eval_seed": seed, **episodes,
+        "normalized_rewards": norm_r.tolist(), "normalized_costs": norm_c.tolist(),
+        "normalized_reward": float(norm_r.mean()), "normalized_cost": float(norm_c.mean()),
+        "eval_seconds": time.time() - t0, "worker": worker_name(), "device": job.device,
+        "job": dataclasses.asdict(job), "created": utc_now(), "provenance": provenance(),
+    }
+    path = transfer_record_path(Path(job.results), job.task, spec.name, name, threshold,
+                                job.seed, job.job_hash)
+    return write_json_atomic(path, record)
+
+
+def run_transfers(jobs: list[Job], targets: list[str], n_jobs: int = 0,
+                  progress: bool = True) -> list[dict]:
+    """Every (trained job, target) evaluation whose records are missing, in parallel."""
+    import os
+
+    from joblib import Parallel, delayed
+    from tqdm import tqdm
+
+    pairs = [(job, target) for job in jobs for target in targets
+             if missing_transfers(job, target)]
+    if not pairs:
+        return []
+    cores = os.cpu_count() or 1
+    n_jobs = min(n_jobs or cores, len(pairs))
+    threads = max(1, cores // n_jobs)
+    bar = tqdm(total=len(pairs), desc="transfer", unit="eval", disable=not progress)
+    if n_jobs == 1:
+        results = (evaluate_transfer(job, target, threads) for job, target in pairs)
+    else:
+        results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+            delayed(evaluate_transfer)(job, target, threads) for job, target in pairs)
+    outcomes = []
+    for outcome in results:
+        outcomes.append(outcome)
+        bar.update(1)
+        if outcome["status"] == "error":
+            bar.write(f"FAILED {outcome['job']}: {outcome['error']}")
+    bar.close()
+    return outcomes

@@ -1,0 +1,85 @@
+"""`bench transfer`: agents trained on one MetaDrive configuration, evaluated zero-shot on
+others; the matrix (Markdown and LaTeX, bold/blue rule) and the Fig. 12 chart; bad sources."""
+
+import json
+
+import numpy as np
+import pytest
+
+from bench.cli import main
+from reports.transfer import transfer_matrix, transfer_table
+from tasks.datasets import local_path, write_dsrl_file
+from tasks.registry import get_task
+
+pytest.importorskip("metadrive")
+
+SOURCE = get_task("easysparse")
+
+
+def synthetic_metadrive_data(episodes=6, length=50, seed=0):
+    """DSRL-layout arrays of MetaDrive's shapes (the transfer test needs trained agents, not
+    good ones)."""
+    rng = np.random.default_rng(seed)
+    n = episodes * length
+    timeouts = np.zeros(n, np.float32)
+    timeouts[length - 1::length] = 1
+    obs = rng.uniform(0, 1, (n, SOURCE.obs_dim)).astype(np.float32)
+    return {"observations": obs, "next_observations": np.roll(obs, -1, 0),
+            "actions": rng.uniform(-1, 1, (n, SOURCE.act_dim)).astype(np.float32),
+            "rewards": rng.uniform(0, 1, n).astype(np.float32),
+            "costs": (rng.uniform(size=n) < 0.1).astype(np.float32),
+            "terminals": np.zeros(n, np.float32), "timeouts": timeouts}
+
+
+def test_transfer_matrix_and_chart_from_a_trained_agent(data_dirs, tmp_path, capsys):
+    write_dsrl_file(local_path(SOURCE, "smoke"), synthetic_metadrive_data(),
+                    {"source": "local", "seed": 0})
+    results = tmp_path / "results"
+    args = ["transfer", "--from", "easy sparse", "--methods", "BC-All", "--seeds", "0",
+            "--profile", "smoke", "--targets", "easysparse,hardmean", "--results",
+            str(results), "--jobs", "1", "--quiet", "--format", "latex"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "\\begin{tabular}" in out and "(source)" in out
+    # main records of the source run, and transfer records apart from them
+    records = sorted((results / "transfer" / "easysparse").rglob("thr*-seed*.json"))
+    assert {p.parts[-3] for p in records} == {"easysparse", "hardmean"}
+    assert len(records) == 2 * 3  # two targets x three thresholds, one seed
+    first = json.loads(records[0].read_text())
+    assert first["transfer_from"] == "easysparse" and first["checkpoint"].endswith(
+        "checkpoint.pt") and first["eval_episodes"] == 2
+    matrix_files = [results / "transfer" / f"easysparse-matrix{s}" for s in (".md", ".tex")]
+    charts = [results / "transfer" / f"easysparse-matrix-chart{s}" for s in (".png", ".pdf")]
+    assert all(p.stat().st_size > 0 for p in matrix_files + charts)
+    from bench.records import load_records
+
+    assert all("transfer_from" not in r for r in load_records(results))  # kept apart
+    # a second call evaluates nothing again and writes the same matrix
+    before = matrix_files[0].read_text()
+    assert main(args) == 0
+    assert matrix_files[0].read_text() == before
+
+
+def test_matrix_means_over_thresholds_then_seeds_and_highlights():
+    import pandas as pd
+
+    frame = pd.DataFrame([
+        # target, method, seed, threshold, reward, cost
+        ("easysparse", "A", 0, 10, 0.5, 0.2), ("easysparse", "A", 0, 20, 0.7, 0.4),
+        ("easysparse", "A", 1, 10, 0.9, 0.6), ("easysparse", "B", 0, 10, 0.9, 1.5),
+        ("hardmean", "A", 0, 10, 0.1, 2.0), ("hardmean", "B", 0, 10, 0.3, 0.1),
+    ], columns=["target", "method", "seed", "threshold", "reward", "cost"])
+    frame["data_source"], frame["profile"], frame["steps"] = "local", "quick", 100
+    matrix = transfer_matrix(frame).set_index(["target", "method"])
+    assert matrix.loc[("easysparse", "A"), "reward"] == pytest.approx((0.6 + 0.9) / 2)
+    assert matrix.loc[("easysparse", "A"), "cost"] == pytest.approx((0.3 + 0.6) / 2)
+    table = transfer_table(frame, "easysparse")
+    rows = {key: cells for key, _, cells in table.sections[0].rows}
+    assert rows["easysparse"]["A"].blue and not rows["easysparse"]["B"].bold  # B unsafe
+    assert rows["hardmean"]["B"].blue and not rows["hardmean"]["A"].bold
+
+
+def test_unknown_source_lists_the_metadrive_tasks(capsys):
+    assert main(["transfer", "--from", "CarRun"]) == 2
+    err = capsys.readouterr().err
+    assert "easysparse" in err and "harddense" in err and "Traceback" not in err
