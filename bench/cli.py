@@ -394,12 +394,12 @@ def build_parser() -> argparse.ArgumentParser:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
 
     p = add("tasks", "list the 28 DSRL tasks and their constants")
-    p.add_argument("--suite", choices=["bullet", "safetygym", "metadrive"])
+    p.add_argument("--suite", help="bullet | safetygym | metadrive | all, or a comma list")
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.set_defaults(func=cmd_tasks)
 
     def add_task_selection(p):
-        p.add_argument("--suite", help="bullet | safetygym | metadrive")
+        p.add_argument("--suite", help="bullet | safetygym | metadrive | all, or a comma list")
         p.add_argument("--tasks", help="comma-separated task names (any case, paper short forms)")
         p.add_argument("--profile", choices=["smoke", "quick", "paper"], default="quick",
                        help="budget: smoke (tests), quick (laptop), paper (cluster)")
