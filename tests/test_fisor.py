@@ -122,7 +122,7 @@ def test_vp_schedule_and_cosine_decay():
     assert cosine_lr(3e-4, 500, 100) == 0.0
 
 
-def test_diffusion_loss_falls_on_a_tiny_dataset():
+def test_diffusion_loss_falls_on_a_tiny_dataset_and_samples_follow_the_data():
     torch.manual_seed(0)
     cfg = small_config(actor_hidden=64, actor_dropout=0.0)
     obs = torch.randn(128, 3)
@@ -145,6 +145,12 @@ def test_diffusion_loss_falls_on_a_tiny_dataset():
         loss.backward()
         optim.step()
     assert mean_loss() < 0.5 * before
+    # and the reverse process then lands on the data's actions (the sampler's arithmetic)
+    model.eval()
+    betas, alphas, _ = vp_schedule(cfg.diffusion_steps)
+    sampled = ddpm_sample(model, obs, 2, betas, alphas, alpha_bars)
+    spread = (actions - actions.mean(0)).abs().mean()
+    assert (sampled - actions).abs().mean() < 0.2 * spread
 
 
 def test_weights_scale_the_diffusion_loss():
