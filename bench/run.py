@@ -210,6 +210,7 @@ def train(method, arrays, steps: int, batch_size: int, seed: int, device: str, l
         resumed_from, seconds_before = saved["step"], saved["seconds"]
         first = resumed_from + 1
     status["resumed_from"], status["seconds_before"] = resumed_from, seconds_before
+    _write_progress(run_dir, step=resumed_from, steps=steps, checkpoint_step=resumed_from)
     writer = None
     if tensorboard:
         from torch.utils.tensorboard import SummaryWriter
