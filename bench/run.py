@@ -216,11 +216,13 @@ def train(method, arrays, steps: int, batch_size: int, seed: int, device: str, l
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=first)
+    last_checkpoint = resumed_from
     for step in range(first, steps + 1):
         stats = method.train_step(sampler.sample())
         for key, value in stats.items():
             window[key].append(value)
-        if step % log_every == 0 or step == steps:
+        logged = step % log_every == 0 or step == steps
+        if logged:
             last = {k: float(torch.stack([torch.as_tensor(v) for v in vs]).float().mean())
                     for k, vs in window.items()}
             window.clear()
@@ -231,7 +233,7 @@ def train(method, arrays, steps: int, batch_size: int, seed: int, device: str, l
             rows.setdefault(step, {"step": step}).update(last)
         if evaluate is not None and eval_every and step % eval_every == 0:
             rows.setdefault(step, {"step": step}).update(evaluate(step))
-        if step % log_every == 0 or step == steps:
+        if logged:
             _write_curve(rows, curve_path)
             if writer is not None:
                 for key, value in rows.get(step, {}).items():
@@ -246,11 +248,9 @@ def train(method, arrays, steps: int, batch_size: int, seed: int, device: str, l
                         "rows": rows, "last": last, "window": dict(window),
                         "seconds": seconds_before + time.time() - started}, tmp)
             os.replace(tmp, partial)
-        if checkpointed or step % log_every == 0 or step == steps:
-            _write_progress(run_dir, step=step, steps=steps,
-                            checkpoint_step=step if checkpointed else status.get("checkpoint", 0))
-            if checkpointed:
-                status["checkpoint"] = step
+            last_checkpoint = step
+        if checkpointed or logged:
+            _write_progress(run_dir, step=step, steps=steps, checkpoint_step=last_checkpoint)
     if writer is not None:
         writer.close()
     return last, resumed_from
@@ -324,18 +324,24 @@ def execute(job: Job, threads: int = 1) -> dict:
             torch.set_num_threads(threads_before)
 
 
-def _execute(job: Job, missing: list[tuple[float, str]], started: float, status: dict) -> dict:
-    spec = get_task(job.task)
-    if file_sha256(Path(job.data_path)) != job.data_sha256:
-        raise RuntimeError(f"{job.data_path} changed since the run was planned; plan again")
-    arrays, data_attrs = read_dsrl_file(Path(job.data_path), spec)
+def build_method(job: Job, spec):
+    """The job's method, built from its recorded config (untrained)."""
     if job.method_module:  # a method from outside the repository: register it in this worker
         load_method_module(job.method_module)
     _, cls = get_method(job.method)
     config = cls.Config(**{k: tuple(v) if isinstance(v, list) else v
                            for k, v in job.config.items()})
+    return cls.create(spec, config, job.train_threshold, job.seed, job.device)
+
+
+def _execute(job: Job, missing: list[tuple[float, str]], started: float, status: dict) -> dict:
+    spec = get_task(job.task)
+    if file_sha256(Path(job.data_path)) != job.data_sha256:
+        raise RuntimeError(f"{job.data_path} changed since the run was planned; plan again")
+    arrays, data_attrs = read_dsrl_file(Path(job.data_path), spec)
     seed_everything(job.seed)
-    method = cls.create(spec, config, job.train_threshold, job.seed, job.device)
+    method = build_method(job, spec)
+    config = method.config
 
     run_dir = job.run_dir()
     checkpoint = run_dir / "checkpoint.pt"

@@ -102,9 +102,9 @@ def run_jobs(jobs: list[Job], n_jobs: int = 0, progress: bool = True,
     for job in jobs:
         if not job.missing():
             outcomes.append({"job": job.label, "status": "skipped", "paths": []})
-        elif job.failed() and not retry_failed:
+        elif (error := job.failed()) and not retry_failed:
             outcomes.append({"job": job.label, "status": "failed earlier", "paths": [],
-                             "error": job.failed().get("error", "?")})
+                             "error": error.get("error", "?")})
         else:
             todo.append(job)
     if not todo:

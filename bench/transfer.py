@@ -24,11 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from algorithms import get_method, load_method_module
 from bench.evaluate import evaluate_policy
 from bench.plan import Job
 from bench.records import SCHEMA, provenance, utc_now, write_json_atomic
-from bench.run import eval_seed, worker_name
+from bench.run import build_method, eval_seed, worker_name
 from tasks.envs import make_vector_env
 from tasks.registry import TaskSpec, UnknownNameError, get_task, suite_tasks
 
@@ -66,12 +65,7 @@ def load_trained(job: Job, spec: TaskSpec):
     if not checkpoint.exists():
         raise FileNotFoundError(f"{job.label}: no trained checkpoint at {checkpoint}; its "
                                 "training failed (see `bench status`)")
-    if job.method_module:
-        load_method_module(job.method_module)
-    _, cls = get_method(job.method)
-    config = cls.Config(**{k: tuple(v) if isinstance(v, list) else v
-                           for k, v in job.config.items()})
-    method = cls.create(spec, config, job.train_threshold, job.seed, job.device)
+    method = build_method(job, spec)
     saved = torch.load(checkpoint, map_location=job.device, weights_only=False)
     method.load_state_dict(saved["state"])
     return method, checkpoint

@@ -81,10 +81,7 @@ def build_pair(threshold: float, cfg: Config | None = None):
 
 def osrl_step(trainer, cfg: Config, batch):
     """OSRL's dataset scales rewards and costs and sets done = terminal or timeout."""
-    done = torch.clamp(batch["terminals"] + batch["timeouts"], max=1.0)
-    trainer.train_one_step(batch["observations"], batch["next_observations"], batch["actions"],
-                           batch["rewards"] * cfg.reward_scale, batch["costs"] * cfg.cost_scale,
-                           done)
+    osrl_reference.osrl_step("BEAR-Lag", trainer, cfg)(batch)
 
 
 NAMES = {"loss/loss_vae": "loss/vae", "loss/critic_loss": "loss/critic",
