@@ -56,3 +56,9 @@ def local_ballrun(data_dirs):
     path = write_dsrl_file(local_path(get_task("BallRun"), "smoke"), arrays,
                            {"source": "local", "seed": 0})
     return path, arrays
+
+
+@pytest.fixture(autouse=True)
+def _own_speed_cache(tmp_path, monkeypatch):
+    # bench speed and dry runs remember speeds per host; tests keep theirs to themselves
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "speed-cache"))

@@ -7,7 +7,6 @@ import json
 import pytest
 import torch
 
-from bench import osrl_reference
 from bench.cli import main
 
 
@@ -30,18 +29,6 @@ def test_speed_json_counts_the_step_of_the_method(capsys):
     expected = 3 * forward - 2 * 512 * 33 * 256
     assert result["gflop_per_step"] * 1e9 == pytest.approx(expected, rel=1e-6)
     assert result["steps_per_s"] > 0 and "osrl_steps_per_s" not in result
-
-
-def test_speed_times_osrl_beside_ours_in_one_run(capsys):
-    if not osrl_reference.available():
-        pytest.skip("osrl-lib is not installed (tox -e oracle installs it)")
-    assert main(["speed", "--method", "BC-Safe", "--steps", "2", "--rounds", "1",
-                 "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
-    # the same network and batch: the same FLOPs, so the ratio is a pure speed ratio
-    assert result["osrl_gflop_per_step"] == pytest.approx(result["gflop_per_step"])
-    assert result["speedup_vs_osrl"] == pytest.approx(
-        result["steps_per_s"] / result["osrl_steps_per_s"])
 
 
 def test_speed_of_an_unknown_method_is_one_clear_message(capsys):
