@@ -447,7 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the Dask scheduler's address, for --backend dask")
     p.add_argument("--checkpoint-every", type=int, metavar="N",
                    help="save the training state every N steps, so a killed job resumes "
-                        "there (default: the profile's: quick 1000, paper 20000)")
+                        "there (default: the profile's: quick 1000, paper 20000; those "
+                        "profiles also save every 5 / 10 minutes; 0: no checkpoints)")
     p.add_argument("--tensorboard", action="store_true",
                    help="also write each job's training curve as TensorBoard events")
     p.add_argument("--retry-failed", action="store_true",

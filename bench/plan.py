@@ -46,6 +46,7 @@ class Job:
     method_module: str = ""  # "package.module:Class" of a method from outside the repository
     checkpoint_every: int = 0  # training steps between resumable checkpoints; 0: none
     tensorboard: bool = False  # the training curve also as TensorBoard events
+    checkpoint_seconds: float = 0.0  # and wall seconds between checkpoints; 0: no time rule
 
     @property
     def recorded_as(self) -> tuple[str, ...]:
@@ -135,7 +136,9 @@ def plan_jobs(tasks: list[TaskSpec], methods: list[str], seeds: list[int], profi
                                     prof.eval_episodes, str(path), source, sha, job_hash,
                                     str(results), device, tuple(cls.policies), variant,
                                     eval_every, (method_modules or {}).get(display, ""),
-                                    checkpoint_every, tensorboard))
+                                    checkpoint_every, tensorboard,
+                                    checkpoint_seconds=(prof.checkpoint_seconds
+                                                        if checkpoint_every else 0.0)))
     return jobs
 
 

@@ -24,13 +24,17 @@ class Profile:
     """episodes per evaluation during training"""
     checkpoint_every: int = 0
     """training steps between two resumable checkpoints (a kill loses at most these); 0: none"""
+    checkpoint_seconds: float = 0.0
+    """also checkpoint when this much wall time has passed since the last one; 0: never.
+    Slow methods (FISOR, CDT) take minutes for a few hundred steps here, so a step count
+    alone can leave a whole quick job unprotected."""
 
 
 PROFILES = {
     "smoke": Profile("smoke", eval_episodes=2, seeds=(0,), log_every=10),
     "quick": Profile("quick", eval_episodes=20, seeds=(0, 1, 2), log_every=500,
-                     checkpoint_every=1000),
+                     checkpoint_every=1000, checkpoint_seconds=300.0),
     "paper": Profile("paper", eval_episodes=20, seeds=(0, 1, 2), log_every=5000,
                      eval_every=20_000,  # as the authors' LSPC runs
-                     checkpoint_every=20_000),
+                     checkpoint_every=20_000, checkpoint_seconds=600.0),
 }

@@ -172,14 +172,16 @@ def _write_progress(run_dir: Path, **fields) -> None:
 
 def train(method, arrays, steps: int, batch_size: int, seed: int, device: str, log_every: int,
           run_dir: Path, evaluate=None, eval_every: int = 0, checkpoint_every: int = 0,
-          status: dict | None = None, tensorboard: bool = False) -> tuple[dict, int]:
+          status: dict | None = None, tensorboard: bool = False,
+          checkpoint_seconds: float = 0.0) -> tuple[dict, int]:
     """`steps` gradient steps; returns (the last logged stats, the step it resumed from).
 
     The training curve (mean stats per log window, and what `evaluate()` returns every
     `eval_every` steps) is rewritten to run_dir/curve.csv at each log point. Every
     `checkpoint_every` steps the whole training state (the method's state_dict, the sampler's
     and every global random generator's state, the curve so far) goes to run_dir/training.pt,
-    atomically; a later call resumes there and reaches the same final state as an
+    atomically, and also after any step that ends `checkpoint_seconds` or more of wall time
+    after the last save; a later call resumes there and reaches the same final state as an
     uninterrupted run. With `tensorboard`, the same points also go to run_dir/tensorboard.
     A non-finite logged statistic raises NonFiniteLoss. `status["step"]`
     follows the step reached (for the error record). A method that trains itself (an
@@ -216,7 +218,7 @@ def train(method, arrays, steps: int, batch_size: int, seed: int, device: str, l
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=first)
-    last_checkpoint = resumed_from
+    last_checkpoint, last_save = resumed_from, time.time()
     for step in range(first, steps + 1):
         stats = method.train_step(sampler.sample())
         for key, value in stats.items():
@@ -240,7 +242,9 @@ def train(method, arrays, steps: int, batch_size: int, seed: int, device: str, l
                     if key != "step":
                         writer.add_scalar(key, value, step)
                 writer.flush()
-        checkpointed = checkpoint_every and step % checkpoint_every == 0 and step < steps
+        checkpointed = step < steps and bool(
+            (checkpoint_every and step % checkpoint_every == 0)
+            or (checkpoint_seconds and time.time() - last_save >= checkpoint_seconds))
         if checkpointed:
             tmp = partial.with_suffix(".tmp")
             torch.save({"step": step, "method": method.state_dict(),
@@ -248,7 +252,7 @@ def train(method, arrays, steps: int, batch_size: int, seed: int, device: str, l
                         "rows": rows, "last": last, "window": dict(window),
                         "seconds": seconds_before + time.time() - started}, tmp)
             os.replace(tmp, partial)
-            last_checkpoint = step
+            last_checkpoint, last_save = step, time.time()
         if checkpointed or logged:
             _write_progress(run_dir, step=step, steps=steps, checkpoint_step=last_checkpoint)
     if writer is not None:
@@ -363,7 +367,7 @@ def _execute(job: Job, missing: list[tuple[float, str]], started: float, status:
             final_stats, resumed_from = train(
                 method, data, job.steps, config.batch_size, job.seed, job.device,
                 PROFILES[job.profile].log_every, run_dir, evaluate, job.eval_every,
-                job.checkpoint_every, status, job.tensorboard)
+                job.checkpoint_every, status, job.tensorboard, job.checkpoint_seconds)
         finally:
             if curve_envs is not None:
                 curve_envs.close()

@@ -111,3 +111,38 @@ def test_an_installed_entry_point_method_is_found_by_name():
                     "pip install --no-deps -e examples/plugin_method")
     name, cls = get_method("linear-bc")
     assert name == "Linear-BC" and cls.__module__ == "bench_example_method"
+
+
+def test_a_time_based_checkpoint_resumes_to_the_uninterrupted_state(tmp_path):
+    """With checkpoint_seconds, a job whose steps are slow is saved by wall time, not only every
+    N steps; a kill after such a save loses only the steps since, and the resumed run ends
+    where an unbroken one does."""
+    arrays = fake_arrays()
+
+    def trained(run_dir, interrupt_at=None):
+        torch.manual_seed(0)
+        method = build("BC-All")
+        if interrupt_at is not None:
+            real_step = method.train_step
+
+            def step(batch):
+                if method.steps_done == interrupt_at:
+                    raise KeyboardInterrupt
+                method.steps_done += 1
+                return real_step(batch)
+
+            method.steps_done = 0
+            method.train_step = step
+        return method, train(method, arrays, steps=30, batch_size=64, seed=0, device="cpu",
+                             log_every=10, run_dir=run_dir, checkpoint_every=0,
+                             checkpoint_seconds=1e-9)
+
+    unbroken, _ = trained(tmp_path / "unbroken")
+    with pytest.raises(KeyboardInterrupt):
+        trained(tmp_path / "broken", interrupt_at=17)
+    saved = torch.load(tmp_path / "broken" / "training.pt", weights_only=False)
+    assert saved["step"] == 17  # a save after every step: no step count would have saved here
+    resumed, (_, resumed_from) = trained(tmp_path / "broken")
+    assert resumed_from == 17
+    obs = arrays["observations"][:50]
+    assert np.array_equal(unbroken.act(obs), resumed.act(obs))
