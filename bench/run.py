@@ -163,6 +163,10 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+PROGRESS_SECONDS = 2.0
+"""the longest a job's progress file lags its training step"""
+
+
 def _write_progress(run_dir: Path, **fields) -> None:
     """What `bench status` and the progress bars read: the step reached, the last checkpoint."""
     tmp = run_dir / "progress.json.tmp"
@@ -219,6 +223,7 @@ def train(method, arrays, steps: int, batch_size: int, seed: int, device: str, l
 
         writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=first)
     last_checkpoint, last_save = resumed_from, time.time()
+    last_progress = last_save
     for step in range(first, steps + 1):
         stats = method.train_step(sampler.sample())
         for key, value in stats.items():
@@ -253,8 +258,11 @@ def train(method, arrays, steps: int, batch_size: int, seed: int, device: str, l
                         "seconds": seconds_before + time.time() - started}, tmp)
             os.replace(tmp, partial)
             last_checkpoint, last_save = step, time.time()
-        if checkpointed or logged:
+        # the bars of `bench run` and `bench status` read this file; slow steps need more
+        # than the log points to show movement
+        if checkpointed or logged or time.time() - last_progress >= PROGRESS_SECONDS:
             _write_progress(run_dir, step=step, steps=steps, checkpoint_step=last_checkpoint)
+            last_progress = time.time()
     if writer is not None:
         writer.close()
     return last, resumed_from

@@ -146,3 +146,24 @@ def test_a_time_based_checkpoint_resumes_to_the_uninterrupted_state(tmp_path):
     assert resumed_from == 17
     obs = arrays["observations"][:50]
     assert np.array_equal(unbroken.act(obs), resumed.act(obs))
+
+
+def test_the_progress_file_follows_steps_between_log_points(tmp_path, monkeypatch):
+    """`bench run`'s per-job bars read progress.json; with slow steps it must move before the
+    first log point (quick FISOR logs every 500 of its 600 steps)."""
+    import json
+
+    import bench.run
+
+    monkeypatch.setattr(bench.run, "PROGRESS_SECONDS", 0.0)
+    method, seen = build("BC-All"), []
+    real_step = method.train_step
+
+    def step(batch):
+        seen.append(json.loads((tmp_path / "progress.json").read_text())["step"])
+        return real_step(batch)
+
+    method.train_step = step
+    train(method, fake_arrays(), steps=5, batch_size=64, seed=0, device="cpu",
+          log_every=1000, run_dir=tmp_path)
+    assert seen == [0, 1, 2, 3, 4]
