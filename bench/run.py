@@ -401,36 +401,39 @@ def _execute(job: Job, missing: list[tuple[float, str]], started: float, status:
             "seconds": time.time() - started}
 
 
-def _evaluate_and_record(job, spec, method, envs, threshold, name, run_dir, data_attrs,
-                         final_stats, train_seconds, started, resumed_from=0) -> str:
-    index = list(spec.thresholds).index(threshold)
+def evaluation_fields(job: Job, spec, method, envs, threshold: float, seed: int) -> dict:
+    """Evaluate `method` (its current policy) on `spec` at `threshold`: the job's episodes,
+    env seeds from `seed`. Returns the fields every record has, main or transfer: what was
+    trained (the job), on which data, the episodes and their DSRL-normalized scores."""
     t0 = time.time()
-    torch.manual_seed(eval_seed(job, index))  # stochastic policies: same draws on a resume
-    episodes = evaluate_policy(method.act, spec, job.eval_episodes, eval_seed(job, index),
-                               reset=method.reset, envs=envs, threshold=threshold,
-                               observe=method.observe)
-    rewards = np.asarray(episodes["reward_returns"])
-    costs = np.asarray(episodes["cost_returns"])
-    norm_r, norm_c = spec.normalize(rewards, costs, threshold)
-    record = {
-        "schema": SCHEMA, "status": "ok",
-        "method": name, "trained_as": job.method, "task": job.task, "suite": job.suite,
-        "threshold": threshold, "seed": job.seed, "profile": job.profile,
-        "config": job.config, "config_hash": job.job_hash, "steps": job.steps,
-        "variant": job.variant, **method.record_fields(),
-        "train_threshold": job.train_threshold,
-        "data_source": job.data_source, "dataset_file": Path(job.data_path).name,
-        "dataset_sha256": job.data_sha256, "dataset_attrs": data_attrs,
-        "eval_episodes": job.eval_episodes, "eval_seed": eval_seed(job, index),
-        **episodes,
+    torch.manual_seed(seed)  # stochastic policies: same draws on a resume
+    episodes = evaluate_policy(method.act, spec, job.eval_episodes, seed, reset=method.reset,
+                               envs=envs, threshold=threshold, observe=method.observe)
+    norm_r, norm_c = spec.normalize(np.asarray(episodes["reward_returns"]),
+                                    np.asarray(episodes["cost_returns"]), threshold)
+    return {
+        "schema": SCHEMA, "status": "ok", "task": spec.name, "suite": spec.suite,
+        "trained_as": job.method, "threshold": threshold, "seed": job.seed,
+        "profile": job.profile, "config": job.config, "config_hash": job.job_hash,
+        "steps": job.steps, "variant": job.variant, **method.record_fields(),
+        "train_threshold": job.train_threshold, "data_source": job.data_source,
+        "dataset_file": Path(job.data_path).name, "dataset_sha256": job.data_sha256,
+        "eval_episodes": job.eval_episodes, "eval_seed": seed, **episodes,
         "normalized_rewards": norm_r.tolist(), "normalized_costs": norm_c.tolist(),
         "normalized_reward": float(norm_r.mean()), "normalized_cost": float(norm_c.mean()),
-        "final_train_stats": final_stats, "train_seconds": train_seconds,
-        "resumed_from_step": resumed_from, "worker": worker_name(),
-        "eval_seconds": time.time() - t0, "wall_seconds": time.time() - started,
-        "artifacts": str(run_dir.relative_to(job.results)),
-        "device": job.device, "created": utc_now(), "provenance": provenance(),
+        "eval_seconds": time.time() - t0, "worker": worker_name(), "device": job.device,
+        "created": utc_now(), "provenance": provenance(),
     }
+
+
+def _evaluate_and_record(job, spec, method, envs, threshold, name, run_dir, data_attrs,
+                         final_stats, train_seconds, started, resumed_from=0) -> str:
+    seed = eval_seed(job, list(spec.thresholds).index(threshold))
+    record = {"method": name, **evaluation_fields(job, spec, method, envs, threshold, seed),
+              "dataset_attrs": data_attrs, "final_train_stats": final_stats,
+              "train_seconds": train_seconds, "resumed_from_step": resumed_from,
+              "wall_seconds": time.time() - started,
+              "artifacts": str(run_dir.relative_to(job.results))}
     path = write_json_atomic(job.record_path(threshold, name), record)
     job.error_path(threshold, name).unlink(missing_ok=True)
     return str(path)

@@ -92,10 +92,33 @@ class JobLines:
             bar.close()
 
 
+def share_cores(n_jobs: int, n_items: int) -> tuple[int, int]:
+    """(processes, torch threads each) for `n_items` of work on this machine: one process per
+    core unless `n_jobs` says otherwise, the cores shared out, not oversubscribed.
+    BENCH_THREADS_PER_JOB overrides the threads (tests set 1: on a busy machine two threads
+    per job can be many times slower)."""
+    cores = os.cpu_count() or 1
+    n_jobs = max(1, min(n_jobs or cores, n_items))
+    threads = int(os.environ.get("BENCH_THREADS_PER_JOB", 0)) or max(1, cores // n_jobs)
+    return n_jobs, threads
+
+
+def in_parallel(fn, arg_tuples: list[tuple], n_jobs: int, threads: int,
+                in_process: bool = True):
+    """fn(*args, threads) for each args, yielded as each finishes: in this process when one
+    job at a time is asked (and `in_process`), else through joblib (whose backend may be a
+    Dask cluster, see dask_backend)."""
+    from joblib import Parallel, delayed
+
+    if n_jobs == 1 and in_process:
+        return (fn(*args, threads) for args in arg_tuples)
+    return Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+        delayed(fn)(*args, threads) for args in arg_tuples)
+
+
 def run_jobs(jobs: list[Job], n_jobs: int = 0, progress: bool = True,
              retry_failed: bool = False, backend: str = "local",
              scheduler: str | None = None) -> list[dict]:
-    from joblib import Parallel, delayed
     from tqdm import tqdm
 
     outcomes, todo = [], []
@@ -117,19 +140,11 @@ def run_jobs(jobs: list[Job], n_jobs: int = 0, progress: bool = True,
             print(f"dask cluster at {scheduler}: {workers} workers", flush=True)
             n_jobs, threads = n_jobs or workers, 1  # one job per worker; its own threads
         else:
-            cores = os.cpu_count() or 1
-            n_jobs = min(n_jobs or cores, len(todo))
-            # the cores are shared out, not oversubscribed; BENCH_THREADS_PER_JOB overrides
-            # (tests set 1: on a busy machine two threads per job can be many times slower)
-            threads = int(os.environ.get("BENCH_THREADS_PER_JOB", 0)) or max(1, cores // n_jobs)
+            n_jobs, threads = share_cores(n_jobs, len(todo))
         bar = tqdm(total=len(todo), desc="jobs", unit="job", disable=not progress, smoothing=0)
         lines = stack.enter_context(JobLines(todo, min(n_jobs, len(todo)), progress))
-        if n_jobs == 1 and backend == "local":
-            results = (execute(job, threads) for job in todo)
-        else:
-            results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-                delayed(execute)(job, threads) for job in todo)
-        for outcome in results:
+        for outcome in in_parallel(execute, [(job,) for job in todo], n_jobs, threads,
+                                   in_process=backend == "local"):
             outcomes.append(outcome)
             lines.done.add(outcome["job"])
             bar.update(1)

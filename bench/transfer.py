@@ -18,16 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from bench.evaluate import evaluate_policy
 from bench.plan import Job
-from bench.records import SCHEMA, provenance, utc_now, write_json_atomic
-from bench.run import build_method, eval_seed, worker_name
+from bench.records import utc_now, write_json_atomic
+from bench.run import build_method, eval_seed, evaluation_fields
 from tasks.envs import make_vector_env
 from tasks.registry import TaskSpec, UnknownNameError, get_task, suite_tasks
 
@@ -119,28 +116,13 @@ def _from_main_record(job: Job, threshold: float, name: str) -> Path:
 
 
 def _record(job, spec, method, envs, threshold, name, checkpoint) -> Path:
-    index = list(get_task(job.task).thresholds).index(threshold)
-    seed = eval_seed(job, index)
-    t0 = time.time()
-    torch.manual_seed(seed)
-    episodes = evaluate_policy(method.act, spec, job.eval_episodes, seed, reset=method.reset,
-                               envs=envs, threshold=threshold, observe=method.observe)
-    norm_r, norm_c = spec.normalize(np.asarray(episodes["reward_returns"]),
-                                    np.asarray(episodes["cost_returns"]), threshold)
-    record = {
-        "schema": SCHEMA, "status": "ok", "transfer_from": job.task, "task": spec.name,
-        "suite": spec.suite, "method": name, "trained_as": job.method,
-        "threshold": threshold, "seed": job.seed, "profile": job.profile,
-        "config": job.config, "config_hash": job.job_hash, "steps": job.steps,
-        "variant": job.variant, "train_threshold": job.train_threshold,
-        "data_source": job.data_source, "dataset_file": Path(job.data_path).name,
-        "dataset_sha256": job.data_sha256, "checkpoint": str(checkpoint.relative_to(job.results)),
-        "eval_episodes": job.eval_episodes, "eval_seed": seed, **episodes,
-        "normalized_rewards": norm_r.tolist(), "normalized_costs": norm_c.tolist(),
-        "normalized_reward": float(norm_r.mean()), "normalized_cost": float(norm_c.mean()),
-        "eval_seconds": time.time() - t0, "worker": worker_name(), "device": job.device,
-        "job": dataclasses.asdict(job), "created": utc_now(), "provenance": provenance(),
-    }
+    # the thresholds are the source task's (the agent was trained or prompted for them); the
+    # seeds are those of the same threshold in `bench run`
+    seed = eval_seed(job, list(get_task(job.task).thresholds).index(threshold))
+    record = {"method": name, **evaluation_fields(job, spec, method, envs, threshold, seed),
+              "transfer_from": job.task,
+              "checkpoint": str(checkpoint.relative_to(job.results)),
+              "job": dataclasses.asdict(job)}
     path = transfer_record_path(Path(job.results), job.task, spec.name, name, threshold,
                                 job.seed, job.job_hash)
     return write_json_atomic(path, record)
@@ -149,26 +131,18 @@ def _record(job, spec, method, envs, threshold, name, checkpoint) -> Path:
 def run_transfers(jobs: list[Job], targets: list[str], n_jobs: int = 0,
                   progress: bool = True) -> list[dict]:
     """Every (trained job, target) evaluation whose records are missing, in parallel."""
-    import os
-
-    from joblib import Parallel, delayed
     from tqdm import tqdm
+
+    from bench.schedule import in_parallel, share_cores
 
     pairs = [(job, target) for job in jobs for target in targets
              if missing_transfers(job, target)]
     if not pairs:
         return []
-    cores = os.cpu_count() or 1
-    n_jobs = min(n_jobs or cores, len(pairs))
-    threads = max(1, cores // n_jobs)
+    n_jobs, threads = share_cores(n_jobs, len(pairs))
     bar = tqdm(total=len(pairs), desc="transfer", unit="eval", disable=not progress)
-    if n_jobs == 1:
-        results = (evaluate_transfer(job, target, threads) for job, target in pairs)
-    else:
-        results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-            delayed(evaluate_transfer)(job, target, threads) for job, target in pairs)
     outcomes = []
-    for outcome in results:
+    for outcome in in_parallel(evaluate_transfer, pairs, n_jobs, threads):
         outcomes.append(outcome)
         bar.update(1)
         if outcome["status"] == "error":
