@@ -37,12 +37,13 @@ def progress(job: Job) -> tuple[int, int] | None:
 
 
 def status_rows(results: Path) -> tuple[list[tuple], list[tuple]]:
-    """(per-suite counts, details of running and failed jobs)."""
-    counts: dict[str, Counter] = {}
+    """(counts per suite and method, with a total row per suite when it has several
+    methods; details of running and failed jobs)."""
+    counts: dict[tuple[str, str], Counter] = {}
     details = []
     for job in load_plans(results):
         state = job_state(job)
-        counts.setdefault(job.suite, Counter())[state] += 1
+        counts.setdefault((job.suite, job.method), Counter())[state] += 1
         if state == "running":
             done = progress(job)
             who = owner(job.lock_path())
@@ -54,8 +55,15 @@ def status_rows(results: Path) -> tuple[list[tuple], list[tuple]]:
             step = error.get("step")
             details.append((job.label, "failed", error.get("error", "?"),
                             f"at step {step:,}" if isinstance(step, int) else ""))
-    rows = [(suite, *(counts[suite][s] for s in STATES), sum(counts[suite].values()))
-            for suite in sorted(counts)]
+    rows = []
+    for suite in sorted({suite for suite, _ in counts}):
+        methods = sorted(method for s, method in counts if s == suite)
+        for method in methods:
+            count = counts[suite, method]
+            rows.append((suite, method, *(count[s] for s in STATES), sum(count.values())))
+        if len(methods) > 1:
+            total = sum((counts[suite, m] for m in methods), Counter())
+            rows.append((suite, "all", *(total[s] for s in STATES), sum(total.values())))
     return rows, details
 
 
@@ -66,9 +74,9 @@ def format_status(results: Path) -> str:
     if not rows:
         return (f"no plan under {results}: start one with `python -m bench run --results "
                 f"{results} ...`")
-    text = tabulate(rows, headers=["suite", *STATES, "jobs"])
+    text = tabulate(rows, headers=["suite", "method", *STATES, "jobs"])
     if details:
         text += "\n\n" + tabulate(details, headers=["job", "state", "detail", ""])
-    if any(row[3] for row in rows):
+    if any(row[4] for row in rows):
         text += "\n\nrerun the failed jobs with `bench run ... --retry-failed`"
     return text
