@@ -3,8 +3,8 @@
 A method's training speed comes, in this order, from the records already in the results
 folder (train_seconds / steps of the same method, same task if there is one), from the speed
 cache that `bench speed` and earlier dry runs fill (one thread, this host; another task's
-number where the task has none), or from a short measurement made now (two steps on
-synthetic data of the task's shapes, one thread, then cached).
+number where the task has none), or from a short measurement made now (the fastest of three
+steps on synthetic data of the task's shapes, one thread, then cached).
 Evaluation time comes from records' eval_seconds where there are any; otherwise it is
 assumed at 2 ms per simulator step (vectorized Bullet on one core here), and marked so.
 """
