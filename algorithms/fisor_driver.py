@@ -1,10 +1,10 @@
 """Runs the authors' FISOR code (ZhengYinan-AIR/FISOR) for the harness: check, train, serve.
 
 Started by algorithms/fisor_official.py with the interpreter of the official environment
-(FISOR_PYTHON: Python 3.9, jax 0.4.9, flax 0.5.3, ...), so it imports nothing of the harness
-and keeps to Python 3.9 syntax. It imports the official modules from the checkout and does
-what launcher/examples/train_offline.py (call_main) does, in its order and with its functions,
-except where the harness must differ:
+(FISOR_PYTHON: Python 3.9, flax 0.5.3, jax 0.4.13 as scripts/setup_fisor_official.sh installs
+it, ...), so it imports nothing of the harness and keeps to Python 3.9 syntax. It imports the
+official modules from the checkout and does what launcher/examples/train_offline.py
+(call_main) does, in its order and with its functions, except where the harness must differ:
 - the task and data: the harness's arrays (an .npz of the file the harness read) stand in
   for the dsrl env, through an object with the env's get_dataset() and reference returns,
   so DSRLDataset still does the official relabelling and normalize_returns the scaling;
@@ -22,6 +22,7 @@ there (the official prints) is passed on to the run's log.
     python fisor_driver.py serve JOB.json   (then JSON requests on stdin, one a line)
 """
 
+import importlib
 import importlib.util
 import json
 import sys
@@ -102,15 +103,23 @@ def build_agent(FISOR, config, task, seed):
     return FISOR.create(seed, observation_space, action_space, **kwargs)
 
 
+def versions():
+    """What the official code ran on (after official_modules imported it): the setup script
+    cannot install requirements.txt's jax 0.4.9 today, so records say which one ran."""
+    found = {"python": sys.version.split()[0]}
+    for name, module in (("jax", "jax"), ("jaxlib", "jaxlib.version"), ("flax", "flax"),
+                         ("optax", "optax"), ("numpy", "numpy")):
+        try:
+            found[name] = str(importlib.import_module(module).__version__)
+        except (ImportError, AttributeError):
+            found[name] = None
+    return found
+
+
 def check(job):
     official_modules(job["home"])
-    versions = {}
-    for name in ("jax", "flax", "optax"):
-        try:
-            versions[name] = __import__(name).__version__
-        except (ImportError, AttributeError):
-            versions[name] = None
-    emit(event="ok", python=sys.version.split()[0], versions=versions)
+    found = versions()
+    emit(event="ok", python=found.pop("python"), versions=found)
 
 
 def train(job):
@@ -131,7 +140,8 @@ def train(job):
         if step % log_every == 0 or step == steps:
             emit(event="log", step=step, stats={key: float(value) for key, value in info.items()})
     agent.save(str(Path(job["out"])), steps)  # writes model{steps}.pickle there
-    emit(event="done", checkpoint="model%d.pickle" % steps, seconds=time.time() - started)
+    emit(event="done", checkpoint="model%d.pickle" % steps, seconds=time.time() - started,
+         versions=versions())
 
 
 def serve(job):

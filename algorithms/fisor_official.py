@@ -28,7 +28,9 @@ value at the logged step) and a line on stderr; everything the subprocess prints
 official/train.log in the run folder. A failing subprocess is an OfficialFISORError with
 the tail of its output. Settings that the official code hard-codes cannot be changed here
 (an error says so); min_cost_weight is the checkout's (0 on master, 1 on
-metadrive_imitation), so records carry the checkout's commit and branch.
+metadrive_imitation), so records carry the checkout's commit and branch, and the versions
+(Python, jax, jaxlib, flax, optax, numpy) it ran with: scripts/setup_fisor_official.sh builds
+the environment with jax 0.4.13, as PyPI no longer has requirements.txt's jaxlib 0.4.9.
 """
 
 from __future__ import annotations
@@ -96,7 +98,7 @@ class OfficialFISORError(RuntimeError):
 def official_setup() -> tuple[Path, str]:
     """(FISOR_HOME, FISOR_PYTHON) checked, or one OfficialFISORError saying what to set."""
     fix = (f"set FISOR_HOME to a checkout of {REPOSITORY} and FISOR_PYTHON to the python of "
-           "an environment where it runs (pip install -r $FISOR_HOME/requirements.txt)")
+           "an environment where it runs (bash scripts/setup_fisor_official.sh builds both)")
     home_text = os.environ.get("FISOR_HOME", "")
     if not home_text:
         raise OfficialFISORError(f"FISOR_HOME is not set: {fix}")
@@ -168,6 +170,7 @@ class OfficialFISOR(OfflineMethod):
         self.home, self.python = official_setup()
         self.overrides = official_overrides(config)
         self.revision = _git_revision(self.home)
+        self.versions: dict | None = None  # python, jax, jaxlib, flax, optax, numpy that ran
         self._checkpoint: bytes | None = None
         self._workdir: Path | None = None
         self._server: subprocess.Popen | None = None
@@ -175,7 +178,7 @@ class OfficialFISOR(OfflineMethod):
 
     def record_fields(self):
         return {"implementation": "official", "official_commit": self.revision["commit"],
-                "official_branch": self.revision["branch"]}
+                "official_branch": self.revision["branch"], "official_versions": self.versions}
 
     def _job(self, **fields) -> dict:
         spec = self.spec
@@ -205,6 +208,7 @@ class OfficialFISOR(OfflineMethod):
                     yield message["step"], message["stats"]
                 elif message.get("event") == "done":
                     checkpoint = workdir / message["checkpoint"]
+                    self.versions = message.get("versions")
         finally:
             data.unlink(missing_ok=True)
         if checkpoint is None or not checkpoint.is_file():
@@ -301,12 +305,13 @@ class OfficialFISOR(OfflineMethod):
         if self._checkpoint is None:
             raise OfficialFISORError("the official FISOR model is neither trained nor loaded")
         return {"official_pickle": self._checkpoint, "revision": self.revision,
-                "overrides": self.overrides}
+                "versions": self.versions, "overrides": self.overrides}
 
     def load_state_dict(self, state):
         self._close_server()
         self._checkpoint = state["official_pickle"]
-        self.revision = state["revision"]  # the code that trained it
+        self.revision = state["revision"]  # the code that trained it, and its environment
+        self.versions = state.get("versions")
 
 
 def _message(line: str) -> dict | None:
@@ -325,8 +330,10 @@ def _failure(what: str, status: int, tail, log_path: Path | None = None) -> str:
 
 
 def _env() -> dict:
-    # unbuffered, so progress streams; JAX not grabbing the GPU's memory (the authors' run.sh)
-    return {**os.environ, "PYTHONUNBUFFERED": "1", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+    # unbuffered, so progress streams; JAX not grabbing the GPU's memory (the authors' run.sh);
+    # dsrl (imported by the official loader) not warning about simulators the driver never uses
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+            "DSRL_SUPPRESS_IMPORT_ERROR": "1"}
 
 
 def _git_revision(home: Path) -> dict:

@@ -415,6 +415,7 @@ def test_official_run_records_with_our_data_and_evaluation(local_ballrun, standi
     assert record["method"] == "FISOR" and record["implementation"] == "official"
     assert record["config"]["implementation"] == "official"
     assert record["official_commit"] is None  # the stand-in is no git checkout
+    assert record["official_versions"]["python"] == sys.version.split()[0]
     assert record["eval_episodes"] == 2 and len(record["cost_returns"]) == 2
     run_dir = next(p for p in (results / "bullet/BallRun/FISOR").glob("run-*") if p.is_dir())
     # the driver trained on the harness's file, relabelled by the official loader
@@ -434,6 +435,7 @@ def test_official_run_records_with_our_data_and_evaluation(local_ballrun, standi
     assert run(results, "--fisor-impl", "official") == 0
     again = json.loads(record_path.read_text())
     assert again["reward_returns"] == record["reward_returns"]
+    assert again["official_versions"] == record["official_versions"]  # kept in the checkpoint
 
 
 def test_a_failing_official_run_is_an_error_with_its_output(local_ballrun, standin, tmp_path,
