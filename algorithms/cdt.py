@@ -217,7 +217,11 @@ def pareto_augmentation(costs, rewards, rng, deg, max_rew_decrease, beta, percen
     frontier = np.poly1d(np.polyfit(costs[front], rewards[front], deg=deg))
     count = int(percent * len(kept))
     target_costs = np.linspace(costs.min(), costs.max(), count)
-    target_rewards = rng.uniform(frontier(target_costs) + min_reward, max_reward)
+    # low + (high - low) U, as numpy's legacy uniform that OSRL calls: where the fitted
+    # frontier plus min_reward lies above max_reward (a low-degree fit to data unlike
+    # DSRL's, e.g. locally collected), the draw falls between the two instead of failing
+    low = frontier(target_costs) + min_reward
+    target_rewards = low + (max_reward - low) * rng.random(len(target_costs))
     nearest = []
     for cost, reward in zip(target_costs, target_rewards):
         allowed = np.nonzero(costs <= cost)[0]

@@ -295,3 +295,21 @@ def test_cdt_smoke_run_end_to_end(local_ballrun, tmp_path):
     assert record["method"] == "CDT" and record["steps"] == 10
     assert np.isfinite(record["normalized_reward"]) and np.isfinite(record["normalized_cost"])
     assert len(list((results / "bullet/BallRun/CDT").glob("run-*/checkpoint.pt"))) == 1
+
+
+def test_augmentation_where_the_frontier_is_above_max_reward():
+    """Locally collected data can have reward returns above OSRL's per-task max_reward (or a
+    fit that overshoots it): OSRL's legacy numpy uniform then draws between max_reward and the
+    frontier; it must not fail (it did: 'high - low < 0' on the quick BallRun data)."""
+    from algorithms.cdt import pareto_augmentation
+
+    rng = np.random.default_rng(0)
+    costs = rng.uniform(0, 50, 600)
+    rewards = 300 + 4 * costs + rng.normal(0, 5, 600)  # all above max_reward = 100
+    sources, target_costs, target_rewards = pareto_augmentation(
+        costs, rewards, np.random.default_rng(1), deg=1, max_rew_decrease=20.0, beta=1.0,
+        percent=0.2, max_reward=100.0, min_reward=1.0)
+    assert len(target_rewards) > 0 and np.isfinite(target_rewards).all()
+    assert (target_rewards >= 100.0).all()  # between max_reward and the frontier
+    assert (target_rewards <= 300 + 4 * target_costs + 50).all()
+    assert len(sources) == len(target_costs)
