@@ -33,7 +33,10 @@ examples/configs/cdt_configs.py, examples/train/train_cdt.py). Choices, as OSRL'
   and, for a point nearest to k targets, k - 1 more drawn with weight 1 / (distance + beta)
   among points within max_rew_decrease below it; targets and sources are paired in OSRL's
   order (grouped by first nearest point), not target by target. Where the grid filter leaves
-  no trajectory (tiny data sets), nothing is added (OSRL fails there).
+  no trajectory (tiny data sets), nothing is added (OSRL fails there). Two more cases where
+  OSRL fails and this goes on, both seen on locally collected quick data, never on DSRL's: a
+  front with fewer distinct costs than deg + 1 gets the highest degree it supports; a
+  frontier above max_reward draws between the two, as numpy's legacy uniform does.
 
 Same math, faster: OSRL passes a key padding mask to attention; padding only ever follows a
 window's real steps, so under the causal mask no real position attends to a padded one and
@@ -214,6 +217,11 @@ def pareto_augmentation(costs, rewards, rng, deg, max_rew_decrease, beta, percen
         return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
     costs, rewards = costs[kept], rewards[kept]
     front = non_dominated(costs, rewards)
+    # a front of fewer distinct costs than deg + 1 (one safe trajectory beating all others, as
+    # in small locally collected data) cannot fit the task's degree (polyfit's SVD fails on
+    # it); fit the highest degree it supports, a constant for a single point. DSRL's data
+    # always has a wide front, where this changes nothing.
+    deg = min(deg, len(np.unique(costs[front])) - 1)
     frontier = np.poly1d(np.polyfit(costs[front], rewards[front], deg=deg))
     count = int(percent * len(kept))
     target_costs = np.linspace(costs.min(), costs.max(), count)

@@ -313,3 +313,19 @@ def test_augmentation_where_the_frontier_is_above_max_reward():
     assert (target_rewards >= 100.0).all()  # between max_reward and the frontier
     assert (target_rewards <= 300 + 4 * target_costs + 50).all()
     assert len(sources) == len(target_costs)
+
+
+def test_augmentation_with_a_one_point_front():
+    """One safe trajectory with the best reward dominates all others (local quick AntRun
+    data): the frontier becomes that point's reward, not an SVD failure."""
+    from algorithms.cdt import pareto_augmentation
+
+    rng = np.random.default_rng(0)
+    # five copies, so that the grid filter (cells of more than two points) keeps them
+    costs = np.concatenate([np.zeros(5), rng.uniform(1, 50, 595)])
+    rewards = np.concatenate([np.full(5, 500.0), rng.uniform(0, 400, 595)])
+    sources, target_costs, target_rewards = pareto_augmentation(
+        costs, rewards, np.random.default_rng(1), deg=3, max_rew_decrease=20.0, beta=1.0,
+        percent=0.2, max_reward=1000.0, min_reward=1.0)
+    assert len(target_rewards) > 0
+    assert (target_rewards >= 501.0).all() and (target_rewards <= 1000.0).all()
