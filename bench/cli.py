@@ -220,6 +220,10 @@ def cmd_transfer(args) -> int:
     results = Path(args.results)
     jobs = plan_jobs([source], methods, seeds, args.profile, results, args.data,
                      steps=args.steps, device=args.device)
+    targets = ([source_task(name).name for name in _csv(args.targets)] if args.targets
+               else [spec.name for spec in suite_tasks("metadrive")])
+    if args.dry_run:
+        return _transfer_dry_run(jobs, targets, args)
     save_plan(jobs, results)
     untrained = sum(bool(job.missing()) for job in jobs)
     print(f"{len(jobs)} agents trained on {source.name} ({untrained} to train first); "
@@ -230,8 +234,6 @@ def cmd_transfer(args) -> int:
     failed = [o for o in outcomes if o["status"] in ("error", "failed earlier")]
     for outcome in failed:
         print(f"  not trained: {outcome['job']}: {outcome.get('error', '?')}")
-    targets = ([source_task(name).name for name in _csv(args.targets)] if args.targets
-               else [spec.name for spec in suite_tasks("metadrive")])
     evaluations = run_transfers(trained, targets, n_jobs=args.jobs, progress=not args.quiet)
     errors = [o for o in evaluations if o["status"] == "error"]
     for outcome in errors:
@@ -250,6 +252,21 @@ def cmd_transfer(args) -> int:
     print(f"written: {out.with_suffix('.md')}, {out.with_suffix('.tex')}, "
           + ", ".join(str(p) for p in figures))
     return 1 if failed or errors else 0
+
+
+def _transfer_dry_run(jobs, targets, args) -> int:
+    import os
+
+    from bench.estimate import transfer_estimate
+
+    print(f"transfer from {jobs[0].task}: {len(jobs)} agents, {len(targets)} targets")
+    code = _dry_run(jobs, args)  # the agents still to train on the source, and their time
+    workers = args.jobs or (os.cpu_count() or 1)
+    todo = transfer_estimate(jobs, targets, Path(args.results), workers)
+    print(f"zero-shot evaluations to run: {todo['evaluations']}, ~{todo['seconds_each']:.0f} s "
+          f"each ({todo['from']}): {todo['core_hours']:.2f} core-hours, about "
+          f"{todo['wall_hours']:.2f} h of wall time on {workers} workers")
+    return code
 
 
 def cmd_status(args) -> int:
@@ -477,6 +494,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="path without suffix of the matrix files (default "
                                  "RESULTS/transfer/SOURCE-matrix)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print what is left to train and evaluate, and its estimated time; "
+                        "run nothing")
     p.set_defaults(func=cmd_transfer)
 
     p = add("status", "done / running / failed / pending jobs of a results folder")

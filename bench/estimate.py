@@ -22,7 +22,9 @@ from bench.plan import Job
 from bench.records import load_records
 from tasks.registry import get_task
 
-ASSUMED_SECONDS_PER_ENV_STEP = 0.002
+ASSUMED_SECONDS_PER_ENV_STEP = {"bullet": 0.002, "safetygym": 0.002, "metadrive": 0.0045}
+"""per simulator step when no record says better: vectorized Bullet on one core here; one
+MetaDrive engine, about 220 steps/s on one core here"""
 
 
 def cache_path() -> Path:
@@ -89,8 +91,40 @@ class SpeedBook:
         if seen:
             return statistics.median(seen), "records"
         spec = get_task(job.task)
-        return job.eval_episodes * spec.max_episode_steps * ASSUMED_SECONDS_PER_ENV_STEP, \
-            "assumed"
+        return assumed_eval_seconds(job.eval_episodes, spec), "assumed"
+
+
+def assumed_eval_seconds(episodes: int, spec) -> float:
+    """Evaluation seconds with every episode at full length, at the assumed step cost."""
+    return episodes * spec.max_episode_steps * ASSUMED_SECONDS_PER_ENV_STEP[spec.suite]
+
+
+def transfer_estimate(jobs: list[Job], targets: list[str], results: Path, n_workers: int
+                      ) -> dict:
+    """The zero-shot evaluations `bench transfer` still has to run for `jobs` (trained or
+    not) on `targets`, and their time: each at the median eval_seconds of the transfer
+    records of the same source already written (any method and target: the simulator's
+    cost dominates), else of the source's main records, else assumed."""
+    from bench.transfer import missing_transfers
+
+    source = jobs[0].task if jobs else ""
+    todo = sum(len(missing_transfers(job, target)) for job in jobs for target in targets
+               if target != source)
+    seen = [r["eval_seconds"] for r in load_records(results, transfer_from=source)
+            if r.get("eval_seconds") and not r.get("taken_from")]
+    origin = "transfer records"
+    if not seen:
+        seen = [r["eval_seconds"] for r in load_records(results)
+                if r.get("task") == source and r.get("eval_seconds")]
+        origin = "main records"
+    if seen:
+        each = statistics.median(seen)
+    else:
+        each, origin = assumed_eval_seconds(jobs[0].eval_episodes if jobs else 0,
+                                            get_task(source)), "assumed"
+    hours = todo * each / 3600
+    return {"evaluations": todo, "seconds_each": each, "from": origin, "core_hours": hours,
+            "wall_hours": hours / max(1, n_workers)}
 
 
 def dry_run_table(jobs: list[Job], results: Path, n_workers: int, measure: bool = True

@@ -83,3 +83,19 @@ def test_unknown_source_lists_the_metadrive_tasks(capsys):
     assert main(["transfer", "--from", "CarRun"]) == 2
     err = capsys.readouterr().err
     assert "easysparse" in err and "harddense" in err and "Traceback" not in err
+
+
+def test_dry_run_counts_what_is_left_and_runs_nothing(data_dirs, tmp_path, capsys):
+    write_dsrl_file(local_path(SOURCE, "smoke"), synthetic_metadrive_data(),
+                    {"source": "local", "seed": 0})
+    results = tmp_path / "results"
+    args = ["transfer", "--from", "easysparse", "--methods", "BC-All,BC-Safe", "--seeds", "0",
+            "--profile", "smoke", "--targets", "easysparse,hardmean,mediumdense",
+            "--results", str(results), "--jobs", "1", "--quiet", "--dry-run"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    # BC-All: one agent, BC-Safe: one per threshold; each evaluated at its thresholds on the
+    # two targets other than the source: (3 + 3) x 2
+    assert "4 training jobs, 6 evaluations to run" in out
+    assert "zero-shot evaluations to run: 12," in out and "(assumed)" in out
+    assert not results.exists() or not any(results.rglob("*.json"))
