@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -574,3 +575,6 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: finished records are kept; run the same command to resume",
               file=sys.stderr)
         return 130
+    except BrokenPipeError:  # piped into `head` and the like: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
