@@ -71,6 +71,23 @@ def render(tables: list[Table], fmt: str) -> str:
     return "\n\n".join(one(table) for table in tables)
 
 
+def seed_note(frame: pd.DataFrame) -> str:
+    """The seeds of the records, and which methods have fewer (a run still going, or a failed
+    job): their cells average fewer runs than the others'."""
+    every = sorted(set(frame.seed))
+    by_method = frame.groupby("method").seed.agg(lambda s: tuple(sorted(set(s))))
+    fewer: dict[tuple, list[str]] = {}
+    for method, seeds in by_method.items():
+        if list(seeds) != every:
+            fewer.setdefault(seeds, []).append(method)
+    text = ", ".join(str(s) for s in every)
+    if fewer:
+        text += " (only " + "; ".join(
+            f"{', '.join(sorted(methods))}: {', '.join(str(s) for s in seeds)}"
+            for seeds, methods in sorted(fewer.items())) + ")"
+    return text
+
+
 def provenance_notes(frame: pd.DataFrame) -> list[str]:
     """What the numbers come from: data, profile and steps, seeds, thresholds, harness."""
     sources = sorted(set(frame.data_source))
@@ -90,8 +107,7 @@ def provenance_notes(frame: pd.DataFrame) -> list[str]:
                 "--results folders"] if len(mixed) else []
     return warnings + [f"Data: {data}. Profile: {', '.join(sorted(set(frame.profile)))}; "
             f"training steps: {steps}.",
-            f"Seeds: {', '.join(str(s) for s in sorted(set(frame.seed)))}; "
-            f"thresholds: {thresholds}; {len(frame)} records.",
+            f"Seeds: {seed_note(frame)}; thresholds: {thresholds}; {len(frame)} records.",
             f"Harness {', '.join(versions)}; report made "
             f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC."]
 

@@ -18,7 +18,7 @@ from reports.aggregate import ReportError, task_label
 from reports.figures import _save
 from reports.highlight import SAFE_BELOW, highlight
 from reports.render import Section, Table, render_latex, render_markdown
-from reports.tables import ordered_methods
+from reports.tables import ordered_methods, seed_note
 from tasks.registry import suite_tasks
 
 
@@ -59,7 +59,7 @@ def transfer_table(frame: pd.DataFrame, source: str) -> Table:
              "(normalized with the target's constants).",
              f"Data: {sources}. Profile: {', '.join(sorted(set(frame.profile.dropna())))}; "
              f"training steps: {steps}.",
-             f"Seeds: {', '.join(str(s) for s in sorted(set(frame.seed)))}; thresholds: "
+             f"Seeds: {seed_note(frame)}; thresholds: "
              f"{'/'.join(f'{t:g}' for t in sorted(set(frame.threshold)))}."]
     return Table(f"MetaDrive zero-shot transfer from {task_label(source)}", methods,
                  [Section("metadrive", None, rows)], notes)

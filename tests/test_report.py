@@ -218,3 +218,14 @@ def test_a_cell_mixing_configs_is_flagged():
     assert not provenance_notes(frame.iloc[:1])[0].startswith("Warning")
     per_threshold = frame.assign(threshold=[10, 20])  # BC-Safe: one config per threshold
     assert not provenance_notes(per_threshold)[0].startswith("Warning")
+
+
+def test_the_seed_note_names_methods_with_fewer_seeds():
+    import pandas as pd
+
+    from reports.tables import seed_note
+
+    frame = pd.DataFrame({"method": ["LSPC-S"] * 3 + ["CPQ", "CPQ", "CDT"],
+                          "seed": [0, 1, 2, 0, 0, 1]})
+    assert seed_note(frame) == "0, 1, 2 (only CPQ: 0; CDT: 1)"
+    assert seed_note(frame[frame.method == "LSPC-S"]) == "0, 1, 2"
