@@ -183,15 +183,18 @@ def cmd_run(args) -> int:
     return 1 if count["error"] else 0
 
 
-def _dry_run(jobs, args) -> int:
-    import os
+def _workers(args) -> int:
+    """Jobs at once that a dry run plans for: --jobs, else one per core."""
+    return args.jobs or (os.cpu_count() or 1)
 
+
+def _dry_run(jobs, args) -> int:
     from tabulate import tabulate
 
     from bench.estimate import dry_run_table
 
     todo = [job for job in jobs if job.missing()]
-    workers = args.jobs or (os.cpu_count() or 1)
+    workers = _workers(args)
     rows, total = dry_run_table(todo, Path(args.results), workers)
     evaluations = sum(len(job.missing()) for job in todo)
     print(f"{len(todo)} training jobs, {evaluations} evaluations to run "
@@ -256,13 +259,11 @@ def cmd_transfer(args) -> int:
 
 
 def _transfer_dry_run(jobs, targets, args) -> int:
-    import os
-
     from bench.estimate import transfer_estimate
 
     print(f"transfer from {jobs[0].task}: {len(jobs)} agents, {len(targets)} targets")
     code = _dry_run(jobs, args)  # the agents still to train on the source, and their time
-    workers = args.jobs or (os.cpu_count() or 1)
+    workers = _workers(args)
     todo = transfer_estimate(jobs, targets, Path(args.results), workers)
     print(f"zero-shot evaluations to run: {todo['evaluations']}, ~{todo['seconds_each']:.0f} s "
           f"each ({todo['from']}): {todo['core_hours']:.2f} core-hours, about "

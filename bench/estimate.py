@@ -6,7 +6,7 @@ cache that `bench speed` and earlier dry runs fill (one thread, this host; anoth
 number where the task has none), or from a short measurement made now (the fastest of three
 steps on synthetic data of the task's shapes, one thread, then cached).
 Evaluation time comes from records' eval_seconds where there are any; otherwise it is
-assumed at 2 ms per simulator step (vectorized Bullet on one core here), and marked so.
+assumed at a per-suite cost per simulator step (ASSUMED_SECONDS_PER_ENV_STEP), and marked so.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def transfer_estimate(jobs: list[Job], targets: list[str], results: Path, n_work
     cost dominates), else of the source's main records, else assumed."""
     from bench.transfer import missing_transfers
 
-    source = jobs[0].task if jobs else ""
+    source = jobs[0].task  # plan_jobs gives at least one job per method
     todo = sum(len(missing_transfers(job, target)) for job in jobs for target in targets
                if target != source)
     seen = [r["eval_seconds"] for r in load_records(results, transfer_from=source)
@@ -120,8 +120,7 @@ def transfer_estimate(jobs: list[Job], targets: list[str], results: Path, n_work
     if seen:
         each = statistics.median(seen)
     else:
-        each, origin = assumed_eval_seconds(jobs[0].eval_episodes if jobs else 0,
-                                            get_task(source)), "assumed"
+        each, origin = assumed_eval_seconds(jobs[0].eval_episodes, get_task(source)), "assumed"
     hours = todo * each / 3600
     return {"evaluations": todo, "seconds_each": each, "from": origin, "core_hours": hours,
             "wall_hours": hours / max(1, n_workers)}
