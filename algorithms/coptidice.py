@@ -44,7 +44,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from algorithms.base import OfflineMethod, paper_steps_on
-from algorithms.nets import EnsembleMLP, SquashedGaussianActor, done_flags, per_step_threshold
+from algorithms.nets import (EnsembleMLP, SquashedGaussianActor, done_flags, ensemble_eval,
+                            per_step_threshold)
 
 
 @dataclass(frozen=True)
@@ -219,7 +220,8 @@ class COptiDICE(OfflineMethod):
         obs_eps = torch.randn_like(obs) * self.obs_std * cfg.noise_scale
         act_eps = torch.randn_like(actions) * self.act_std * cfg.noise_scale
         with torch.no_grad():
-            nu_s, nu_next = self.nu(both).squeeze(-1).min(0).values.split(obs.shape[0])
+            nu_s, nu_next = ensemble_eval(self.nu, both).squeeze(-1).min(0).values.split(
+                obs.shape[0])
             _, w = optimal_w(cfg, nu_s, nu_next, rewards, costs, done, lam)
         loss_actor, actor_stats = actor_loss(self.actor, obs + obs_eps, actions + act_eps, w)
         self.actor_optim.zero_grad(set_to_none=True)
