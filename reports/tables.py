@@ -88,6 +88,23 @@ def seed_note(frame: pd.DataFrame) -> str:
     return text
 
 
+def harness_note(frame: pd.DataFrame) -> str:
+    """The harness versions and commits the records were made with. A run resumed across many
+    commits would list them all, so past three a version says how many and which commit made
+    its newest record (each record names its own)."""
+    parts = []
+    for version, part in frame.groupby(frame.bench_version.fillna("?")):
+        shas = sorted({(sha or "")[:8] for sha in part.git_sha})
+        if len(shas) <= 3:
+            parts.append(f"{version} ({', '.join(shas)})")
+        else:
+            newest = (part.sort_values("created").git_sha.iloc[-1]
+                      if "created" in part else None) or ""
+            parts.append(f"{version} ({len(shas)} commits, the newest record from "
+                         f"{newest[:8]})")
+    return ", ".join(parts)
+
+
 def provenance_notes(frame: pd.DataFrame) -> list[str]:
     """What the numbers come from: data, profile and steps, seeds, thresholds, harness."""
     sources = sorted(set(frame.data_source))
@@ -97,8 +114,6 @@ def provenance_notes(frame: pd.DataFrame) -> list[str]:
                       frame.groupby("method").steps.max().items())
     thresholds = "; ".join(f"{suite} {'/'.join(f'{t:g}' for t in sorted(set(part.threshold)))}"
                            for suite, part in frame.groupby("suite"))
-    versions = sorted({f"{v} ({(g or '')[:8]})" for v, g in
-                       zip(frame.bench_version, frame.git_sha)})
     # a per-threshold method has one config per threshold: compare within a threshold
     mixed = frame.groupby(["task", "method", "threshold"]).config_hash.nunique()
     mixed = mixed[mixed > 1]
@@ -108,7 +123,7 @@ def provenance_notes(frame: pd.DataFrame) -> list[str]:
     return warnings + [f"Data: {data}. Profile: {', '.join(sorted(set(frame.profile)))}; "
             f"training steps: {steps}.",
             f"Seeds: {seed_note(frame)}; thresholds: {thresholds}; {len(frame)} records.",
-            f"Harness {', '.join(versions)}; report made "
+            f"Harness {harness_note(frame)}; report made "
             f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC."]
 
 

@@ -229,3 +229,17 @@ def test_the_seed_note_names_methods_with_fewer_seeds():
                           "seed": [0, 1, 2, 0, 0, 1]})
     assert seed_note(frame) == "0, 1, 2 (only CPQ: 0; CDT: 1)"
     assert seed_note(frame[frame.method == "LSPC-S"]) == "0, 1, 2"
+
+
+def test_the_harness_note_lists_few_commits_and_counts_many():
+    from reports.tables import harness_note
+
+    few = pd.DataFrame({"bench_version": ["0.1.0"] * 2, "git_sha": ["a" * 40, "b" * 40],
+                        "created": ["2026-01-01", "2026-01-02"]})
+    assert harness_note(few) == "0.1.0 (aaaaaaaa, bbbbbbbb)"
+    many = pd.DataFrame({"bench_version": ["0.1.0"] * 5 + ["0.2.0"],
+                         "git_sha": [c * 40 for c in "cdefgh"],
+                         "created": ["2026-01-03", "2026-01-09", "2026-01-01", "2026-01-02",
+                                     "2026-01-04", "2026-01-05"]})
+    assert harness_note(many) == ("0.1.0 (5 commits, the newest record from dddddddd), "
+                                  "0.2.0 (hhhhhhhh)")
