@@ -73,18 +73,30 @@ def render(tables: list[Table], fmt: str) -> str:
 
 def seed_note(frame: pd.DataFrame) -> str:
     """The seeds of the records, and which methods have fewer (a run still going, or a failed
-    job): their cells average fewer runs than the others'."""
+    job): their cells average fewer runs than the others'. A seed some of a method's
+    (task, threshold) pairs have and others lack is named apart, with how many have it."""
     every = sorted(set(frame.seed))
-    by_method = frame.groupby("method").seed.agg(lambda s: tuple(sorted(set(s))))
-    fewer: dict[tuple, list[str]] = {}
-    for method, seeds in by_method.items():
-        if list(seeds) != every:
-            fewer.setdefault(seeds, []).append(method)
+    units = [column for column in ("suite", "task", "threshold") if column in frame]
+    unit_name = ("(task, threshold) pairs" if "threshold" in units
+                 else "tasks" if "task" in units else "cells")
+    fewer: dict[str, list[str]] = {}
+    for method, part in frame.groupby("method"):
+        per_unit = (part.groupby(units).seed.agg(frozenset).tolist() if units
+                    else [frozenset(part.seed)])
+        everywhere = frozenset.intersection(*per_unit)
+        somewhere = frozenset.union(*per_unit) - everywhere
+        if sorted(everywhere) == every:
+            continue
+        text = ", ".join(str(s) for s in sorted(everywhere)) or "none everywhere"
+        if somewhere:
+            more = sum(len(seeds) > len(everywhere) for seeds in per_unit)
+            text += (f", plus {', '.join(str(s) for s in sorted(somewhere))} in {more} of "
+                     f"{len(per_unit)} {unit_name}")
+        fewer.setdefault(text, []).append(method)
     text = ", ".join(str(s) for s in every)
     if fewer:
-        text += " (only " + "; ".join(
-            f"{', '.join(sorted(methods))}: {', '.join(str(s) for s in seeds)}"
-            for seeds, methods in sorted(fewer.items())) + ")"
+        text += " (only " + "; ".join(f"{', '.join(sorted(methods))}: {seeds}"
+                                      for seeds, methods in sorted(fewer.items())) + ")"
     return text
 
 

@@ -229,6 +229,11 @@ def test_the_seed_note_names_methods_with_fewer_seeds():
                           "seed": [0, 1, 2, 0, 0, 1]})
     assert seed_note(frame) == "0, 1, 2 (only CPQ: 0; CDT: 1)"
     assert seed_note(frame[frame.method == "LSPC-S"]) == "0, 1, 2"
+    # a run still going: BEAR-Lag has seed 1 at one of its two (task, threshold) pairs only
+    cells = pd.DataFrame({"method": ["A"] * 4 + ["BEAR-Lag"] * 3, "task": ["T"] * 7,
+                          "threshold": [10, 10, 20, 20, 10, 10, 20],
+                          "seed": [0, 1, 0, 1, 0, 1, 0]})
+    assert seed_note(cells) == "0, 1 (only BEAR-Lag: 0, plus 1 in 1 of 2 (task, threshold) pairs)"
 
 
 def test_the_harness_note_lists_few_commits_and_counts_many():
