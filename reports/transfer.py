@@ -2,9 +2,10 @@
 
 Rows are the nine MetaDrive target configurations, columns the methods, cells the normalized
 reward and cost (mean over seeds and thresholds, as the main tables); the same bold/blue rule
-(reports/highlight.py) decides the highlighting. The chart groups, per target, a plain bar of
-reward and a hatched bar of cost for each method, with a dashed line at the normalized
-threshold (cost 1: the threshold itself, after DSRL's normalization).
+(reports/highlight.py) decides the highlighting. The chart has one panel per method; each
+groups, per target, a plain bar of reward and a hatched bar of cost, with a dashed line at
+the normalized threshold (cost 1: the threshold itself, after DSRL's normalization, so the
+three thresholds of the paper's figure are one line here).
 """
 
 from __future__ import annotations
@@ -70,7 +71,11 @@ def render_transfer(table: Table, fmt: str) -> str:
 
 
 def plot_transfer(frame: pd.DataFrame, source: str, path: Path) -> list[Path]:
-    """Fig. 12: per target, each method's reward (plain) and cost (hatched) bars."""
+    """Fig. 12, one panel per method: per target, reward (plain) and cost (hatched) bars.
+
+    The paper's figure shows one agent (LSPC); with ten methods, twenty bars to a target
+    cannot be read, so each method gets the paper's panel, on one shared y axis so that
+    heights compare across panels."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -79,22 +84,36 @@ def plot_transfer(frame: pd.DataFrame, source: str, path: Path) -> list[Path]:
     matrix = transfer_matrix(frame)
     methods = ordered_methods(matrix.method.unique())
     targets = [spec.name for spec in suite_tasks("metadrive") if spec.name in set(matrix.target)]
-    width = 0.8 / (2 * len(methods))
+    n_cols = 1 if len(methods) == 1 else 2
+    n_rows = -(-len(methods) // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, sharey=True, squeeze=False,
+                             figsize=(max(7, 0.8 * len(targets)) * n_cols, 2.4 * n_rows + 1))
     colors = plt.get_cmap("tab10").colors
-    fig, ax = plt.subplots(figsize=(max(8, 1.4 * len(targets)), 4))
-    for i, method in enumerate(methods):
+    width = 0.38
+    x = range(len(targets))
+    for i, (method, ax) in enumerate(zip(methods, axes.flat)):
         part = matrix[matrix.method == method].set_index("target").reindex(targets)
-        x = [t + (2 * i) * width - 0.4 + width / 2 for t in range(len(targets))]
-        ax.bar(x, part.reward, width, color=colors[i % 10], label=f"{method} reward")
-        ax.bar([v + width for v in x], part.cost, width, color="white",
-               edgecolor=colors[i % 10], hatch="///", label=f"{method} cost")
-    ax.axhline(SAFE_BELOW, color="black", linestyle="--", linewidth=1,
-               label="threshold (normalized cost 1)")
-    ax.set_xticks(range(len(targets)))
-    ax.set_xticklabels([task_label(t) + ("*" if t == source else "") for t in targets],
-                       rotation=30, ha="right")
-    ax.set_ylabel("normalized reward / cost")
-    ax.set_title(f"Zero-shot transfer from {task_label(source)} (* source)")
-    ax.legend(fontsize=7, ncol=2, loc="upper right")
-    fig.tight_layout()
+        color = colors[i % 10]
+        ax.bar([v - width / 2 for v in x], part.reward, width, color=color, label="reward")
+        ax.bar([v + width / 2 for v in x], part.cost, width, color="white", edgecolor=color,
+               hatch="///", label="cost")
+        ax.axhline(SAFE_BELOW, color="black", linestyle="--", linewidth=1,
+                   label="threshold (normalized cost 1)")
+        ax.set_title(method, fontsize=10)
+        ax.set_xticks(list(x))
+        # target names only under the lowest panel of each column
+        if i + n_cols >= len(methods):
+            ax.set_xticklabels([task_label(t) + ("*" if t == source else "")
+                                for t in targets], rotation=30, ha="right", fontsize=8)
+        else:
+            ax.set_xticklabels([])
+    for ax in axes.flat[len(methods):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("normalized", fontsize=9)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper right", ncol=3, fontsize=8)
+    fig.suptitle(f"Zero-shot transfer from {task_label(source)} (* source)", x=0.02,
+                 ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.97 if n_rows > 1 else 0.92))
     return _save(fig, path)
