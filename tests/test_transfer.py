@@ -97,5 +97,40 @@ def test_dry_run_counts_what_is_left_and_runs_nothing(data_dirs, tmp_path, capsy
     # BC-All: one agent, BC-Safe: one per threshold; each evaluated at its thresholds on the
     # two targets other than the source: (3 + 3) x 2
     assert "4 training jobs, 6 evaluations to run" in out
-    assert "zero-shot evaluations to run: 12," in out and "(assumed)" in out
+    assert "zero-shot evaluations to run: 12," in out and "from assumed)" in out
     assert not results.exists() or not any(results.rglob("*.json"))
+
+
+def test_transfer_estimate_times_each_method_by_its_own_records(data_dirs, tmp_path):
+    """A slow method's transfer records must not be averaged into a fast one's estimate (on
+    MetaDrive they differ a hundredfold): each method is timed by its own records."""
+    from bench.estimate import transfer_estimate
+    from bench.plan import plan_jobs
+    from bench.transfer import transfer_record_path
+
+    write_dsrl_file(local_path(SOURCE, "smoke"), synthetic_metadrive_data(),
+                    {"source": "local", "seed": 0})
+    results = tmp_path / "results"
+    jobs = plan_jobs([SOURCE], ["BC-All", "BC-Safe"], [0], "smoke", results, "auto")
+    targets = ["easysparse", "hardmean", "mediumdense"]
+
+    def fake_record(job, target, threshold, seconds):
+        path = transfer_record_path(results, SOURCE.name, target, job.method, threshold,
+                                    job.seed, job.job_hash)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"schema": 1, "status": "ok", "method": job.method,
+                                    "task": target, "eval_seconds": seconds}))
+
+    bc_all = next(job for job in jobs if job.method == "BC-All")
+    bc_safe = [job for job in jobs if job.method == "BC-Safe"]
+    fake_record(bc_all, "hardmean", 10.0, 300.0)  # slow, as FISOR is
+    for job in bc_safe[:2]:  # fast; the median of all three records would be 3 s
+        fake_record(job, "hardmean", job.thresholds[0], 3.0)
+    estimate = transfer_estimate(jobs, targets, results, n_workers=2)
+    # left, on the two targets other than the source: BC-All 3 thresholds x 2 less the one
+    # recorded; BC-Safe one agent per threshold x 2 less the two recorded
+    assert estimate["evaluations"] == 9
+    assert estimate["core_hours"] == pytest.approx((5 * 300.0 + 4 * 3.0) / 3600)
+    assert estimate["wall_hours"] == pytest.approx(estimate["core_hours"] / 2)
+    assert estimate["from"] == "transfer records"
+
