@@ -266,8 +266,8 @@ def _transfer_dry_run(jobs, targets, args) -> int:
     workers = _workers(args)
     todo = transfer_estimate(jobs, targets, Path(args.results), workers)
     print(f"zero-shot evaluations to run: {todo['evaluations']}, ~{todo['seconds_each']:.0f} s "
-          f"each on average (per method, from {todo['from']}): {todo['core_hours']:.2f} core-hours, about "
-          f"{todo['wall_hours']:.2f} h of wall time on {workers} workers")
+          f"each on average (per method, from {todo['from']}): {todo['core_hours']:.2f} "
+          f"core-hours, about {todo['wall_hours']:.2f} h of wall time on {workers} workers")
     return code
 
 

@@ -110,7 +110,7 @@ def plot_transfer(frame: pd.DataFrame, source: str, path: Path) -> list[Path]:
     for ax in axes.flat[len(methods):]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
-        ax.set_ylabel("normalized", fontsize=9)
+        ax.set_ylabel("normalized reward / cost", fontsize=8)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper right", ncol=3, fontsize=8)
     fig.suptitle(f"Zero-shot transfer from {task_label(source)} (* source)", x=0.02,
