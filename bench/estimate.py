@@ -117,18 +117,15 @@ def transfer_estimate(jobs: list[Job], targets: list[str], results: Path, n_work
     for r in load_records(results, transfer_from=source):
         if r.get("eval_seconds") and not r.get("taken_from"):
             transfer[r["method"]].append(r["eval_seconds"])
-    main = defaultdict(list)
-    for r in load_records(results):
-        if r.get("task") == source and r.get("eval_seconds"):
-            main[r["method"]].append(r["eval_seconds"])
+    main = SpeedBook(results, measure=False).evals  # (method, task) -> main records' seconds
     any_transfer = [v for vs in transfer.values() for v in vs]
     assumed = assumed_eval_seconds(jobs[0].eval_episodes, get_task(source))
 
-    def seconds(name: str) -> tuple[float, str]:
+    def seconds(job: Job, name: str) -> tuple[float, str]:
         if transfer.get(name):
             return statistics.median(transfer[name]), "transfer records"
-        if main.get(name):
-            return statistics.median(main[name]), "main records"
+        if main.get((job.method, source)):
+            return statistics.median(main[job.method, source]), "main records"
         if any_transfer:
             return statistics.median(any_transfer), "other methods' transfer records"
         return assumed, "assumed"
@@ -139,7 +136,7 @@ def transfer_estimate(jobs: list[Job], targets: list[str], results: Path, n_work
             if target == source:
                 continue
             for _, name in missing_transfers(job, target):
-                each, origin = seconds(name)
+                each, origin = seconds(job, name)
                 todo, total = todo + 1, total + each
                 origins.add(origin)
     hours = total / 3600
