@@ -156,11 +156,13 @@ def _rng_state() -> dict:
 
 
 def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
+    # generator states are CPU byte tensors whatever the device; a checkpoint loaded with
+    # map_location="cuda" carries them onto the GPU, where set_rng_state refuses them
+    torch.set_rng_state(state["torch"].cpu())
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
     if state.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 PROGRESS_SECONDS = 2.0
@@ -209,7 +211,7 @@ def train(method, arrays, steps: int, batch_size: int, seed: int, device: str, l
     if partial.exists():
         saved = torch.load(partial, map_location=device, weights_only=False)
         method.load_state_dict(saved["method"])
-        sampler.generator.set_state(saved["sampler"])
+        sampler.generator.set_state(saved["sampler"].cpu())
         _set_rng_state(saved["rng"])
         rows, last = saved["rows"], saved["last"]
         window = defaultdict(list, saved["window"])

@@ -62,11 +62,20 @@ def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
     return 2 * size**3 / best / 1e9
 
 
-def _time_steps(step, sampler, steps: int) -> float:
+def _synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def _time_steps(step, sampler, steps: int, device: str = "cpu") -> float:
+    """Seconds for `steps` steps. On a GPU the kernels run behind the Python loop, so the
+    clock stops only when the queue has drained; else it times the launches."""
     batches = [sampler.sample() for _ in range(steps)]
+    _synchronize(device)
     t0 = time.perf_counter()
     for batch in batches:
         step(batch)
+    _synchronize(device)
     return time.perf_counter() - t0
 
 
@@ -116,7 +125,7 @@ def measure(method: str = "LSPC", task: str = "AntRun", batch_size: int | None =
     seconds = {key: [] for key in steps_of}
     for _ in range(rounds):  # interleaved, so both see the same machine load
         for key, step in steps_of.items():
-            seconds[key].append(_time_steps(step, sampler, steps) / steps)
+            seconds[key].append(_time_steps(step, sampler, steps, device) / steps)
     result = {"method": name, "task": spec.name, "batch_size": batch_size, "device": device,
               "threads": torch.get_num_threads(), "steps_timed": steps * rounds}
     for key in steps_of:

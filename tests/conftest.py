@@ -42,6 +42,27 @@ def rollout_arrays(spec, episodes: int, seed: int = 0) -> dict:
     return {k: np.asarray(v) for k, v in out.items()}
 
 
+def pytest_addoption(parser):
+    parser.addoption("--device", default="cpu",
+                     help="torch device the device-aware tests train on (cpu, cuda): "
+                          "`pytest tests/test_methods.py --device cuda` on a GPU machine")
+
+
+@pytest.fixture(scope="session")
+def device(request):
+    """The torch device of the tests that take it: cpu in CI, cuda on a GPU machine. TF32 is
+    off there, so fp32 results can be held against the CPU's."""
+    import torch
+
+    name = request.config.getoption("--device")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise pytest.UsageError(f"--device {name}: torch sees no CUDA device here")
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    return name
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
     # two intra-op threads on a busy 2-core machine are up to 50x slower than one

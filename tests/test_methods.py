@@ -29,18 +29,20 @@ def fake_arrays(n=600, episode=50, seed=0):
             "terminals": np.zeros(n, np.float32), "timeouts": timeouts}
 
 
-def build(name, threshold=10.0, seed=0):
+def build(name, threshold=10.0, seed=0, device="cpu"):
     _, cls = get_method(name)
     config = dataclasses.replace(build_config(cls, SPEC.name), batch_size=32)
-    return cls(SPEC, config, None if cls.threshold_agnostic else threshold, seed)
+    return cls(SPEC, config, None if cls.threshold_agnostic else threshold, seed, device)
 
 
 @pytest.mark.parametrize("name", list(METHODS))
-def test_protocol_train_act_save_load(name, tmp_path):
+def test_protocol_train_act_save_load(name, tmp_path, device):
+    """On `device` (--device; cpu in CI): train, act, save, load, and go on training as if
+    never saved. The checkpoint also loads on the CPU, where evaluation and transfer run."""
     torch.manual_seed(0)
-    method = build(name)
+    method = build(name, device=device)
     data = method.training_data(fake_arrays())
-    sampler = make_sampler(method, data, 32, seed=0, device="cpu")  # as the runner does
+    sampler = make_sampler(method, data, 32, seed=0, device=device)  # as the runner does
     for _ in range(3):
         stats = method.train_step(sampler.sample())
         assert stats and all(np.isfinite(float(v)) for v in stats.values())
@@ -48,14 +50,25 @@ def test_protocol_train_act_save_load(name, tmp_path):
     method.reset(5)
     torch.manual_seed(7)  # stochastic policies (BCQ's sampling, LSPC-S) draw the same noise
     actions = method.act(obs)
-    assert actions.shape == (5, SPEC.act_dim)
+    assert isinstance(actions, np.ndarray) and actions.shape == (5, SPEC.act_dim)
     assert np.all(np.abs(actions) <= 1.0)
     torch.save(method.state_dict(), tmp_path / "state.pt")
-    other = build(name, seed=1)
+    other = build(name, seed=1, device=device)
     other.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=False))
     other.reset(5)
     torch.manual_seed(7)
     np.testing.assert_array_equal(other.act(obs), actions)
+    on_cpu = build(name, seed=1)
+    on_cpu.load_state_dict(torch.load(tmp_path / "state.pt", map_location="cpu",
+                                      weights_only=False))
+    on_cpu.reset(5)
+    cpu_actions = []
+    for seed in (7, 8):
+        torch.manual_seed(seed)
+        cpu_actions.append(on_cpu.act(obs))
+    assert np.all(np.abs(cpu_actions[0]) <= 1.0)
+    if np.array_equal(*cpu_actions):  # a deterministic policy: the same function on the CPU
+        np.testing.assert_allclose(cpu_actions[0], actions, atol=1e-4)
     # what training depends on came along too (optimizers, targets, duals): same next step
     batch = sampler.sample()
     torch.manual_seed(4)
@@ -113,7 +126,7 @@ def test_an_installed_entry_point_method_is_found_by_name():
     assert name == "Linear-BC" and cls.__module__ == "bench_example_method"
 
 
-def test_a_time_based_checkpoint_resumes_to_the_uninterrupted_state(tmp_path):
+def test_a_time_based_checkpoint_resumes_to_the_uninterrupted_state(tmp_path, device):
     """With checkpoint_seconds, a job whose steps are slow is saved by wall time, not only every
     N steps; a kill after such a save loses only the steps since, and the resumed run ends
     where an unbroken one does."""
@@ -121,7 +134,7 @@ def test_a_time_based_checkpoint_resumes_to_the_uninterrupted_state(tmp_path):
 
     def trained(run_dir, interrupt_at=None):
         torch.manual_seed(0)
-        method = build("BC-All")
+        method = build("BC-All", device=device)
         if interrupt_at is not None:
             real_step = method.train_step
 
@@ -133,7 +146,7 @@ def test_a_time_based_checkpoint_resumes_to_the_uninterrupted_state(tmp_path):
 
             method.steps_done = 0
             method.train_step = step
-        return method, train(method, arrays, steps=30, batch_size=64, seed=0, device="cpu",
+        return method, train(method, arrays, steps=30, batch_size=64, seed=0, device=device,
                              log_every=10, run_dir=run_dir, checkpoint_every=0,
                              checkpoint_seconds=1e-9)
 
