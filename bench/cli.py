@@ -339,10 +339,11 @@ def cmd_speed(args) -> int:
     for name in names:
         results.append(measure(name, args.task, args.batch, args.steps, args.rounds,
                                args.device, args.threads, reference=not args.no_reference))
-        if (results[-1]["threads"] == 1 and args.device == "cpu" and args.batch is None):
-            from bench.estimate import remember_speed  # for `bench run --dry-run`
+        # for `bench run --dry-run`: one-thread CPU speeds, or a GPU's (threads aside)
+        if args.batch is None and (results[-1]["threads"] == 1 or args.device != "cpu"):
+            from bench.estimate import remember_speed
 
-            remember_speed(name, results[-1]["task"], results[-1]["steps_per_s"])
+            remember_speed(name, results[-1]["task"], results[-1]["steps_per_s"], args.device)
         if not args.json and len(names) == 1:
             for key, value in results[-1].items():
                 print(f"{key:32s} {value:.3f}" if isinstance(value, float)

@@ -1,10 +1,12 @@
 """`bench run --dry-run`: the plan in numbers, and how long it will take on this machine.
 
 A method's training speed comes, in this order, from the records already in the results
-folder (train_seconds / steps of the same method, same task if there is one), from the speed
-cache that `bench speed` and earlier dry runs fill (one thread, this host; another task's
-number where the task has none), or from a short measurement made now (the fastest of three
-steps on synthetic data of the task's shapes, one thread, then cached).
+folder (train_seconds / steps of the same method on the same device, same task if there is
+one), from the speed cache that `bench speed` and earlier dry runs fill (one thread, this host,
+per device; another task's number where the task has none), or from a short measurement made
+now (the fastest of three steps on synthetic data of the task's shapes, one thread, on the
+job's device, then cached). Speeds are kept per device because they differ up to fifty-fold
+between a CPU core and a GPU (README, "On a GPU"); a GPU job is never timed by CPU numbers.
 Evaluation time comes from records' eval_seconds where there are any; otherwise it is
 assumed at a per-suite cost per simulator step (ASSUMED_SECONDS_PER_ENV_STEP), and marked so.
 """
@@ -39,10 +41,15 @@ def read_cache() -> dict:
         return {}
 
 
-def remember_speed(method: str, task: str, steps_per_s: float) -> None:
-    """Keep a one-thread steps/s measurement of (method, task) for later estimates."""
+def _cache_key(method: str, task: str, device: str = "cpu") -> str:
+    # CPU keys stay "method|task", as caches written before devices were told apart
+    return f"{method}|{task}" if device == "cpu" else f"{method}|{task}|{device}"
+
+
+def remember_speed(method: str, task: str, steps_per_s: float, device: str = "cpu") -> None:
+    """Keep a one-thread steps/s measurement of (method, task) on `device` for estimates."""
     cache = read_cache()
-    cache[f"{method}|{task}"] = steps_per_s
+    cache[_cache_key(method, task, device)] = steps_per_s
     path = cache_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -50,8 +57,15 @@ def remember_speed(method: str, task: str, steps_per_s: float) -> None:
     os.replace(tmp, path)
 
 
+def _cache_device(key: str) -> str:
+    parts = key.split("|")
+    return parts[2] if len(parts) > 2 else "cpu"
+
+
 class SpeedBook:
-    """steps/s and evaluation seconds per (method, task), with where each number came from."""
+    """steps/s per (method, task, device) and evaluation seconds per (method, task), with
+    where each number came from. Evaluation runs the simulators on the CPU whatever the
+    training device, so its times are not split by device."""
 
     def __init__(self, results: Path, measure: bool = True):
         self.train: dict[tuple, list[float]] = defaultdict(list)
@@ -59,30 +73,35 @@ class SpeedBook:
         for record in load_records(results):
             key = (record.get("trained_as", record["method"]), record["task"])
             if record.get("train_seconds") and record.get("steps"):
-                self.train[key].append(record["steps"] / record["train_seconds"])
+                self.train[(*key, record.get("device", "cpu"))].append(
+                    record["steps"] / record["train_seconds"])
             if record.get("eval_seconds"):
                 self.evals[key].append(record["eval_seconds"])
         self.cache = read_cache()
         self.measure = measure
 
-    def steps_per_s(self, method: str, task: str) -> tuple[float | None, str]:
-        if self.train.get((method, task)):
-            return statistics.median(self.train[method, task]), "records"
-        other = [v for (m, _), vs in self.train.items() if m == method for v in vs]
+    def steps_per_s(self, method: str, task: str, device: str = "cpu"
+                    ) -> tuple[float | None, str]:
+        if self.train.get((method, task, device)):
+            return statistics.median(self.train[method, task, device]), "records"
+        other = [v for (m, _, d), vs in self.train.items() if (m, d) == (method, device)
+                 for v in vs]
         if other:
             return statistics.median(other), "records (other tasks)"
-        if f"{method}|{task}" in self.cache:
-            return self.cache[f"{method}|{task}"], "speed cache"
-        other = [v for key, v in self.cache.items() if key.split("|")[0] == method]
+        key = _cache_key(method, task, device)
+        if key in self.cache:
+            return self.cache[key], "speed cache"
+        other = [v for k, v in self.cache.items()
+                 if k.split("|")[0] == method and _cache_device(k) == device]
         if other:  # the network's cost hardly depends on the task's observation size
             return statistics.median(other), "speed cache (other tasks)"
         if not self.measure:
             return None, "unknown"
         from bench.speed import quick_steps_per_s
 
-        rate = quick_steps_per_s(method, task)
-        remember_speed(method, task, rate)
-        self.cache[f"{method}|{task}"] = rate
+        rate = quick_steps_per_s(method, task, device=device)
+        remember_speed(method, task, rate, device)
+        self.cache[key] = rate
         return rate, "measured now"
 
     def eval_seconds(self, job: Job) -> tuple[float, str]:
@@ -158,7 +177,7 @@ def dry_run_table(jobs: list[Job], results: Path, n_workers: int, measure: bool 
         row = per_method.setdefault(job.method, {"jobs": 0, "evaluations": 0, "steps": set(),
                                                  "seconds": 0.0, "sources": set(),
                                                  "unknown": 0})
-        rate, source = book.steps_per_s(job.method, job.task)
+        rate, source = book.steps_per_s(job.method, job.task, job.device)
         evaluation, eval_source = book.eval_seconds(job)
         row["jobs"] += 1
         row["evaluations"] += len(todo)

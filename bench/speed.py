@@ -145,7 +145,7 @@ def measure(method: str = "LSPC", task: str = "AntRun", batch_size: int | None =
     return result
 
 
-def quick_steps_per_s(method: str, task: str, steps: int = 3) -> float:
+def quick_steps_per_s(method: str, task: str, steps: int = 3, device: str = "cpu") -> float:
     """A rough one-thread steps/s (one warm-up step, then the fastest of `steps` timed one by
     one; no FLOP count, no reference), for time estimates. The fastest, not the mean: the
     estimate is for the machine's own speed, and a step slowed by another process's burst
@@ -154,9 +154,9 @@ def quick_steps_per_s(method: str, task: str, steps: int = 3) -> float:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        _, _, sampler, steps_of = contenders(method, task, reference=False)
+        _, _, sampler, steps_of = contenders(method, task, device=device, reference=False)
         step = steps_of["fused"]
         step(sampler.sample())
-        return 1.0 / min(_time_steps(step, sampler, 1) for _ in range(steps))
+        return 1.0 / min(_time_steps(step, sampler, 1, device) for _ in range(steps))
     finally:
         torch.set_num_threads(threads)

@@ -218,3 +218,37 @@ def test_smoke_suite_on_a_real_dask_cluster(local_ballrun, tmp_path):
             with contextlib.suppress(ProcessLookupError):  # the nanny's worker process too
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_training_speeds_are_kept_apart_per_device(tmp_path, monkeypatch):
+    """A GPU trains these networks up to fifty times faster than a CPU core (README, "On a
+    GPU"): a dry run for CPU jobs must not be timed by GPU records, nor the other way round,
+    and a cached CPU speed (the old key) must not time a GPU job."""
+    from bench.estimate import SpeedBook, remember_speed
+    from bench.records import SCHEMA
+
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    results = tmp_path / "results"
+
+    def fake_record(name, device, steps_per_s):
+        path = results / "bullet" / "BallRun" / "LSPC" / f"thr10-seed0-{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"schema": SCHEMA, "status": "ok", "method": "LSPC-S",
+                                    "trained_as": "LSPC", "task": "BallRun", "device": device,
+                                    "steps": 1000, "train_seconds": 1000 / steps_per_s}))
+
+    fake_record("a", "cpu", 20.0)
+    fake_record("b", "cuda", 900.0)
+    fake_record("c", "cuda", 1000.0)
+    book = SpeedBook(results, measure=False)
+    assert book.steps_per_s("LSPC", "BallRun", "cpu") == (pytest.approx(20.0), "records")
+    assert book.steps_per_s("LSPC", "BallRun", "cuda") == (pytest.approx(950.0), "records")
+    assert book.steps_per_s("LSPC", "CarRun", "cuda") == (pytest.approx(950.0),
+                                                          "records (other tasks)")
+    remember_speed("CPQ", "BallRun", 40.0)  # what `bench speed` on one CPU thread keeps
+    assert SpeedBook(results, measure=False).steps_per_s("CPQ", "BallRun", "cuda") == (
+        None, "unknown")
+    remember_speed("CPQ", "CarRun", 400.0, "cuda")
+    book = SpeedBook(results, measure=False)
+    assert book.steps_per_s("CPQ", "BallRun", "cpu") == (40.0, "speed cache")
+    assert book.steps_per_s("CPQ", "BallRun", "cuda") == (400.0, "speed cache (other tasks)")
