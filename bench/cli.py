@@ -279,6 +279,8 @@ def cmd_status(args) -> int:
 
 
 def cmd_report(args) -> int:
+    if args.transfer:
+        return _report_transfer(args)
     if args.sweep:
         from tabulate import tabulate
 
@@ -302,6 +304,29 @@ def cmd_report(args) -> int:
                      args.by_threshold, Path(args.input) if args.input else None, args.compare))
     except (ReportError, OSError) as err:
         raise UserError(str(err)) from None
+    return 0
+
+
+def _report_transfer(args) -> int:
+    """The transfer matrix from the records alone (nothing trained or evaluated): to see a
+    run in progress, or render records made elsewhere."""
+    from bench.transfer import source_task
+    from reports.aggregate import ReportError
+    from reports.transfer import render_transfer, transfer_frame, transfer_matrix, transfer_table
+
+    source = source_task(args.transfer).name
+    try:
+        frame = transfer_frame(Path(args.results), source)
+    except ReportError as err:
+        raise UserError(str(err)) from None
+    if args.format in ("markdown", "latex"):
+        print(render_transfer(transfer_table(frame, source), args.format))
+    elif args.format in ("csv", "json"):
+        matrix = transfer_matrix(frame)
+        print(matrix.to_csv(index=False) if args.format == "csv"
+              else matrix.to_json(orient="records", indent=1))
+    else:
+        raise UserError(f"--transfer renders markdown, latex, csv or json, not {args.format}")
     return 0
 
 
@@ -383,6 +408,15 @@ def _plot(args) -> int:
             raise UserError("--kind curves needs --task")
         paths = figures.plot_curves(results, args.task, Path(args.out or results /
                                                             f"curves-{args.task}"))
+    elif args.kind == "transfer":
+        from bench.transfer import source_task
+        from reports.transfer import plot_transfer, transfer_frame
+
+        if not args.task:
+            raise UserError("--kind transfer needs --task, the source (easysparse, ...)")
+        source = source_task(args.task).name
+        paths = plot_transfer(transfer_frame(results, source), source,
+                              Path(args.out or results / "transfer" / f"{source}-matrix-chart"))
     elif args.kind == "dataset":
         if not args.task:
             raise UserError("--kind dataset needs --task")
@@ -523,15 +557,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reproduced beside published numbers ('paper': the LSPC paper's)")
     p.add_argument("--profile", choices=["smoke", "quick", "paper"],
                    help="only records of this profile")
+    p.add_argument("--transfer", metavar="SOURCE",
+                   help="the MetaDrive transfer matrix from SOURCE (e.g. easysparse), from "
+                        "the records `bench transfer` wrote; runs nothing")
     p.add_argument("--sweep", metavar="FIELD",
                    help="reward and cost against a swept config field (e.g. epsilon), with a plot")
     p.add_argument("--plot", help="where the sweep plot goes (default RESULTS/sweep-FIELD.png)")
     p.set_defaults(func=cmd_report)
 
-    p = add("plot", "figures (PNG + PDF): training curves, a sweep, a dataset's scatter")
-    p.add_argument("--kind", choices=["curves", "sweep", "dataset"], required=True,
-                   help="curves: Fig. 2; sweep: Fig. 4; dataset: Fig. 10")
-    p.add_argument("--task", help="for curves and dataset")
+    p = add("plot", "figures (PNG + PDF): training curves, a sweep, a dataset's scatter, the "
+                    "transfer chart")
+    p.add_argument("--kind", choices=["curves", "sweep", "dataset", "transfer"], required=True,
+                   help="curves: Fig. 2; sweep: Fig. 4; dataset: Fig. 10; transfer: Fig. 12")
+    p.add_argument("--task", help="for curves and dataset; for transfer, the source task")
     p.add_argument("--field", default="epsilon", help="for sweep: the swept config field")
     p.add_argument("--results", default="results")
     p.add_argument("--data", choices=["auto", "dsrl", "local"], default="auto")

@@ -58,6 +58,22 @@ def test_transfer_matrix_and_chart_from_a_trained_agent(data_dirs, tmp_path, cap
     before = matrix_files[0].read_text()
     assert main(args) == 0
     assert matrix_files[0].read_text() == before
+    # the report layer renders the same matrix and chart from the records alone
+    capsys.readouterr()
+    assert main(["report", "--transfer", "easysparse", "--results", str(results)]) == 0
+    assert capsys.readouterr().out.strip() == before.strip()
+    assert main(["report", "--transfer", "easysparse", "--results", str(results),
+                 "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "target,method,reward,cost"
+    chart = tmp_path / "again"
+    assert main(["plot", "--kind", "transfer", "--task", "easy sparse", "--results",
+                 str(results), "--out", str(chart)]) == 0
+    assert chart.with_suffix(".png").stat().st_size > 0
+    assert chart.with_suffix(".pdf").stat().st_size > 0
+    # no records from that source: one line saying how to make them
+    assert main(["report", "--transfer", "harddense", "--results", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert "no transfer records from harddense" in err and "Traceback" not in err
 
 
 def test_matrix_means_over_thresholds_then_seeds_and_highlights():
