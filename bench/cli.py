@@ -212,7 +212,7 @@ def cmd_transfer(args) -> int:
     from bench.plan import plan_jobs, save_plan
     from bench.profiles import PROFILES
     from bench.schedule import run_jobs
-    from bench.transfer import run_transfers, source_task
+    from bench.transfer import run_transfers, save_transfer_plan, source_task
     from reports.aggregate import ReportError
     from reports.transfer import plot_transfer, render_transfer, transfer_frame, transfer_table
     from tasks.registry import suite_tasks
@@ -229,6 +229,7 @@ def cmd_transfer(args) -> int:
     if args.dry_run:
         return _transfer_dry_run(jobs, targets, args)
     save_plan(jobs, results)
+    save_transfer_plan(jobs, targets, results)
     untrained = sum(bool(job.missing()) for job in jobs)
     print(f"{len(jobs)} agents trained on {source.name} ({untrained} to train first); "
           f"evaluating each on {len(_csv(args.targets)) if args.targets else 9} MetaDrive "

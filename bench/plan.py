@@ -176,6 +176,11 @@ def save_plan(jobs: list[Job], results: Path) -> Path:
     return path
 
 
+def job_from_fields(fields: dict) -> Job:
+    """A Job from its saved fields (JSON turned its tuples into lists)."""
+    return Job(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+
+
 def load_plans(results: Path) -> list[Job]:
     """Every job of every saved plan, once each."""
     jobs: dict[tuple, Job] = {}
@@ -185,8 +190,7 @@ def load_plans(results: Path) -> list[Job]:
         except (OSError, ValueError, KeyError):
             continue
         for fields in payload:
-            fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
-            job = Job(**fields)
+            job = job_from_fields(fields)
             jobs.setdefault((job.job_hash, job.task, job.method, job.seed, job.train_threshold),
                             job)
     return list(jobs.values())

@@ -70,6 +70,8 @@ def status_rows(results: Path) -> tuple[list[tuple], list[tuple]]:
 def format_status(results: Path) -> str:
     from tabulate import tabulate
 
+    from bench.transfer import transfer_progress
+
     rows, details = status_rows(results)
     if not rows:
         return (f"no plan under {results}: start one with `python -m bench run --results "
@@ -77,6 +79,12 @@ def format_status(results: Path) -> str:
     text = tabulate(rows, headers=["suite", "method", *STATES, "jobs"])
     if details:
         text += "\n\n" + tabulate(details, headers=["job", "state", "detail", ""])
+    transfers = transfer_progress(results)
+    if transfers:
+        text += "\n\n" + tabulate(
+            [(f"from {source}", name, done, total - done, total)
+             for source, name, done, total in transfers],
+            headers=["transfer", "method", "recorded", "left", "evaluations"])
     if any(row[4] for row in rows):
         text += "\n\nrerun the failed jobs with `bench run ... --retry-failed`"
     return text

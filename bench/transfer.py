@@ -128,6 +128,53 @@ def _record(job, spec, method, envs, threshold, name, checkpoint) -> Path:
     return write_json_atomic(path, record)
 
 
+def save_transfer_plan(jobs: list[Job], targets: list[str], results: Path) -> Path:
+    """Keep what a `bench transfer` evaluates (its agents and targets) for `bench status`:
+    <results>/.plans/transfer/<source>-<hash>.json, one file per distinct plan (the main
+    plans' folder does not look inside)."""
+    import hashlib
+
+    from bench.plan import PLANS
+
+    payload = {"source": jobs[0].task, "targets": list(targets),
+               "jobs": [dataclasses.asdict(job) for job in jobs]}
+    text = json.dumps(payload, sort_keys=True, default=str)
+    path = (Path(results) / PLANS / TRANSFER
+            / f"{jobs[0].task}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.json")
+    if not path.exists():
+        write_json_atomic(path, payload)
+    return path
+
+
+def transfer_progress(results: Path) -> list[tuple]:
+    """(source, recorded method, evaluations recorded, planned) for every saved transfer
+    plan; an evaluation is one (agent, target, threshold) record."""
+    from bench.plan import PLANS, job_from_fields
+
+    counts: dict[tuple[str, str], list[int]] = {}
+    seen = set()
+    for path in sorted((Path(results) / PLANS / TRANSFER).glob("*.json")):
+        try:
+            payload = json.loads(path.read_text())
+            jobs = [job_from_fields(fields) for fields in payload["jobs"]]
+            targets = payload["targets"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        for job in jobs:
+            for target in targets:
+                for threshold in job.thresholds:
+                    for name in job.recorded_as:
+                        key = (job.task, target, name, threshold, job.seed, job.job_hash)
+                        if key in seen:
+                            continue
+                        seen.add(key)
+                        done = transfer_record_path(Path(results), *key).exists()
+                        count = counts.setdefault((job.task, name), [0, 0])
+                        count[0] += done
+                        count[1] += 1
+    return [(source, name, done, total) for (source, name), (done, total) in counts.items()]
+
+
 def run_transfers(jobs: list[Job], targets: list[str], n_jobs: int = 0,
                   progress: bool = True) -> list[dict]:
     """Every (trained job, target) evaluation whose records are missing, in parallel."""

@@ -70,6 +70,13 @@ def test_transfer_matrix_and_chart_from_a_trained_agent(data_dirs, tmp_path, cap
                  str(results), "--out", str(chart)]) == 0
     assert chart.with_suffix(".png").stat().st_size > 0
     assert chart.with_suffix(".pdf").stat().st_size > 0
+    # `bench status` counts the evaluations of the saved transfer plan, recorded and left
+    records[0].unlink()
+    capsys.readouterr()
+    assert main(["status", "--results", str(results)]) == 0
+    row = next(line.split() for line in capsys.readouterr().out.splitlines()
+               if line.startswith("from easysparse"))
+    assert row[2:] == ["BC-All", "5", "1", "6"]
     # no records from that source: one line saying how to make them
     assert main(["report", "--transfer", "harddense", "--results", str(results)]) == 2
     err = capsys.readouterr().err
