@@ -37,6 +37,30 @@ def _seeds(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"--seeds takes integers like 0,1,2, not {text!r}")
 
 
+def _device(text: str) -> str:
+    """A torch device this machine has: checked when the command is parsed, so that a bad
+    --device is one line here rather than a traceback in every job."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"unknown torch device {text!r}: use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(
+                f"{text}: this PyTorch ({torch.__version__}) sees no CUDA GPU; install a CUDA "
+                "build of torch on a GPU machine, or leave --device out to train on the CPU")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(
+                f"{text}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    elif device.type != "cpu":
+        raise argparse.ArgumentTypeError(f"{text}: the harness trains on cpu, cuda or cuda:N")
+    return text
+
+
 def _selected_tasks(args) -> list:
     from tasks.registry import get_task, suite_tasks
 
@@ -489,7 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config field of the methods that have it")
     p.add_argument("--steps", type=int, help="training steps (default: the method's profile)")
-    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    p.add_argument("--device", type=_device, default="cpu",
+                   help="torch device to train on: cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--eval-every", type=int,
                    help="evaluate every N steps during training for the curves (paper Fig. 2; "
                         "default: the profile's, 20000 for paper, none otherwise)")
@@ -525,7 +550,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="training steps (default: the method's profile)")
     p.add_argument("--results", default="results")
     p.add_argument("--data", choices=["auto", "dsrl", "local"], default="auto")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=_device, default="cpu",
+                   help="torch device: cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--jobs", type=int, default=0, help="jobs at once (default: one per core)")
     p.add_argument("--format", choices=["markdown", "latex"], default="markdown",
                    help="what is printed (both are written)")
@@ -589,7 +615,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=20, help="timed steps per round")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median taken)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=_device, default="cpu",
+                   help="torch device: cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--no-reference", action="store_true",
                    help="skip the reference step (LSPC's straightforward one, osrl-lib's for "
                         "the OSRL baselines where osrl-lib is installed)")

@@ -96,6 +96,24 @@ def test_bad_flag_value_is_an_argparse_error(capsys):
     assert "--seeds takes integers" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["run", "transfer", "speed"])
+@pytest.mark.parametrize("device,match", [
+    ("gpu0", "unknown torch device 'gpu0'"),
+    ("cuda", "sees no CUDA GPU"),
+    ("mps", "trains on cpu, cuda or cuda:N"),
+])
+def test_a_device_this_machine_lacks_is_refused_before_any_job(command, device, match,
+                                                               tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--device", device])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert match in err and "Traceback" not in err
+
+
 def test_a_failing_job_leaves_an_error_record_and_keeps_the_rest(local_ballrun, tmp_path,
                                                                 capsys):
     path, arrays = local_ballrun
