@@ -58,7 +58,7 @@ def _device(text: str) -> str:
                 f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     elif device.type != "cpu":
         raise argparse.ArgumentTypeError(f"{text}: the harness trains on cpu, cuda or cuda:N")
-    return text
+    return "cpu" if device.type == "cpu" else text  # "cpu:0" is the CPU too
 
 
 def _selected_tasks(args) -> list:
