@@ -164,15 +164,19 @@ def unknown_sets(methods: list[str], sets: dict[str, str]) -> list[str]:
 PLANS = ".plans"
 
 
-def save_plan(jobs: list[Job], results: Path) -> Path:
-    """Keep the plan beside the records (for `bench status`); one file per distinct plan."""
-    payload = [dataclasses.asdict(job) for job in jobs]
-    text = json.dumps(payload, sort_keys=True, default=str)
-    path = Path(results) / PLANS / f"{hashlib.sha256(text.encode()).hexdigest()[:12]}.json"
+def save_plan(jobs: list[Job], results: Path, extra: dict | None = None, folder: str = PLANS,
+              prefix: str = "") -> Path:
+    """Keep the plan beside the records (for `bench status`); one file per distinct plan,
+    named by its hash. `extra` fields are kept beside the jobs (a transfer's targets)."""
+    jobs_payload = [dataclasses.asdict(job) for job in jobs]
+    hashed = jobs_payload if extra is None else {"jobs": jobs_payload, **extra}
+    text = json.dumps(hashed, sort_keys=True, default=str)
+    path = (Path(results) / folder
+            / f"{prefix}{hashlib.sha256(text.encode()).hexdigest()[:12]}.json")
     if not path.exists():
         from bench.records import write_json_atomic
 
-        write_json_atomic(path, {"jobs": payload})
+        write_json_atomic(path, {"jobs": jobs_payload, **(extra or {})})
     return path
 
 

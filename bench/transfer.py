@@ -130,20 +130,12 @@ def _record(job, spec, method, envs, threshold, name, checkpoint) -> Path:
 
 def save_transfer_plan(jobs: list[Job], targets: list[str], results: Path) -> Path:
     """Keep what a `bench transfer` evaluates (its agents and targets) for `bench status`:
-    <results>/.plans/transfer/<source>-<hash>.json, one file per distinct plan (the main
-    plans' folder does not look inside)."""
-    import hashlib
+    <results>/.plans/transfer/<source>-<hash>.json (the main plans' folder does not look
+    inside)."""
+    from bench.plan import PLANS, save_plan
 
-    from bench.plan import PLANS
-
-    payload = {"source": jobs[0].task, "targets": list(targets),
-               "jobs": [dataclasses.asdict(job) for job in jobs]}
-    text = json.dumps(payload, sort_keys=True, default=str)
-    path = (Path(results) / PLANS / TRANSFER
-            / f"{jobs[0].task}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.json")
-    if not path.exists():
-        write_json_atomic(path, payload)
-    return path
+    return save_plan(jobs, results, {"source": jobs[0].task, "targets": list(targets)},
+                     folder=f"{PLANS}/{TRANSFER}", prefix=f"{jobs[0].task}-")
 
 
 def transfer_progress(results: Path) -> list[tuple]:
