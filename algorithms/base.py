@@ -39,6 +39,10 @@ class OfflineMethod(abc.ABC):
     #: per-task training budgets that differ from profile_steps: {task: {profile: steps}}
     #: (OSRL trains its baselines 200k steps on MetaDrive, for example)
     task_steps: ClassVar[dict[str, dict[str, int]]] = {}
+    #: train_step is tensor work alone, the same every step (no host syncs, no Python
+    #: branches on values or step counts, no schedules in Python floats): on a GPU the runner
+    #: captures it in a CUDA graph and replays it (bench/graphs.py)
+    graph_safe: ClassVar[bool] = False
     #: trains as a whole rather than step by step (an external process: FISOR's official
     #: code); the runner then iterates `fit` instead of calling train_step
     trains_itself: ClassVar[bool] = False

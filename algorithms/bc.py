@@ -41,6 +41,7 @@ class BCAll(OfflineMethod):
     Config = Config
     threshold_agnostic = True
     profile_steps = {"smoke": 20, "quick": 2500, "paper": 100_000}
+    graph_safe = True
 
     def __init__(self, spec, config, threshold, seed, device="cpu"):
         super().__init__(spec, config, threshold, seed, device)

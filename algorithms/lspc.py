@@ -216,6 +216,7 @@ class LSPC(OfflineMethod):
     threshold_agnostic = True
     policies = ("LSPC-S", "LSPC-O")
     overrides = OVERRIDES
+    graph_safe = True
     profile_steps = {"smoke": 10, "quick": 3000, "paper": 1_000_000}
 
     def __init__(self, spec, config, threshold, seed, device="cpu"):

@@ -24,6 +24,7 @@ import torch
 
 from algorithms import get_method, load_method_module
 from bench.evaluate import evaluate_policy
+from bench.graphs import training_step, uses_cuda_graph
 from bench.locks import JobLock
 from bench.plan import Job
 from bench.profiles import PROFILES
@@ -226,8 +227,9 @@ def train(method, arrays, steps: int, batch_size: int, seed: int, device: str, l
         writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=first)
     last_checkpoint, last_save = resumed_from, time.time()
     last_progress = last_save
+    train_step = training_step(method, device)  # a CUDA graph's replay where it can be
     for step in range(first, steps + 1):
-        stats = method.train_step(sampler.sample())
+        stats = train_step(sampler.sample())
         for key, value in stats.items():
             window[key].append(value)
         logged = step % log_every == 0 or step == steps
@@ -434,6 +436,7 @@ def _evaluate_and_record(job, spec, method, envs, threshold, name, run_dir, data
     record = {"method": name, **evaluation_fields(job, spec, method, envs, threshold, seed),
               "dataset_attrs": data_attrs, "final_train_stats": final_stats,
               "train_seconds": train_seconds, "resumed_from_step": resumed_from,
+              "cuda_graph": uses_cuda_graph(method, job.device),
               "wall_seconds": time.time() - started,
               "artifacts": str(run_dir.relative_to(job.results))}
     path = write_json_atomic(job.record_path(threshold, name), record)

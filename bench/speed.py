@@ -17,6 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from algorithms import build_config, get_method
 from bench import osrl_reference
+from bench.graphs import training_step, uses_cuda_graph
 from bench.run import make_sampler
 from tasks.registry import get_task
 
@@ -98,6 +99,11 @@ def contenders(method: str = "LSPC", task: str = "AntRun", batch_size: int | Non
     sampler = make_sampler(model, model.training_data(synthetic_arrays(spec)), batch_size, 0,
                            device)
     steps = {"fused": model.train_step}
+    if uses_cuda_graph(model, device):
+        # the runner replays this step from a CUDA graph: time that, beside the same step run
+        # eagerly by a second model (the two must not share optimizer state)
+        eager = cls(spec, config, threshold, 0, device)
+        steps = {"fused": training_step(model, device), "eager": eager.train_step}
     if reference and name == "LSPC":
         from algorithms.lspc_reference import ReferenceLSPC
 
@@ -120,9 +126,10 @@ def measure(method: str = "LSPC", task: str = "AntRun", batch_size: int | None =
     batch_size = sampler.batch_size
     flops = {}
     for key, step in steps_of.items():
-        for _ in range(2):  # warm-up: allocator, lazy init
+        for _ in range(getattr(step, "calls_to_warm", 2)):  # allocator, lazy init, capture
             step(sampler.sample())
-        flops[key] = count_flops(step, sampler.sample())
+        # a graph replay hides its operations from the counter: count the step it replays
+        flops[key] = count_flops(getattr(step, "eager", step), sampler.sample())
     seconds = {key: [] for key in steps_of}
     for _ in range(rounds):  # interleaved, so both see the same machine load
         for key, step in steps_of.items():
@@ -157,7 +164,8 @@ def quick_steps_per_s(method: str, task: str, steps: int = 3, device: str = "cpu
     try:
         _, _, sampler, steps_of = contenders(method, task, device=device, reference=False)
         step = steps_of["fused"]
-        step(sampler.sample())
+        for _ in range(getattr(step, "calls_to_warm", 1)):
+            step(sampler.sample())
         return 1.0 / min(_time_steps(step, sampler, 1, device) for _ in range(steps))
     finally:
         torch.set_num_threads(threads)

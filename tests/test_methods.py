@@ -77,6 +77,52 @@ def test_protocol_train_act_save_load(name, tmp_path, device):
     assert {k: float(v) for k, v in other.train_step(batch).items()} == first
 
 
+def module_weights(method) -> dict:
+    return {f"{name}.{key}": value.detach().cpu()
+            for name, module in vars(method).items() if isinstance(module, torch.nn.Module)
+            for key, value in module.state_dict().items()}
+
+
+@pytest.mark.parametrize("name", [name for name, cls in METHODS.items() if cls.graph_safe])
+def test_a_graphed_step_trains_as_the_eager_one(name, device):
+    """On a GPU the runner replays a graph-safe method's step from a CUDA graph (bench/
+    graphs.py). From the same start, batches and seed it must reach the same weights and
+    statistics as the eager step, random draws included."""
+    from bench.graphs import GraphedTrainStep, training_step
+
+    if not device.startswith("cuda"):
+        pytest.skip("CUDA graphs need a GPU: run with --device cuda there")
+    torch.manual_seed(0)
+    eager, graphed = build(name, device=device), build(name, seed=1, device=device)
+    graphed.load_state_dict(eager.state_dict())
+    sampler = make_sampler(eager, eager.training_data(fake_arrays()), 32, seed=0, device=device)
+    batches = [sampler.sample() for _ in range(12)]
+    step = training_step(graphed, device)
+    assert isinstance(step, GraphedTrainStep)
+    torch.manual_seed(5)
+    eager_stats = [eager.train_step(batch) for batch in batches]
+    torch.manual_seed(5)
+    graph_stats = [step(batch) for batch in batches]
+    assert step.graph is not None  # captured after the warm-up, replayed since
+    for key, value in eager_stats[-1].items():
+        assert float(graph_stats[-1][key]) == pytest.approx(float(value), rel=1e-4, abs=1e-6)
+    expected, got = module_weights(eager), module_weights(graphed)
+    assert expected.keys() == got.keys()
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-4, atol=1e-5)
+
+
+def test_only_graph_safe_methods_on_a_gpu_are_captured(monkeypatch):
+    from bench.graphs import training_step, uses_cuda_graph
+
+    lspc, fisor = build("LSPC"), build("FISOR")
+    assert training_step(lspc, "cpu") == lspc.train_step  # the CPU runs the step as it is
+    assert uses_cuda_graph(lspc, "cuda") and uses_cuda_graph(lspc, "cuda:1")
+    assert not uses_cuda_graph(fisor, "cuda")  # a learning-rate schedule in Python floats
+    monkeypatch.setenv("BENCH_CUDA_GRAPHS", "0")
+    assert not uses_cuda_graph(lspc, "cuda")
+
+
 def test_bc_safe_keeps_only_trajectories_within_the_threshold():
     arrays = fake_arrays()
     kept = build("BC-Safe", threshold=5.0).training_data(arrays)
@@ -126,39 +172,55 @@ def test_an_installed_entry_point_method_is_found_by_name():
     assert name == "Linear-BC" and cls.__module__ == "bench_example_method"
 
 
-def test_a_time_based_checkpoint_resumes_to_the_uninterrupted_state(tmp_path, device):
+def test_a_time_based_checkpoint_resumes_to_the_uninterrupted_state(tmp_path, device,
+                                                                   monkeypatch):
     """With checkpoint_seconds, a job whose steps are slow is saved by wall time, not only every
     N steps; a kill after such a save loses only the steps since, and the resumed run ends
-    where an unbroken one does."""
-    arrays = fake_arrays()
+    where an unbroken one does. On a GPU, BC's step is replayed from a CUDA graph, captured
+    anew after the resume."""
+    import itertools
 
-    def trained(run_dir, interrupt_at=None):
+    import bench.run
+
+    arrays = fake_arrays()
+    real_sampler = bench.run.make_sampler
+
+    def interrupted_after(steps):
+        # the kill comes between steps, where the batch is drawn (outside any CUDA graph)
+        def make_sampler(*args, **kwargs):
+            sampler = real_sampler(*args, **kwargs)
+            draw, calls = sampler.sample, itertools.count(1)
+
+            def sample():
+                if next(calls) > steps:
+                    raise KeyboardInterrupt
+                return draw()
+
+            sampler.sample = sample
+            return sampler
+
+        return make_sampler
+
+    def trained(run_dir):
         torch.manual_seed(0)
         method = build("BC-All", device=device)
-        if interrupt_at is not None:
-            real_step = method.train_step
-
-            def step(batch):
-                if method.steps_done == interrupt_at:
-                    raise KeyboardInterrupt
-                method.steps_done += 1
-                return real_step(batch)
-
-            method.steps_done = 0
-            method.train_step = step
         return method, train(method, arrays, steps=30, batch_size=64, seed=0, device=device,
                              log_every=10, run_dir=run_dir, checkpoint_every=0,
                              checkpoint_seconds=1e-9)
 
     unbroken, _ = trained(tmp_path / "unbroken")
-    with pytest.raises(KeyboardInterrupt):
-        trained(tmp_path / "broken", interrupt_at=17)
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(bench.run, "make_sampler", interrupted_after(17))
+        trained(tmp_path / "broken")
     saved = torch.load(tmp_path / "broken" / "training.pt", weights_only=False)
     assert saved["step"] == 17  # a save after every step: no step count would have saved here
     resumed, (_, resumed_from) = trained(tmp_path / "broken")
     assert resumed_from == 17
     obs = arrays["observations"][:50]
-    assert np.array_equal(unbroken.act(obs), resumed.act(obs))
+    if device == "cpu":
+        assert np.array_equal(unbroken.act(obs), resumed.act(obs))
+    else:  # eager steps 18-20 of the resumed run against replays of the unbroken one's graph
+        np.testing.assert_allclose(resumed.act(obs), unbroken.act(obs), rtol=1e-5, atol=1e-6)
 
 
 def test_the_progress_file_follows_steps_between_log_points(tmp_path, monkeypatch):
