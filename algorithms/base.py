@@ -82,6 +82,11 @@ class OfflineMethod(abc.ABC):
         training leaves behind (its log). No evaluation during training (eval_every)."""
         raise TypeError(f"{type(self).__name__} sets trains_itself but has no fit")
 
+    def prepare_graph_capture(self) -> None:
+        """Called once before a CUDA graph records train_step (graph_safe methods on a GPU):
+        move Python-side state the step changes (a counter, a schedule) into tensors on the
+        device that the step updates in place. Default: nothing to move."""
+
     def record_fields(self) -> dict:
         """Fields added to every record of this method beyond the common ones (FISOR says
         which implementation trained it). Default: none."""

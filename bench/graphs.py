@@ -7,8 +7,9 @@ replays them with a single launch, so the step costs its arithmetic.
 
 Only a method whose class sets `graph_safe` is captured: its train_step must be tensor work
 alone, the same every step (no host syncs such as .item(), no Python branch on a value or on
-a step count, no learning-rate schedule held in Python floats), with all its optimizers on
-the GPU. Every other method, and every method on the CPU, runs its step as it is.
+a step count), with all its optimizers on the GPU. State the step changes must change in
+place: `prepare_graph_capture` moves a Python counter or schedule onto the device first
+(FISOR's cosine learning rate). Every other method, and every method on the CPU, runs its step as it is.
 BENCH_CUDA_GRAPHS=0 turns capture off (to compare, or to debug a step).
 
 The step is the same update: the first `warmup` steps run eagerly (on a side stream, as
@@ -48,9 +49,10 @@ def make_capturable(optimizer: torch.optim.Optimizer) -> None:
 class GraphedTrainStep:
     """Call it as train_step: batch in, stats out (fresh tensors, safe to keep)."""
 
-    def __init__(self, train_step, optimizers: list[torch.optim.Optimizer], warmup: int = 3):
-        self.eager, self.warmup = train_step, warmup
-        for optimizer in optimizers:
+    def __init__(self, method, warmup: int = 3):
+        self.eager, self.warmup = method.train_step, warmup
+        method.prepare_graph_capture()
+        for optimizer in optimizers_of(method):
             make_capturable(optimizer)
         self.calls, self.graph = 0, None
         self.inputs: dict[str, torch.Tensor] = {}
@@ -87,4 +89,4 @@ def training_step(method, device: str):
     """What the runner calls each step: the method's train_step, or its graphed replay."""
     if not uses_cuda_graph(method, device):
         return method.train_step
-    return GraphedTrainStep(method.train_step, optimizers_of(method))
+    return GraphedTrainStep(method)

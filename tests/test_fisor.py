@@ -221,6 +221,34 @@ def test_save_load_round_trip(tmp_path):
     assert any(not torch.equal(p, online[n]) for n, p in method.actor_target.named_parameters())
 
 
+def test_the_schedule_kept_as_tensors_for_a_cuda_graph_trains_as_the_python_one():
+    """prepare_graph_capture (before a CUDA graph records the step) moves the actor's update
+    count and learning rate onto the device as tensors; the cosine schedule they give must be
+    the Python one, through its end (decay over 8 updates, 12 taken), and a checkpoint still
+    holds plain numbers."""
+    from bench.run import BatchSampler
+
+    config = small_config(lr_decay_steps=8)
+    python, tensors = fisor(config), fisor(config, seed=1)
+    tensors.load_state_dict(python.state_dict())
+    tensors.prepare_graph_capture()
+    sampler = BatchSampler(python.training_data(fake_arrays()), 64, seed=0, device="cpu")
+    batches = [sampler.sample() for _ in range(6)]  # two actor updates a step
+    for method in (python, tensors):
+        torch.manual_seed(3)
+        for batch in batches:
+            method.train_step(batch)
+    assert isinstance(tensors.actor_updates, torch.Tensor) and int(tensors.actor_updates) == 12
+    assert float(tensors.actor_optim.param_groups[0]["lr"]) == 0.0 == cosine_lr(1.0, 12, 8)
+    for name in ("actor", "actor_target", "q_ens", "v_ens"):
+        for key, value in getattr(python, name).state_dict().items():
+            torch.testing.assert_close(getattr(tensors, name).state_dict()[key], value,
+                                       rtol=1e-5, atol=1e-6)
+    state = tensors.state_dict()
+    assert state["actor_updates"] == 12
+    assert isinstance(state["actor_optim"]["param_groups"][0]["lr"], float)
+
+
 def test_the_config_picks_the_implementation(monkeypatch):
     monkeypatch.delenv("FISOR_HOME", raising=False)
     assert FISOR.create(SPEC, small_config(), None, 0).record_fields() == {

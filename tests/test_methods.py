@@ -88,7 +88,7 @@ def test_a_graphed_step_trains_as_the_eager_one(name, device):
     """On a GPU the runner replays a graph-safe method's step from a CUDA graph (bench/
     graphs.py). From the same start, batches and seed it must reach the same weights and
     statistics as the eager step, random draws included."""
-    from bench.graphs import GraphedTrainStep, training_step
+    from bench.graphs import GraphedTrainStep, optimizers_of, training_step
 
     if not device.startswith("cuda"):
         pytest.skip("CUDA graphs need a GPU: run with --device cuda there")
@@ -110,15 +110,21 @@ def test_a_graphed_step_trains_as_the_eager_one(name, device):
     assert expected.keys() == got.keys()
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], rtol=1e-4, atol=1e-5)
+    # counters the step advances (FISOR's actor updates) advanced in the replays too
+    counters = {k: v for k, v in eager.state_dict().items() if isinstance(v, int)}
+    assert {k: graphed.state_dict()[k] for k in counters} == counters
+    for mine, theirs in zip(optimizers_of(graphed), optimizers_of(eager)):
+        assert [float(g["lr"]) for g in mine.param_groups] == pytest.approx(
+            [float(g["lr"]) for g in theirs.param_groups], rel=1e-6)
 
 
 def test_only_graph_safe_methods_on_a_gpu_are_captured(monkeypatch):
     from bench.graphs import training_step, uses_cuda_graph
 
-    lspc, fisor = build("LSPC"), build("FISOR")
+    lspc, bcq = build("LSPC"), build("BCQ-Lag")
     assert training_step(lspc, "cpu") == lspc.train_step  # the CPU runs the step as it is
     assert uses_cuda_graph(lspc, "cuda") and uses_cuda_graph(lspc, "cuda:1")
-    assert not uses_cuda_graph(fisor, "cuda")  # a learning-rate schedule in Python floats
+    assert not uses_cuda_graph(bcq, "cuda")  # its PID Lagrangian rebinds tensors each step
     monkeypatch.setenv("BENCH_CUDA_GRAPHS", "0")
     assert not uses_cuda_graph(lspc, "cuda")
 
