@@ -9,8 +9,8 @@ Only a method whose class sets `graph_safe` is captured: its train_step must be 
 alone, the same every step (no host syncs such as .item(), no Python branch on a value or on
 a step count), with all its optimizers on the GPU. State the step changes must change in
 place: `prepare_graph_capture` moves a Python counter or schedule onto the device first
-(FISOR's cosine learning rate). Every other method, and every method on the CPU, runs its step as it is.
-BENCH_CUDA_GRAPHS=0 turns capture off (to compare, or to debug a step).
+(FISOR's cosine learning rate). Every other method, and every method on the CPU, runs its
+step as it is. BENCH_CUDA_GRAPHS=0 turns capture off (to compare, or to debug a step).
 
 The step is the same update: the first `warmup` steps run eagerly (on a side stream, as
 capture requires, so the allocator and cuBLAS have settled), then one step is captured and
