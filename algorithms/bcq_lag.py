@@ -177,6 +177,7 @@ class BCQLag(OfflineMethod):
 
     Config = Config
     threshold_agnostic = False
+    graph_safe = True
     overrides = OVERRIDES
     task_steps = METADRIVE_STEPS
     profile_steps = {"smoke": 10, "quick": 300, "paper": 100_000}

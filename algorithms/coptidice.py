@@ -161,6 +161,7 @@ def actor_loss(actor: SquashedGaussianActor, obs, actions, w):
 class COptiDICE(OfflineMethod):
     Config = Config
     threshold_agnostic = False
+    graph_safe = True
     overrides = OVERRIDES
     task_steps = METADRIVE_STEPS
     profile_steps = {"smoke": 10, "quick": 1500, "paper": 100_000}

@@ -189,6 +189,7 @@ class CPQ(OfflineMethod):
 
     Config = Config
     threshold_agnostic = False
+    graph_safe = True
     overrides = OVERRIDES
     task_steps = METADRIVE_STEPS
     profile_steps = {"smoke": 10, "quick": 800, "paper": 100_000}
@@ -229,7 +230,9 @@ class CPQ(OfflineMethod):
             self.config, self.q_ens, self.qc_ens, self.q_target, self.qc_target, self.actor,
             self.vae, batch, self.cost_threshold, self.log_alpha)
         optimizer_step(self.critic_optim, loss)
-        self.log_alpha = alpha_update(self.config, self.log_alpha, qc_ood, self.cost_threshold)
+        # in place: a CUDA graph's replays read and write this one tensor
+        self.log_alpha.copy_(alpha_update(self.config, self.log_alpha, qc_ood,
+                                          self.cost_threshold))
         return stats
 
     def update_actor(self, batch):

@@ -115,7 +115,8 @@ class PIDLagrangian:
 
         I <- max(0, I + e),  lambda = max(0, KP max(0, e) + KI I + KD max(0, e - e_prev)),
 
-    with I = e_prev = 0 at the start. State is kept in tensors (no host sync per step).
+    with I = e_prev = 0 at the start. State is kept in tensors (no host sync per step),
+    updated in place, so that a CUDA graph's replays carry it forward.
     """
 
     def __init__(self, kp: float, ki: float, kd: float, threshold: float, device="cpu"):
@@ -128,8 +129,8 @@ class PIDLagrangian:
         """One controller step on the batch's cost values; returns the new multiplier."""
         error = (qc - self.threshold).mean()
         rise = F.relu(error - self.error_prev)
-        self.integral = F.relu(self.integral + error)
-        self.error_prev = error
+        self.integral.copy_(F.relu(self.integral + error))
+        self.error_prev.copy_(error)
         return F.relu(self.kp * F.relu(error) + self.ki * self.integral + self.kd * rise)
 
     def state_dict(self) -> dict:

@@ -103,6 +103,7 @@ def contenders(method: str = "LSPC", task: str = "AntRun", batch_size: int | Non
         # the runner replays this step from a CUDA graph: time that, beside the same step run
         # eagerly by a second model (the two must not share optimizer state)
         eager = cls(spec, config, threshold, 0, device)
+        eager.load_state_dict(model.state_dict())  # with what training_data kept (COptiDICE)
         steps = {"fused": training_step(model, device), "eager": eager.train_step}
     if reference and name == "LSPC":
         from algorithms.lspc_reference import ReferenceLSPC

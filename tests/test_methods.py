@@ -94,8 +94,9 @@ def test_a_graphed_step_trains_as_the_eager_one(name, device):
         pytest.skip("CUDA graphs need a GPU: run with --device cuda there")
     torch.manual_seed(0)
     eager, graphed = build(name, device=device), build(name, seed=1, device=device)
+    data = eager.training_data(fake_arrays())  # sets what some keep of the data (COptiDICE)
     graphed.load_state_dict(eager.state_dict())
-    sampler = make_sampler(eager, eager.training_data(fake_arrays()), 32, seed=0, device=device)
+    sampler = make_sampler(eager, data, 32, seed=0, device=device)
     batches = [sampler.sample() for _ in range(12)]
     step = training_step(graphed, device)
     assert isinstance(step, GraphedTrainStep)
@@ -109,7 +110,10 @@ def test_a_graphed_step_trains_as_the_eager_one(name, device):
     expected, got = module_weights(eager), module_weights(graphed)
     assert expected.keys() == got.keys()
     for key in expected:
-        torch.testing.assert_close(got[key], expected[key], rtol=1e-4, atol=1e-5)
+        # atol: a replay may round a few weights differently from the eager step (on an
+        # H100, BCQ-Lag: 1 weight in 160,000 by 1.3e-5 after 12 steps; eager against eager
+        # was exact), presumably other kernel choices under capture
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-4, atol=5e-5)
     # counters the step advances (FISOR's actor updates) advanced in the replays too
     counters = {k: v for k, v in eager.state_dict().items() if isinstance(v, int)}
     assert {k: graphed.state_dict()[k] for k in counters} == counters
@@ -121,10 +125,10 @@ def test_a_graphed_step_trains_as_the_eager_one(name, device):
 def test_only_graph_safe_methods_on_a_gpu_are_captured(monkeypatch):
     from bench.graphs import training_step, uses_cuda_graph
 
-    lspc, bcq = build("LSPC"), build("BCQ-Lag")
+    lspc, bear = build("LSPC"), build("BEAR-Lag")
     assert training_step(lspc, "cpu") == lspc.train_step  # the CPU runs the step as it is
     assert uses_cuda_graph(lspc, "cuda") and uses_cuda_graph(lspc, "cuda:1")
-    assert not uses_cuda_graph(bcq, "cuda")  # its PID Lagrangian rebinds tensors each step
+    assert not uses_cuda_graph(bear, "cuda")  # it counts its steps in Python
     monkeypatch.setenv("BENCH_CUDA_GRAPHS", "0")
     assert not uses_cuda_graph(lspc, "cuda")
 
