@@ -24,7 +24,7 @@ import torch
 
 from algorithms import get_method, load_method_module
 from bench.evaluate import evaluate_policy
-from bench.graphs import training_step, uses_cuda_graph
+from bench.graphs import training_step
 from bench.locks import JobLock
 from bench.plan import Job
 from bench.profiles import PROFILES
@@ -228,6 +228,7 @@ def train(method, arrays, steps: int, batch_size: int, seed: int, device: str, l
     last_checkpoint, last_save = resumed_from, time.time()
     last_progress = last_save
     train_step = training_step(method, device)  # a CUDA graph's replay where it can be
+    status["cuda_graph"] = train_step is not method.train_step
     for step in range(first, steps + 1):
         stats = train_step(sampler.sample())
         for key, value in stats.items():
@@ -361,13 +362,14 @@ def _execute(job: Job, missing: list[tuple[float, str]], started: float, status:
 
     run_dir = job.run_dir()
     checkpoint = run_dir / "checkpoint.pt"
-    train_seconds, resumed_from = 0.0, 0
+    train_seconds, resumed_from, cuda_graph = 0.0, 0, False
     final_stats: dict = {}
     if checkpoint.exists():  # trained before, interrupted during evaluation: don't retrain
         saved = torch.load(checkpoint, map_location=job.device, weights_only=False)
         method.load_state_dict(saved["state"])
         final_stats, train_seconds = saved["final_stats"], saved["train_seconds"]
         resumed_from = saved.get("resumed_from", 0)
+        cuda_graph = saved.get("cuda_graph", False)
     else:
         data = method.training_data(arrays)
         t0 = time.time()
@@ -384,9 +386,11 @@ def _execute(job: Job, missing: list[tuple[float, str]], started: float, status:
             if curve_envs is not None:
                 curve_envs.close()
         train_seconds = status.get("seconds_before", 0.0) + time.time() - t0
+        cuda_graph = status.get("cuda_graph", False)  # as trained, not as this process would
         tmp = checkpoint.with_suffix(".tmp")
         torch.save({"state": method.state_dict(), "final_stats": final_stats,
-                    "train_seconds": train_seconds, "resumed_from": resumed_from}, tmp)
+                    "train_seconds": train_seconds, "resumed_from": resumed_from,
+                    "cuda_graph": cuda_graph}, tmp)
         os.replace(tmp, checkpoint)
         (run_dir / "training.pt").unlink(missing_ok=True)  # the final state supersedes it
 
@@ -398,7 +402,7 @@ def _execute(job: Job, missing: list[tuple[float, str]], started: float, status:
                 method.policy = name
             paths.append(_evaluate_and_record(job, spec, method, envs, threshold, name, run_dir,
                                               data_attrs, final_stats, train_seconds, started,
-                                              resumed_from))
+                                              resumed_from, cuda_graph))
     finally:
         envs.close()
     return {"job": job.label, "status": "ok", "paths": paths, "resumed_from": resumed_from,
@@ -431,12 +435,13 @@ def evaluation_fields(job: Job, spec, method, envs, threshold: float, seed: int)
 
 
 def _evaluate_and_record(job, spec, method, envs, threshold, name, run_dir, data_attrs,
-                         final_stats, train_seconds, started, resumed_from=0) -> str:
+                         final_stats, train_seconds, started, resumed_from=0,
+                         cuda_graph=False) -> str:
     seed = eval_seed(job, list(spec.thresholds).index(threshold))
     record = {"method": name, **evaluation_fields(job, spec, method, envs, threshold, seed),
               "dataset_attrs": data_attrs, "final_train_stats": final_stats,
               "train_seconds": train_seconds, "resumed_from_step": resumed_from,
-              "cuda_graph": uses_cuda_graph(method, job.device),
+              "cuda_graph": cuda_graph,
               "wall_seconds": time.time() - started,
               "artifacts": str(run_dir.relative_to(job.results))}
     path = write_json_atomic(job.record_path(threshold, name), record)

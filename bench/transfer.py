@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -143,8 +144,7 @@ def transfer_progress(results: Path) -> list[tuple]:
     plan; an evaluation is one (agent, target, threshold) record."""
     from bench.plan import PLANS, job_from_fields
 
-    counts: dict[tuple[str, str], list[int]] = {}
-    seen = set()
+    pairs: dict[tuple, tuple[Job, str]] = {}  # one entry per (agent, target) across plans
     for path in sorted((Path(results) / PLANS / TRANSFER).glob("*.json")):
         try:
             payload = json.loads(path.read_text())
@@ -154,16 +154,15 @@ def transfer_progress(results: Path) -> list[tuple]:
             continue
         for job in jobs:
             for target in targets:
-                for threshold in job.thresholds:
-                    for name in job.recorded_as:
-                        key = (job.task, target, name, threshold, job.seed, job.job_hash)
-                        if key in seen:
-                            continue
-                        seen.add(key)
-                        done = transfer_record_path(Path(results), *key).exists()
-                        count = counts.setdefault((job.task, name), [0, 0])
-                        count[0] += done
-                        count[1] += 1
+                key = (job.job_hash, job.task, job.method, job.seed, job.train_threshold, target)
+                pairs[key] = (job, target)
+    counts: dict[tuple[str, str], list[int]] = {}
+    for job, target in pairs.values():
+        missing = Counter(name for _, name in missing_transfers(job, target))
+        for name in job.recorded_as:
+            count = counts.setdefault((job.task, name), [0, 0])
+            count[0] += len(job.thresholds) - missing[name]
+            count[1] += len(job.thresholds)
     return [(source, name, done, total) for (source, name), (done, total) in counts.items()]
 
 
