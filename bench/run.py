@@ -24,7 +24,7 @@ import torch
 
 from algorithms import get_method, load_method_module
 from bench.evaluate import evaluate_policy
-from bench.graphs import training_step
+from bench.graphs import GraphedTrainStep, training_step
 from bench.locks import JobLock
 from bench.plan import Job
 from bench.profiles import PROFILES
@@ -228,7 +228,7 @@ def train(method, arrays, steps: int, batch_size: int, seed: int, device: str, l
     last_checkpoint, last_save = resumed_from, time.time()
     last_progress = last_save
     train_step = training_step(method, device)  # a CUDA graph's replay where it can be
-    status["cuda_graph"] = train_step is not method.train_step
+    status["cuda_graph"] = isinstance(train_step, GraphedTrainStep)
     for step in range(first, steps + 1):
         stats = train_step(sampler.sample())
         for key, value in stats.items():

@@ -40,6 +40,7 @@ def test_run_records_every_threshold_and_resumes_without_training(local_ballrun,
     assert record["dataset_attrs"]["source"] == "local"
     assert record["method"] == "BC-All" and record["suite"] == "bullet"
     assert record["steps"] == 20 and record["eval_episodes"] == 2
+    assert record["cuda_graph"] is False  # trained on the CPU, step by step
     assert len(record["reward_returns"]) == len(record["cost_returns"]) == 2
     reward, cost = SPEC.normalize(np.array(record["reward_returns"]),
                                   np.array(record["cost_returns"]), record["threshold"])
