@@ -12,6 +12,7 @@ EXAMPLES = {
     "tasks": "python -m bench tasks --suite bullet --format json",
     "methods": "python -m bench methods --format json",
     "collect": "python -m bench collect --suite bullet --profile quick",
+    "datasets": "python -m bench datasets --suite bullet [--format json]",
     "download": "python -m bench download --suite bullet [--mirror URL]",
     "run": "python -m bench run --suite bullet --methods BC-All,BC-Safe --profile quick",
     "report": "python -m bench report --format latex --layout summary",
@@ -114,11 +115,46 @@ def cmd_collect(args) -> int:
 
         with tqdm(total=len(todo), desc="tasks collected", unit="task",
                   disable=n_jobs == 1 or not todo) as bar:
+            done = []
             for summary in summaries:
                 bar.write(format_summary(summary))
                 bar.update(1)
+                done.append(summary["task"])
     except CollectError as err:
         raise UserError(str(err)) from None
+    if done:
+        from tasks.composition import datasets_table, describe_dataset
+
+        rows = [describe_dataset(s, local_path(s, args.profile), "local", args.profile)
+                for s in specs if s.name in done]
+        print("\nbeside the official files (`python -m bench datasets` prints this again):")
+        print(datasets_table(rows))
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from tasks.composition import datasets_table, describe_dataset, find_datasets
+    from tasks.datasets import DatasetError, local_dir, official_dir
+    from tasks.registry import TASKS, suite_tasks
+
+    specs = (_selected_tasks(args) if args.tasks else
+             suite_tasks(args.suite) if args.suite else list(TASKS.values()))
+    rows, broken = [], []
+    for spec in specs:
+        for path, source, profile in find_datasets(spec):
+            try:
+                rows.append(describe_dataset(spec, path, source, profile))
+            except DatasetError as err:
+                broken.append(str(err))
+    if args.format == "json":
+        print(json.dumps(rows, indent=1))
+    elif rows:
+        print(datasets_table(rows))
+    else:
+        print(f"no dataset found for {', '.join(s.name for s in specs)} in {official_dir()} "
+              f"(official) or {local_dir()} (local); `python -m bench collect` makes local ones")
+    for message in broken:
+        print(f"unreadable, left out: {message}", file=sys.stderr)
     return 0
 
 
@@ -491,9 +527,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("collect", "collect DSRL-format datasets from the simulators (PPO-Lagrangian)")
     add_task_selection(p)
+    from tasks.collect import COLLECT_PROFILES
+
+    p.set_defaults(profile="quick")
+    for action in p._actions:
+        if action.dest == "profile":  # collection has its own profiles (study: DSRL-like data)
+            action.choices = list(COLLECT_PROFILES)
+            action.help = ("collection budget: smoke (tests), quick (minutes), study (DSRL-like, "
+                           "about an hour of one core a task), paper (cluster)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="collect again over an existing file")
     p.set_defaults(func=cmd_collect)
+
+    p = add("datasets", "the datasets on disk beside the official files' numbers")
+    p.add_argument("--suite", help="bullet | safetygym | metadrive | all, or a comma list")
+    p.add_argument("--tasks", help="comma-separated task names")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.set_defaults(func=cmd_datasets)
 
     p = add("download", "fetch the official DSRL files (needs network) into DSRL_DATASET_DIR")
     p.add_argument("--suite", help="bullet | safetygym | metadrive")

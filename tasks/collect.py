@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tasks.composition import GridFilter
 from tasks.datasets import KEYS, local_path, split_trajectories, write_dsrl_file
 from tasks.registry import TASKS, TaskSpec
 
@@ -119,6 +120,22 @@ class CollectBudget:
     """initial log standard deviation of the Gaussian policy"""
     hidden: int = 64
     """width of the two hidden tanh layers of every network"""
+    expert_steps: int = 0
+    """env steps of an unconstrained expert trained first, from whose final state every agent
+    of `cost_limits` starts (0: each agent starts from scratch)"""
+    expert_pool_share: float = 0.0
+    """the last share of the expert's segments whose episodes enter the pool"""
+    anneal_share: float = 0.0
+    """the share of an expert-started agent's epochs over which its limit falls linearly from
+    the official file's max cost to its own (DSRL annealed its agents' target costs too)"""
+    segment_steps: int = 0
+    """train and save each agent in pieces of about this many env steps, so an interrupted
+    collection loses at most one piece (0: one piece per agent)"""
+    task_scale: tuple[tuple[str, float], ...] = ()
+    """per-task multiplier of every agent's env steps (the expert's too), as data: (task,
+    factor) pairs"""
+    grid_filter: GridFilter | None = None
+    """DSRL's grid filter on the pooled trajectories (None: every episode is kept)"""
 
 
 COLLECT_PROFILES: dict[str, CollectBudget] = {
@@ -129,6 +146,17 @@ COLLECT_PROFILES: dict[str, CollectBudget] = {
     "quick": CollectBudget(env_steps_per_agent=44_000, cost_limits=(5.0, 15.0, 30.0, 60.0,
                                                                     math.inf),
                            speed_scaled=True),
+    # DSRL-like data on every Bullet task for about an hour of one core each (measured per task
+    # in the README): an unconstrained expert first, then five agents started from it whose cost
+    # limits fall from the official max cost to 2 .. 40, then DSRL's grid filter in the official
+    # file's reward-cost window. task_scale gives the slow learners (ants, circles) more steps
+    "study": CollectBudget(env_steps_per_agent=250_000, cost_limits=(2.0, 5.0, 10.0, 20.0, 40.0),
+                           num_envs=8, steps_per_epoch=4000, minibatch_size=500,
+                           expert_steps=1_000_000, expert_pool_share=0.25, anneal_share=0.5,
+                           segment_steps=250_000,
+                           task_scale=(("BallRun", 0.5), ("AntRun", 2.0), ("CarCircle", 1.5),
+                                       ("DroneCircle", 1.5), ("AntCircle", 2.0)),
+                           grid_filter=GridFilter()),
     # the real thing, for a cluster
     "paper": CollectBudget(env_steps_per_agent=2_000_000,
                            cost_limits=(5.0, 10.0, 20.0, 30.0, 40.0, 60.0, 80.0, math.inf),
@@ -161,7 +189,7 @@ def budget_for(profile: str, spec: TaskSpec) -> CollectBudget:
 
 def steps_for(budget: CollectBudget, spec: TaskSpec) -> int:
     """The env-step budget of one agent on this task (a whole number of epochs)."""
-    steps = float(budget.env_steps_per_agent)
+    steps = float(budget.env_steps_per_agent) * _task_scale(budget, spec)
     if budget.speed_scaled:
         steps *= TASK_SPEED.get(spec.name, REFERENCE_SPEED) / REFERENCE_SPEED
     epochs = max(1, round(steps / budget.steps_per_epoch))
@@ -249,18 +277,48 @@ def _gae(rew, val, last_val, done, gamma, lam):
 
 
 def _train_agent(spec: TaskSpec, budget: CollectBudget, steps: int, seed: int, agent: int,
-                 cost_limit: float, bar=None) -> dict[str, np.ndarray]:
+                 cost_limit, bar=None, start: dict | None = None,
+                 keep_lambda: bool = False) -> dict[str, np.ndarray]:
     """Train one PPO-Lagrangian agent for `steps` env steps; return all its episodes, flat.
 
-    The returned dict holds the DSRL keys plus `episode_lengths` and per-epoch logs
-    (`log_lambda`, `log_ep_cost`, `log_ep_reward`). Depends only on (spec, budget, steps,
-    seed, agent, cost_limit).
+    `cost_limit` is one episode cost limit, or a sequence of one per epoch (an annealed limit).
+    `start` is the `state/...` part of an earlier result: the agent continues from those
+    weights and observation statistics (and its multiplier when `keep_lambda`), a fresh Adam.
+    The returned dict holds the DSRL keys plus `episode_lengths`, per-epoch logs (`log_lambda`,
+    `log_ep_cost`, `log_ep_reward`, `log_cost_limit`) and the final state (`state/...`).
+    Depends only on (spec, budget, steps, seed, agent, cost_limit, start).
     """
     with _global_rng_guard():
-        return _train(spec, budget, steps, seed, agent, cost_limit, bar)
+        return _train(spec, budget, steps, seed, agent, cost_limit, bar, start, keep_lambda)
 
 
-def _train(spec, budget, steps, seed, agent, cost_limit, bar):
+def _agent_state(actor, log_std, critic_r, critic_c, norm, lam) -> dict[str, np.ndarray]:
+    state = {}
+    for name, net in (("actor", actor), ("critic_r", critic_r), ("critic_c", critic_c)):
+        for key, value in net.state_dict().items():
+            state[f"state/{name}.{key}"] = value.detach().numpy().copy()
+    state["state/log_std"] = log_std.detach().numpy().copy()
+    state["state/norm_mean"], state["state/norm_var"] = norm.mean.copy(), norm.var.copy()
+    state["state/norm_count"] = np.asarray(norm.count)
+    state["state/lambda"] = np.asarray(lam)
+    return state
+
+
+def _load_agent_state(state, actor, log_std, critic_r, critic_c, norm) -> float:
+    import torch
+
+    for name, net in (("actor", actor), ("critic_r", critic_r), ("critic_c", critic_c)):
+        net.load_state_dict({key: torch.as_tensor(state[f"state/{name}.{key}"])
+                             for key in net.state_dict()})
+    with torch.no_grad():
+        log_std.copy_(torch.as_tensor(state["state/log_std"]))
+    norm.mean = np.array(state["state/norm_mean"], dtype=np.float64)
+    norm.var = np.array(state["state/norm_var"], dtype=np.float64)
+    norm.count = float(state["state/norm_count"])
+    return float(state["state/lambda"])
+
+
+def _train(spec, budget, steps, seed, agent, cost_limit, bar, start=None, keep_lambda=False):
     import torch
 
     from tasks.envs import check_spaces, make_env
@@ -287,7 +345,11 @@ def _train(spec, budget, steps, seed, agent, cost_limit, bar):
     optim = torch.optim.Adam(params, lr=budget.lr)
     norm = _RunningNorm(obs_dim)
     lam = budget.lagrange_init
-    constrained = math.isfinite(cost_limit)
+    if start is not None:
+        start_lam = _load_agent_state(start, actor, log_std, critic_r, critic_c, norm)
+        lam = start_lam if keep_lambda else lam
+    n_epochs = steps // budget.steps_per_epoch
+    limits = np.broadcast_to(np.asarray(cost_limit, dtype=np.float64), (n_epochs,))
 
     # ---- episode bookkeeping: each env fills its own episode, flushed whole when it ends
     episodes: list[dict[str, np.ndarray]] = []
@@ -368,8 +430,7 @@ def _train(spec, budget, steps, seed, agent, cost_limit, bar):
         return rew, cost, done, trunc_obs
 
     log_lambda, log_cost, log_reward = [], [], []
-    n_epochs = steps // budget.steps_per_epoch
-    for _epoch in range(n_epochs):
+    for epoch in range(n_epochs):
         buf_obs = np.zeros((horizon, num_envs, obs_dim), dtype=np.float32)
         buf_raw_obs = np.zeros((horizon, num_envs, obs_dim), dtype=np.float32)
         buf_act = np.zeros((horizon, num_envs, act_dim), dtype=np.float32)
@@ -404,8 +465,8 @@ def _train(spec, budget, steps, seed, agent, cost_limit, bar):
         if epoch_returns:
             ep_cost = float(np.mean([c for _, c in epoch_returns]))
             ep_rew = float(np.mean([r for r, _ in epoch_returns]))
-            if constrained:
-                lam = max(0.0, lam + budget.lagrange_lr * (ep_cost - cost_limit))
+            if math.isfinite(limits[epoch]):
+                lam = max(0.0, lam + budget.lagrange_lr * (ep_cost - limits[epoch]))
         else:
             ep_cost = ep_rew = float("nan")
         log_lambda.append(lam)
@@ -466,6 +527,8 @@ def _train(spec, budget, steps, seed, agent, cost_limit, bar):
     out["log_lambda"] = np.asarray(log_lambda)
     out["log_ep_cost"] = np.asarray(log_cost)
     out["log_ep_reward"] = np.asarray(log_reward)
+    out["log_cost_limit"] = np.asarray(limits)
+    out.update(_agent_state(actor, log_std, critic_r, critic_c, norm, lam))
     return out
 
 
@@ -524,13 +587,183 @@ def _versions() -> str:
     return json.dumps(found, sort_keys=True)
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One resumable piece of a collection: an agent trained `steps` env steps, from scratch or
+    from the final state of `parent`; its episodes enter the pool when `pooled`."""
+
+    name: str
+    agent: int  # seeds its networks, noise and resets (see _train)
+    steps: int
+    cost_limits: tuple[float, ...]  # one per epoch
+    parent: str | None
+    keep_lambda: bool
+    pooled: bool
+    lineage: str  # the agent it belongs to, for the card ("expert", "limit 10", ...)
+
+
+def plan_stages(budget: CollectBudget, spec: TaskSpec) -> list[Stage]:
+    """The stages of one collection, in the order they run (a parent before its children).
+
+    Without an expert (the quick profile): one stage per cost limit, each from scratch.
+    With one (the study profile): an unconstrained expert first, trained in segments; only its
+    last `expert_pool_share` of segments enter the pool; then one agent per cost limit starts
+    from the expert's final state and trains in segments, its limit annealed from the official
+    file's max cost down to its own over the first `anneal_share` of its steps.
+    """
+    limits = agent_cost_limits(budget, spec)
+    steps = steps_for(budget, spec)
+    epoch = budget.steps_per_epoch
+    if budget.expert_steps <= 0:
+        return [Stage(f"agent{a}", a, steps, (limit,) * (steps // epoch), None, False, True,
+                      _lineage_name(limit)) for a, limit in enumerate(limits)]
+    stages = []
+    expert_steps = _whole_epochs(budget.expert_steps * _task_scale(budget, spec), epoch)
+    segments = _segments(expert_steps, budget.segment_steps, epoch)
+    first_pooled = len(segments) - max(1, round(budget.expert_pool_share * len(segments)))
+    parent = None
+    expert_agent = len(limits)
+    for j, seg in enumerate(segments):
+        name = f"expert-seg{j}"
+        stages.append(Stage(name, expert_agent * 1000 + j, seg, (math.inf,) * (seg // epoch),
+                            parent, True, j >= first_pooled, "expert"))
+        parent = name
+    expert = parent
+    top = official_cost_max(spec)
+    for a, limit in enumerate(limits):
+        segments = _segments(steps, budget.segment_steps, epoch)
+        n_epochs = steps // epoch
+        anneal = max(1, round(budget.anneal_share * n_epochs))
+        schedule = [limit if not math.isfinite(limit) or e >= anneal
+                    else top + (limit - top) * (e + 1) / anneal for e in range(n_epochs)]
+        parent, done = expert, 0
+        for j, seg in enumerate(segments):
+            name = f"agent{a}-seg{j}"
+            count = seg // epoch
+            stages.append(Stage(name, a * 1000 + j, seg, tuple(schedule[done:done + count]),
+                                parent, j > 0, True, _lineage_name(limit)))
+            parent, done = name, done + count
+    return stages
+
+
+def _lineage_name(limit: float) -> str:
+    return "unconstrained" if not math.isfinite(limit) else f"limit {limit:g}"
+
+
+def _whole_epochs(steps: float, epoch: int) -> int:
+    return max(1, round(steps / epoch)) * epoch
+
+
+def _segments(steps: int, segment: int, epoch: int) -> list[int]:
+    """Split `steps` into pieces of about `segment` steps, each a whole number of epochs."""
+    if segment <= 0 or steps <= segment:
+        return [steps]
+    per = max(1, segment // epoch)
+    epochs = steps // epoch
+    sizes = [per] * (epochs // per) + ([epochs % per] if epochs % per else [])
+    return [size * epoch for size in sizes]
+
+
+def _task_scale(budget: CollectBudget, spec: TaskSpec) -> float:
+    return dict(budget.task_scale).get(spec.name, 1.0)
+
+
+def official_cost_max(spec: TaskSpec) -> float:
+    from tasks.composition import official_numbers
+
+    return float(official_numbers(spec)["cost_max"])
+
+
+def _stage_fingerprint(spec: TaskSpec, profile: str, budget: CollectBudget, seed: int,
+                       stage: Stage, parent_fingerprint: str | None) -> str:
+    return json.dumps({"collector": COLLECTOR_VERSION, "task": spec.name, "profile": profile,
+                       "seed": seed, "stage": dataclasses.asdict(stage),
+                       "parent": parent_fingerprint,
+                       "budget": {k: repr(v) for k, v in dataclasses.asdict(budget).items()}},
+                      sort_keys=True, default=repr)
+
+
+def _episode_returns(data: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    ends = np.cumsum(data["episode_lengths"])
+    starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
+    rew = np.add.reduceat(data["rewards"].astype(np.float64), starts) if len(starts) else []
+    cost = np.add.reduceat(data["costs"].astype(np.float64), starts) if len(starts) else []
+    return np.asarray(rew), np.asarray(cost)
+
+
+def _keep_episodes(data: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:
+    """The stage's data restricted to the episodes in `keep` (a boolean per episode)."""
+    lengths = data["episode_lengths"]
+    mask = np.repeat(keep, lengths)
+    out = {key: value for key, value in data.items() if key not in KEYS}
+    out.update({key: data[key][mask] for key in KEYS})
+    out["episode_lengths"] = lengths[keep]
+    return out
+
+
+def _run_stages(spec, profile, budget, seed, stages, partial, bar):
+    """Train every stage not saved yet; return each stage's saved arrays and which resumed."""
+    from tasks.composition import in_window, window_of
+
+    window = window_of(spec, budget.grid_filter) if budget.grid_filter else None
+    done: dict[str, dict] = {}
+    prints: dict[str, str] = {}
+    resumed = []
+    for stage in stages:
+        fingerprint = _stage_fingerprint(spec, profile, budget, seed, stage,
+                                         prints.get(stage.parent))
+        prints[stage.name] = fingerprint
+        file = partial / f"{stage.name}.npz"
+        data = _load_partial(file, fingerprint)
+        if data is None:
+            start = None
+            if stage.parent is not None:
+                start = {k: v for k, v in done[stage.parent].items() if k.startswith("state/")}
+            start_n = bar.n
+            began = time.perf_counter()
+            data = _train_agent(spec, budget, stage.steps, seed, stage.agent,
+                                stage.cost_limits if len(set(stage.cost_limits)) > 1
+                                else stage.cost_limits[0], bar=bar, start=start,
+                                keep_lambda=stage.keep_lambda)
+            data["seconds"] = np.asarray(time.perf_counter() - began)
+            bar.update(max(0, start_n + stage.steps - bar.n))  # the tail steps overshoot
+            rewards, costs = _episode_returns(data)
+            data["episode_reward_returns"], data["episode_cost_returns"] = rewards, costs
+            if window is not None or not stage.pooled:
+                # episodes that can never be kept are not stored (an ant's pool is gigabytes)
+                keep = np.zeros(len(rewards), bool) if not stage.pooled else in_window(
+                    costs, rewards, window)
+                data = _keep_episodes(data, keep)
+            _save_partial(file, data, fingerprint)
+        else:
+            resumed.append(stage.name)
+            bar.update(stage.steps)
+        done[stage.name] = data
+    return done, resumed
+
+
+def _harness_commit() -> str | None:
+    import subprocess
+
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sha or None
+
+
 def collect_task(spec: TaskSpec, profile: str = "quick", seed: int = 0, out_path=None,
                  progress: bool = True, force: bool = False) -> dict:
     """Collect the task's dataset with PPO-Lagrangian agents; write it, plot it, summarise it.
 
-    Returns the summary dict (also what gets printed, see format_summary).
+    Returns the summary dict (also what gets printed, see format_summary); the dataset card
+    (how the file was made) is in the file's attribute `card` and in `<file>.card.json`.
     """
     import torch
+
+    from tasks.composition import apply_grid_filter, summarize
 
     budget = budget_for(profile, spec)
     out_path = Path(out_path) if out_path is not None else local_path(spec, profile)
@@ -544,8 +777,7 @@ def collect_task(spec: TaskSpec, profile: str = "quick", seed: int = 0, out_path
             f"{out_path} already exists; pass --force (force=True) to collect again and "
             "overwrite it")
 
-    steps = steps_for(budget, spec)
-    limits = agent_cost_limits(budget, spec)
+    stages = plan_stages(budget, spec)
     partial = partial_dir(out_path, seed)
     started = time.perf_counter()
     threads = torch.get_num_threads()
@@ -554,28 +786,62 @@ def collect_task(spec: TaskSpec, profile: str = "quick", seed: int = 0, out_path
     try:
         from tqdm import tqdm
 
-        bar = tqdm(total=steps * len(limits), unit="step", disable=not progress,
-                   desc=f"collect {spec.name} ({profile})", dynamic_ncols=True)
-        results, resumed = [], []
-        for agent, limit in enumerate(limits):
-            fingerprint = _fingerprint(spec, profile, budget, seed, agent, limit, steps)
-            file = partial / f"agent{agent}.npz"
-            data = _load_partial(file, fingerprint)
-            if data is None:
-                start_n = bar.n
-                data = _train_agent(spec, budget, steps, seed, agent, limit, bar=bar)
-                bar.update(max(0, start_n + steps - bar.n))  # the tail steps overshoot
-                _save_partial(file, data, fingerprint)
-            else:
-                resumed.append(agent)
-                bar.update(steps)
-            results.append(data)
+        bar = tqdm(total=sum(stage.steps for stage in stages), unit="step",
+                   disable=not progress, desc=f"collect {spec.name} ({profile})",
+                   dynamic_ncols=True)
+        done, resumed = _run_stages(spec, profile, budget, seed, stages, partial, bar)
     finally:
         torch.set_num_threads(threads)
         if bar is not None:
             bar.close()
 
+    pooled = [stage for stage in stages if stage.pooled]
+    results = [done[stage.name] for stage in pooled]
     arrays = {key: np.concatenate([r[key] for r in results]) for key in KEYS}
+    stage_of = np.repeat(np.arange(len(pooled)), [len(r["episode_lengths"]) for r in results])
+    trajs = split_trajectories(arrays)
+    filter_report = None
+    if budget.grid_filter is not None:
+        rng = np.random.default_rng(_derive_seed(seed, 7, 7))
+        kept, filter_report = apply_grid_filter(spec, trajs.cost_returns, trajs.reward_returns,
+                                                budget.grid_filter, rng)
+        if len(kept) == 0:
+            raise CollectError(
+                f"{spec.name}: no trajectory of the {len(trajs)} collected lies inside DSRL's "
+                "reward-cost window; the agents did not learn the task (raise the profile's "
+                "expert_steps)")
+        mask = trajs.mask(np.isin(np.arange(len(trajs)), kept), len(arrays["rewards"]))
+        arrays = {key: value[mask] for key, value in arrays.items()}
+        stage_of = stage_of[kept]
+        trajs = split_trajectories(arrays)
+
+    limits = agent_cost_limits(budget, spec)
+    card = {
+        "source": "local",
+        "collector": COLLECTOR_NAME,
+        "collector_version": COLLECTOR_VERSION,
+        "task": spec.name,
+        "env_id": spec.env_id,
+        "profile": profile,
+        "seed": int(seed),
+        "harness_commit": _harness_commit(),
+        "versions": json.loads(_versions()),
+        "budget": {k: (repr(v) if isinstance(v, float) and not math.isfinite(v) else v)
+                   for k, v in _plain_budget(budget).items()},
+        "cost_limits": [_json_float(v) for v in limits],
+        "filter": filter_report,
+        "agents": _agent_cards(stages, done, pooled, stage_of),
+    }
+    # what differs between two identical runs stays out of the file, so that its sha256 names
+    # the data: timings and the date are in the card beside it only
+    timing = {
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "core_seconds": round(float(sum(float(d["seconds"]) for d in done.values()
+                                        if "seconds" in d)), 1),
+        "agents": {agent: _stage_seconds(stages, done, agent)
+                   for agent in dict.fromkeys(stage.lineage for stage in stages)},
+        "resumed_stages": resumed,
+    }
     attrs = {
         "source": "local",
         "collector": COLLECTOR_NAME,
@@ -584,40 +850,37 @@ def collect_task(spec: TaskSpec, profile: str = "quick", seed: int = 0, out_path
         "profile": profile,
         "seed": int(seed),
         "cost_limits": np.asarray(limits, dtype=np.float64),
-        "env_steps_per_agent": int(steps),
+        "env_steps_per_agent": int(steps_for(budget, spec)),
         "n_agents": len(limits),
-        "agent_episodes": np.asarray([len(r["episode_lengths"]) for r in results]),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "agent_episodes": np.asarray([int((stage_of == i).sum()) for i in range(len(pooled))]),
         "versions": _versions(),
         "budget": json.dumps({k: repr(v) for k, v in dataclasses.asdict(budget).items()}),
+        "card": json.dumps(card, sort_keys=True),
     }
     write_dsrl_file(out_path, arrays, attrs)
+    card_path = card_path_for(out_path)
+    _write_text_atomic(card_path, json.dumps({**card, "timing": timing}, indent=1,
+                                             sort_keys=True) + "\n")
     shutil.rmtree(partial, ignore_errors=True)
     try:
         partial.parent.rmdir()  # the .partial folder itself, when nothing else is pending
     except OSError:
         pass
 
-    trajs = split_trajectories(arrays)
-    agent_of = np.repeat(np.arange(len(results)),
-                         [len(r["episode_lengths"]) for r in results])
-    plot = _plot(spec, profile, out_path, trajs.reward_returns, trajs.cost_returns, agent_of,
-                 limits)
-    per_agent = []
-    for agent, (limit, r) in enumerate(zip(limits, results)):
-        mine = agent_of == agent
-        tail = max(1, mine.sum() // 10)
-        per_agent.append({
-            "agent": agent, "cost_limit": limit, "n_trajectories": int(mine.sum()),
-            "final_lambda": float(r["log_lambda"][-1]) if len(r["log_lambda"]) else 0.0,
-            "last10pct_reward": float(trajs.reward_returns[mine][-tail:].mean()),
-            "last10pct_cost": float(trajs.cost_returns[mine][-tail:].mean()),
-            "resumed": agent in resumed})
+    lineages = list(dict.fromkeys(stage.lineage for stage in pooled))
+    lineage_of = np.asarray([lineages.index(pooled[i].lineage) for i in stage_of], dtype=int)
+    plot = _plot(spec, profile, out_path, trajs.reward_returns, trajs.cost_returns,
+                 {name: lineage_of == i for i, name in enumerate(lineages)})
+    from tasks.datasets import file_sha256
+
+    row = summarize(spec, trajs.reward_returns, trajs.cost_returns)
     return {
         "task": spec.name,
         "profile": profile,
         "seed": int(seed),
         "path": str(out_path),
+        "card": str(card_path),
+        "sha256": file_sha256(out_path),
         "plot": str(plot),
         "n_trajectories": len(trajs),
         "n_transitions": int(len(arrays["rewards"])),
@@ -628,20 +891,85 @@ def collect_task(spec: TaskSpec, profile: str = "quick", seed: int = 0, out_path
         "fraction_cost_le": {float(th): float(np.mean(trajs.cost_returns <= th))
                              for th in spec.thresholds},
         "cost_limits": list(limits),
-        "env_steps_per_agent": int(steps),
-        "agents": per_agent,
-        "resumed_agents": resumed,
+        "env_steps_per_agent": int(steps_for(budget, spec)),
+        "agents": card["agents"],
+        "filter": filter_report,
+        "resumed_stages": resumed,
+        "row": row,
+        "core_seconds": timing["core_seconds"],
+        "agent_core_seconds": timing["agents"],
         "seconds": round(time.perf_counter() - started, 1),
     }
 
 
+def card_path_for(path: Path) -> Path:
+    """Where the dataset card of a local file lies: `<file>.card.json` beside it."""
+    path = Path(path)
+    return path.with_name(path.name + ".card.json")
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _json_float(value: float):
+    return value if math.isfinite(value) else repr(value)
+
+
+def _plain_budget(budget: CollectBudget) -> dict:
+    out = {}
+    for key, value in dataclasses.asdict(budget).items():
+        if isinstance(value, tuple):
+            value = [list(v) if isinstance(v, tuple) else _json_float(v)
+                     if isinstance(v, float) else v for v in value]
+        out[key] = value
+    return out
+
+
+def _stage_seconds(stages, done, lineage: str) -> float:
+    return round(float(sum(float(done[s.name].get("seconds", 0.0)) for s in stages
+                           if s.lineage == lineage)), 1)
+
+
+def _agent_cards(stages, done, pooled, stage_of) -> list[dict]:
+    """Per agent (lineage): its cost limit, steps, core time, episodes trained and kept, the
+    reward and cost of its last tenth of episodes, and its final multiplier."""
+    cards = []
+    for lineage in dict.fromkeys(stage.lineage for stage in stages):
+        mine = [stage for stage in stages if stage.lineage == lineage]
+        rewards = np.concatenate([done[s.name]["episode_reward_returns"] for s in mine])
+        costs = np.concatenate([done[s.name]["episode_cost_returns"] for s in mine])
+        tail = max(1, len(rewards) // 10)
+        kept = sum(int((stage_of == pooled.index(s)).sum()) for s in mine if s in pooled)
+        last = done[mine[-1].name]
+        cards.append({
+            "agent": lineage,
+            "env_steps": int(sum(s.steps for s in mine)),
+            "episodes": int(len(rewards)),
+            "episodes_kept": kept,
+            "last10pct_reward": float(rewards[-tail:].mean()) if len(rewards) else None,
+            "last10pct_cost": float(costs[-tail:].mean()) if len(costs) else None,
+            "final_lambda": float(last["state/lambda"]) if "state/lambda" in last else None,
+            "final_cost_limit": _json_float(float(mine[-1].cost_limits[-1])),
+        })
+    return cards
+
+
 def _plot(spec: TaskSpec, profile: str, out_path: Path, rewards: np.ndarray, costs: np.ndarray,
-          agent_of: np.ndarray, limits) -> Path:
+          groups: dict[str, np.ndarray]) -> Path:
     """Reward return vs cost return per trajectory (as DSRL's Fig. 10), beside the data file."""
     from tasks.figures import plot_returns
 
-    groups = {("unconstrained" if not math.isfinite(limit) else f"limit {limit:g}"):
-              agent_of == agent for agent, limit in enumerate(limits)}
     title = f"{spec.name}: locally collected ({profile}, {len(rewards)} trajectories)"
     return plot_returns(spec, rewards, costs, title, out_path.with_suffix(".png"), groups)
 
@@ -662,10 +990,16 @@ def format_summary(summary: dict) -> str:
         f"  trajectories with cost {fractions}",
     ]
     for agent in summary.get("agents", []):
-        limit = agent["cost_limit"]
-        name = "unconstrained" if not math.isfinite(limit) else f"cost limit {limit:g}"
         lines.append(
-            f"  agent {agent['agent']} ({name}): {agent['n_trajectories']} episodes, last 10%: "
-            f"reward {agent['last10pct_reward']:.1f}, cost {agent['last10pct_cost']:.1f}, "
-            f"lambda {agent['final_lambda']:.2f}" + (" [resumed]" if agent["resumed"] else ""))
+            f"  {agent['agent']}: {agent['episodes']} episodes ({agent['episodes_kept']} kept), "
+            f"last 10%: reward {agent['last10pct_reward']:.1f}, cost "
+            f"{agent['last10pct_cost']:.1f}, lambda {agent['final_lambda']:.2f}, "
+            f"{summary['agent_core_seconds'][agent['agent']] / 60:.1f} core-min")
+    if summary.get("filter"):
+        f = summary["filter"]
+        lines.append(f"  grid filter: {f['pool']} pooled, {f['in_window']} in DSRL's window, "
+                     f"{f['kept']} kept (at most {f['max_per_bin']} per bin)")
+    if summary.get("resumed_stages"):
+        lines.append(f"  resumed: {', '.join(summary['resumed_stages'])}")
+    lines.append(f"  sha256: {summary['sha256']}")
     return "\n".join(lines)

@@ -23,6 +23,15 @@ def plot_returns(spec: TaskSpec, rewards: np.ndarray, costs: np.ndarray, title: 
         ax.scatter(costs[mask], rewards[mask], s=6, alpha=0.5, label=label)
     for threshold in spec.thresholds:
         ax.axvline(threshold, color="k", linestyle="--", linewidth=0.8)
+    # the extent of the official file (max cost from its name, dsrl's r_min..r_max)
+    from matplotlib.patches import Rectangle
+
+    from tasks.composition import official_numbers
+
+    official = official_numbers(spec)
+    ax.add_patch(Rectangle((0.0, spec.reward_min), official["cost_max"],
+                           spec.reward_max - spec.reward_min, fill=False, edgecolor="0.4",
+                           linestyle=":", linewidth=1.0, label="DSRL file's extent"))
     ax.set_xlabel("cost return")
     ax.set_ylabel("reward return")
     ax.set_title(title)

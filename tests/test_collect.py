@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -49,8 +50,7 @@ def test_smoke_collection_file_attrs_summary_plot(local_dir):
     assert attrs["profile"] == "smoke" and attrs["seed"] == 0
     assert attrs["n_agents"] == len(budget.cost_limits) == len(attrs["cost_limits"])
     assert attrs["env_steps_per_agent"] == steps_for(budget, SPEC)
-    for key in ("created", "versions"):
-        assert attrs[key]
+    assert attrs["versions"] and "created" not in attrs  # the date is on the card beside
     for package in ("torch", "gymnasium", "pybullet", "bench"):
         assert package in attrs["versions"]
 
@@ -137,7 +137,7 @@ def test_resume_reuses_finished_agents(local_dir, monkeypatch):
     monkeypatch.setattr(collect, "_train_agent", counting)
     summary = collect_task(SPEC, "smoke", seed=1, out_path=out, progress=False)
     assert calls == [0, 1]  # agent 0 was not trained again
-    assert summary["resumed_agents"] == [0]
+    assert summary["resumed_stages"] == ["agent0"]
     assert not partial_dir(out, 1).exists()
     a, b = _arrays(reference["path"]), _arrays(out)
     for key in KEYS:
@@ -146,9 +146,108 @@ def test_resume_reuses_finished_agents(local_dir, monkeypatch):
 
 def test_budgets():
     quick = COLLECT_PROFILES["quick"]
-    assert set(COLLECT_PROFILES) == {"smoke", "quick", "paper"}
+    assert set(COLLECT_PROFILES) == {"smoke", "quick", "study", "paper"}
     # slower simulators get fewer steps, so every quick collection takes about the same time
     assert steps_for(quick, get_task("CarCircle")) < steps_for(quick, get_task("BallRun"))
     assert any(not math.isfinite(limit) for limit in quick.cost_limits)
     assert min(quick.cost_limits) < 10 and max(filter(math.isfinite, quick.cost_limits)) > 40
     assert steps_for(COLLECT_PROFILES["paper"], SPEC) >= 1_000_000
+
+
+# ----------------------------------------------------------------- the study profile's shape
+
+from tasks.composition import GridFilter  # noqa: E402
+
+#: the study profile's shape at smoke size: an expert in 3 segments (the last one pooled), two
+#: agents started from it in 2 segments each, the grid filter without a window
+TINY_STUDY = collect.CollectBudget(
+    env_steps_per_agent=400, cost_limits=(10.0, 40.0), num_envs=2, steps_per_epoch=200,
+    update_epochs=2, minibatch_size=100, expert_steps=600, expert_pool_share=0.34,
+    anneal_share=0.5, segment_steps=200, task_scale=(("BallRun", 1.0),),
+    grid_filter=GridFilter(window="none", min_per_bin=0))
+
+
+@pytest.fixture
+def tiny_study(monkeypatch):
+    monkeypatch.setitem(COLLECT_PROFILES, "tiny-study", TINY_STUDY)
+    return "tiny-study"
+
+
+def test_study_stages_expert_first_then_agents_from_it():
+    stages = collect.plan_stages(TINY_STUDY, SPEC)
+    assert [s.name for s in stages] == ["expert-seg0", "expert-seg1", "expert-seg2",
+                                        "agent0-seg0", "agent0-seg1", "agent1-seg0",
+                                        "agent1-seg1"]
+    by = {s.name: s for s in stages}
+    assert [by[f"expert-seg{j}"].pooled for j in range(3)] == [False, False, True]
+    assert by["agent0-seg0"].parent == by["agent1-seg0"].parent == "expert-seg2"
+    assert by["agent0-seg1"].parent == "agent0-seg0" and by["agent0-seg1"].keep_lambda
+    assert not by["agent0-seg0"].keep_lambda  # a fresh multiplier for its own limit
+    # the limit falls from the official max cost (80) to the agent's own over half its epochs
+    assert by["agent0-seg0"].cost_limits == (10.0,) and by["agent0-seg1"].cost_limits == (10.0,)
+    longer = dataclasses.replace(TINY_STUDY, env_steps_per_agent=800, segment_steps=400)
+    limits = [lim for s in collect.plan_stages(longer, SPEC) if s.lineage == "limit 10"
+              for lim in s.cost_limits]
+    assert limits == [45.0, 10.0, 10.0, 10.0]
+    assert len({s.agent for s in stages}) == len(stages)  # every stage its own random streams
+    assert all(math.isinf(lim) for s in stages if s.lineage == "expert" for lim in s.cost_limits)
+
+
+def test_study_collection_card_resume_and_datasets(local_dir, tiny_study, monkeypatch, capsys):
+    import json
+
+    from bench.cli import main
+    from tasks.composition import describe_dataset
+
+    reference = collect_task(SPEC, tiny_study, seed=2, out_path=local_dir / "ref-x.hdf5",
+                             progress=False)
+    real_train = collect._train_agent
+    calls = []
+
+    def interrupted(spec, budget, steps, seed, agent, *args, **kwargs):
+        if agent == 1000:  # agent1-seg0: the expert and agent 0 are saved by then
+            raise KeyboardInterrupt
+        calls.append(agent)
+        return real_train(spec, budget, steps, seed, agent, *args, **kwargs)
+
+    out = local_path(SPEC, tiny_study)
+    monkeypatch.setattr(collect, "_train_agent", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        collect_task(SPEC, tiny_study, seed=2, progress=False)
+    assert calls == [2000, 2001, 2002, 0, 1] and not out.exists()
+    monkeypatch.setattr(collect, "_train_agent", real_train)
+    summary = collect_task(SPEC, tiny_study, seed=2, progress=False)
+    assert summary["resumed_stages"] == ["expert-seg0", "expert-seg1", "expert-seg2",
+                                         "agent0-seg0", "agent0-seg1"]
+    a, b = _arrays(reference["path"]), _arrays(out)
+    for key in KEYS:  # resumed per stage, the same data as the unbroken collection
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+    # the pool: the expert's last segment and both agents, nothing of its first two segments
+    card = json.loads(collect.card_path_for(out).read_text())
+    agents = {agent["agent"]: agent for agent in card["agents"]}
+    assert set(agents) == {"expert", "limit 10", "limit 40"}
+    assert agents["expert"]["env_steps"] == 600 and agents["limit 10"]["env_steps"] == 400
+    assert card["filter"]["pool"] == sum(a["episodes_kept"] for a in agents.values()) or \
+        card["filter"]["kept"] == summary["n_trajectories"]
+    assert card["filter"]["kept"] == summary["n_trajectories"]
+    assert card["profile"] == tiny_study and card["seed"] == 2
+    assert card["budget"]["expert_steps"] == 600 and card["timing"]["core_seconds"] > 0
+    # the card round-trips: the file's copy is the JSON beside it less its timings
+    row = describe_dataset(SPEC, out, "local", tiny_study)
+    assert row["card"] == {k: v for k, v in card.items() if k != "timing"}
+    assert row["sha256"] == summary["sha256"] == reference["sha256"]  # same data, same hash
+
+    capsys.readouterr()
+    assert main(["datasets", "--tasks", "BallRun", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["source"], r["profile"]) for r in rows] == [("local", tiny_study)]
+    for key in ("task", "source", "profile", "trajectories", "reward_min", "reward_max",
+                "cost_max", "safe_fraction", "best_normalized_reward", "official", "sha256"):
+        assert key in rows[0]
+    assert rows[0]["trajectories"] == summary["n_trajectories"]
+    assert set(rows[0]["safe_fraction"]) == {"10", "20", "40"}
+    assert rows[0]["official"]["trajectories"] == 940
+    assert main(["datasets", "--tasks", "BallRun"]) == 0
+    table = capsys.readouterr().out
+    assert "local tiny-study" in table and "(940)" in table and summary["sha256"] in table

@@ -1,0 +1,283 @@
+"""What a dataset holds over the reward-cost plane, and how it compares with DSRL's file.
+
+- `grid_filter`: DSRL's density filter on (cost return, reward return): trajectories outside a
+  window are dropped, the window is cut into cost x reward bins, crowded bins are subsampled
+  and near-empty ones dropped (dsrl/offline_env.py, grid_filter / filter_trajectory).
+- `official_numbers`: what the official file holds, from its name (max cost and trajectory
+  count, e.g. SafetyCarRun-v0-40-651.hdf5) and from dsrl's r_min / r_max.
+- `summarize`: one row of `bench datasets`: trajectories, ranges, the safe share and the best
+  normalized reward under each threshold, and the official numbers beside them.
+- `dsrl_like`: the targets a local dataset must meet to stand in for the official one.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tasks.registry import TaskSpec
+
+
+@dataclass(frozen=True)
+class GridFilter:
+    """DSRL's grid filter settings; the window defaults to the official file's own extent."""
+
+    cost_bins: int = 60
+    """DSRL's filter_trajectory default"""
+    reward_bins: int = 50
+    """DSRL's filter_trajectory default"""
+    min_per_bin: int = 1
+    """bins holding this many trajectories or fewer are dropped (DSRL's default: singletons go)"""
+    max_per_bin: int | None = None
+    """crowded bins are subsampled to this many; None: the smallest cap that still keeps the
+    official file's trajectory count (DSRL chose its cap per file; the count is in its name)"""
+    window: str = "official"
+    """"official": keep cost returns in [0, official max cost] and reward returns in [r_min,
+    r_max], the extent of DSRL's file; "none": no window"""
+
+
+def official_numbers(spec: TaskSpec) -> dict:
+    """The official file's trajectory count and max cost (from its name) and dsrl's r_min/r_max."""
+    match = re.search(r"-(\d+(?:\.\d+)?)-(\d+)\.hdf5$", spec.dataset_file)
+    trajectories = int(match.group(2)) if match else None
+    cost_max = float(match.group(1)) if match else spec.cost_max
+    return {"file": spec.dataset_file, "trajectories": trajectories, "cost_max": cost_max,
+            "reward_min": spec.reward_min, "reward_max": spec.reward_max}
+
+
+def window_of(spec: TaskSpec, settings: GridFilter) -> tuple[float, float, float, float]:
+    """(cost low, cost high, reward low, reward high) of the filter window."""
+    if settings.window == "none":
+        return -math.inf, math.inf, -math.inf, math.inf
+    if settings.window != "official":
+        raise ValueError(f"unknown filter window {settings.window!r}; use official or none")
+    official = official_numbers(spec)
+    return 0.0, official["cost_max"], spec.reward_min, spec.reward_max
+
+
+def in_window(costs: np.ndarray, rewards: np.ndarray, window) -> np.ndarray:
+    c_lo, c_hi, r_lo, r_hi = window
+    costs, rewards = np.asarray(costs, np.float64), np.asarray(rewards, np.float64)
+    return (costs >= c_lo) & (costs <= c_hi) & (rewards >= r_lo) & (rewards <= r_hi)
+
+
+def grid_bins(costs: np.ndarray, rewards: np.ndarray, window, cost_bins: int,
+              reward_bins: int) -> np.ndarray:
+    """Bin number of each trajectory inside the window (-1 outside). As DSRL, the grid spans the
+    window cut to the data's own extent; a value on the top edge goes into the last bin."""
+    costs, rewards = np.asarray(costs, np.float64), np.asarray(rewards, np.float64)
+    inside = in_window(costs, rewards, window)
+    out = np.full(len(costs), -1, dtype=np.int64)
+    if not inside.any():
+        return out
+    c, r = costs[inside], rewards[inside]
+
+    def index(values, bins):
+        low, high = values.min(), values.max()
+        if high <= low:
+            return np.zeros(len(values), dtype=np.int64)
+        return np.minimum(((values - low) / ((high - low) / bins)).astype(np.int64), bins - 1)
+
+    out[inside] = index(c, cost_bins) * reward_bins + index(r, reward_bins)
+    return out
+
+
+def grid_filter(costs: np.ndarray, rewards: np.ndarray, window, cost_bins: int, reward_bins: int,
+                max_per_bin: int, min_per_bin: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices (sorted) of the trajectories DSRL's grid filter keeps: inside the window, in a bin
+    holding more than `min_per_bin`, at most `max_per_bin` drawn at random from each bin."""
+    bins = grid_bins(costs, rewards, window, cost_bins, reward_bins)
+    kept = []
+    for b in np.unique(bins[bins >= 0]):
+        members = np.nonzero(bins == b)[0]
+        if len(members) <= min_per_bin:
+            continue
+        if len(members) > max_per_bin:
+            members = rng.choice(members, size=max_per_bin, replace=False)
+        kept.append(members)
+    return np.sort(np.concatenate(kept)) if kept else np.zeros(0, dtype=np.int64)
+
+
+def kept_count(costs, rewards, window, cost_bins, reward_bins, max_per_bin, min_per_bin) -> int:
+    """How many trajectories the filter keeps with this cap (no draw needed to count)."""
+    bins = grid_bins(costs, rewards, window, cost_bins, reward_bins)
+    _, counts = np.unique(bins[bins >= 0], return_counts=True)
+    counts = counts[counts > min_per_bin]
+    return int(np.minimum(counts, max_per_bin).sum())
+
+
+def smallest_cap(costs, rewards, window, cost_bins, reward_bins, min_per_bin, target) -> int:
+    """The smallest per-bin cap that keeps at least `target` trajectories (the largest bin's
+    size when even no cap keeps fewer: then everything eligible is kept)."""
+    bins = grid_bins(costs, rewards, window, cost_bins, reward_bins)
+    _, counts = np.unique(bins[bins >= 0], return_counts=True)
+    counts = counts[counts > min_per_bin]
+    if len(counts) == 0:
+        return max(1, min_per_bin + 1)
+    for cap in range(1, int(counts.max()) + 1):
+        if np.minimum(counts, cap).sum() >= target:
+            return cap
+    return int(counts.max())
+
+
+def apply_grid_filter(spec: TaskSpec, costs, rewards, settings: GridFilter,
+                      rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """The kept trajectory indices and what the filter did (for the dataset card)."""
+    window = window_of(spec, settings)
+    cap = settings.max_per_bin
+    if cap is None:
+        target = official_numbers(spec)["trajectories"] or len(costs)
+        cap = smallest_cap(costs, rewards, window, settings.cost_bins, settings.reward_bins,
+                           settings.min_per_bin, target)
+    kept = grid_filter(costs, rewards, window, settings.cost_bins, settings.reward_bins, cap,
+                       settings.min_per_bin, rng)
+    report = {"cost_bins": settings.cost_bins, "reward_bins": settings.reward_bins,
+              "min_per_bin": settings.min_per_bin, "max_per_bin": int(cap),
+              "max_per_bin_rule": "given" if settings.max_per_bin else "official count",
+              "window": [_finite(v) for v in window], "pool": int(len(costs)),
+              "in_window": int(in_window(costs, rewards, window).sum()), "kept": int(len(kept))}
+    return kept, report
+
+
+def _finite(value: float):
+    return value if math.isfinite(value) else str(value)
+
+
+# ------------------------------------------------------------------------ summary and targets
+
+
+def summarize(spec: TaskSpec, reward_returns: np.ndarray, cost_returns: np.ndarray) -> dict:
+    """The numbers of one dataset that `bench datasets` prints (returns of its trajectories)."""
+    rewards = np.asarray(reward_returns, np.float64)
+    costs = np.asarray(cost_returns, np.float64)
+    safe_fraction, best = {}, {}
+    for threshold in spec.thresholds:
+        safe = costs <= threshold
+        key = f"{threshold:g}"
+        safe_fraction[key] = float(safe.mean()) if len(costs) else 0.0
+        best[key] = (float(spec.normalize(rewards[safe].max(), 0.0, threshold)[0])
+                     if safe.any() else None)
+    return {
+        "task": spec.name,
+        "trajectories": int(len(rewards)),
+        "reward_min": float(rewards.min()) if len(rewards) else None,
+        "reward_max": float(rewards.max()) if len(rewards) else None,
+        "cost_max": float(costs.max()) if len(costs) else None,
+        "best_normalized_reward_overall": (float(spec.normalize(rewards.max(), 0.0, 1.0)[0])
+                                           if len(rewards) else None),
+        "below_reward_min_fraction": float(np.mean(rewards < spec.reward_min))
+        if len(rewards) else None,
+        "safe_fraction": safe_fraction,
+        "best_normalized_reward": best,
+        "official": official_numbers(spec),
+    }
+
+
+#: DSRL-likeness targets (issue "Local datasets that look like DSRL's")
+TARGETS = {
+    "best_reward": 0.9,  # best trajectory's normalized reward
+    "cost_max_rel": 0.25,  # max cost return within this fraction of the official file's
+    "share_each_side": 0.15,  # safe and unsafe share at every threshold, each at least
+    "count_factor": 1.5,  # trajectories within this factor of the official count
+    "below_rmin": 0.05,  # at most this share below dsrl's r_min
+}
+
+
+def dsrl_like(row: dict) -> dict[str, dict]:
+    """Each target: holds (bool), ours and the target, for one `summarize` row."""
+    official = row["official"]
+    checks = {}
+    best = row["best_normalized_reward_overall"]
+    checks["best_reward"] = {"holds": best is not None and best >= TARGETS["best_reward"],
+                             "ours": best, "target": f">= {TARGETS['best_reward']}"}
+    gap = (abs(row["cost_max"] - official["cost_max"]) / official["cost_max"]
+           if row["cost_max"] is not None and official["cost_max"] else None)
+    checks["cost_max"] = {"holds": gap is not None and gap <= TARGETS["cost_max_rel"],
+                          "ours": row["cost_max"],
+                          "target": f"{official['cost_max']:g} +-{TARGETS['cost_max_rel']:.0%}"}
+    for threshold, safe in row["safe_fraction"].items():
+        side = TARGETS["share_each_side"]
+        checks[f"share@{threshold}"] = {"holds": side <= safe <= 1 - side, "ours": safe,
+                                        "target": f"safe and unsafe each >= {side:.0%}"}
+    if official["trajectories"]:
+        ratio = row["trajectories"] / official["trajectories"]
+        factor = TARGETS["count_factor"]
+        checks["count"] = {"holds": 1 / factor <= ratio <= factor, "ours": row["trajectories"],
+                           "target": f"{official['trajectories']} within x{factor}"}
+    below = row["below_reward_min_fraction"]
+    checks["below_rmin"] = {"holds": below is not None and below <= TARGETS["below_rmin"],
+                            "ours": below, "target": f"<= {TARGETS['below_rmin']:.0%}"}
+    return checks
+
+
+# ------------------------------------------------------------------------------- inventory
+
+
+def find_datasets(spec: TaskSpec) -> list[tuple]:
+    """(path, source, profile) of every dataset of this task on disk: the official file, then
+    each local collection (`<Task>-local-<profile>.hdf5`), profiles in name order."""
+    from tasks.datasets import local_dir, official_path
+
+    found = []
+    if official_path(spec).exists():
+        found.append((official_path(spec), "dsrl", None))
+    prefix = f"{spec.name}-local-"
+    folder = local_dir()
+    if folder.is_dir():
+        for path in sorted(folder.glob(f"{prefix}*.hdf5")):
+            found.append((path, "local", path.name[len(prefix):-len(".hdf5")]))
+    return found
+
+
+def describe_dataset(spec: TaskSpec, path, source: str, profile: str | None) -> dict:
+    """The `bench datasets` row of one file: its summary, sha256, card and the targets."""
+    import json
+
+    from tasks.datasets import file_sha256, read_dsrl_file, split_trajectories
+
+    arrays, attrs = read_dsrl_file(path, spec)
+    trajectories = split_trajectories(arrays)
+    row = summarize(spec, trajectories.reward_returns, trajectories.cost_returns)
+    card = attrs.get("card")
+    row.update({"source": source, "profile": profile, "path": str(path),
+                "sha256": file_sha256(path), "transitions": int(len(arrays["rewards"])),
+                "card": json.loads(card) if isinstance(card, str) else None})
+    row["targets"] = dsrl_like(row)
+    return row
+
+
+def datasets_table(rows: list[dict]) -> str:
+    """`bench datasets` as text: ours beside the official file's numbers, one row a file, the
+    targets each row misses, then each file's sha256 (how two users know they share data)."""
+    from tabulate import tabulate
+
+    def num(value, fmt="{:.0f}"):
+        return "-" if value is None else fmt.format(value)
+
+    table = []
+    for row in rows:
+        official = row["official"]
+        thresholds = list(row["safe_fraction"])
+        missed = [name for name, check in row["targets"].items() if not check["holds"]]
+        table.append([
+            row["task"], row["source"] if row["source"] == "dsrl" else f"local {row['profile']}",
+            f"{row['trajectories']} ({num(official['trajectories'])})",
+            f"{num(row['reward_min'])}..{num(row['reward_max'])} "
+            f"({official['reward_min']:.0f}..{official['reward_max']:.0f})",
+            f"{num(row['cost_max'])} ({official['cost_max']:g})",
+            " / ".join(f"{row['safe_fraction'][t]:.0%}" for t in thresholds),
+            " / ".join(num(row["best_normalized_reward"][t], "{:.2f}") for t in thresholds),
+            f"{num(row['below_reward_min_fraction'], '{:.0%}')}",
+            "all" if not missed else "misses " + ", ".join(missed),
+        ])
+    thresholds = "/".join(rows[0]["safe_fraction"]) if rows else "thresholds"
+    text = tabulate(table, headers=[
+        "task", "source", "trajectories (DSRL)", "reward range (DSRL)", "max cost (DSRL)",
+        f"safe share <= {thresholds}", f"best norm. reward, cost <= {thresholds}",
+        "below r_min", "DSRL-like targets"])
+    hashes = "\n".join(f"sha256 {row['sha256']}  {Path(row['path']).name}" for row in rows)
+    return text + ("\n\n" + hashes if rows else "")

@@ -1,0 +1,154 @@
+"""The reward-cost composition of datasets (tasks/composition.py): DSRL's grid filter on small
+hand-checkable arrays, the official numbers, the summary row and the DSRL-likeness targets."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tasks.composition import (GridFilter, apply_grid_filter, dsrl_like, grid_bins,
+                               grid_filter, in_window, kept_count, official_numbers,
+                               smallest_cap, summarize, window_of)
+from tasks.registry import get_task
+
+NO_WINDOW = (-math.inf, math.inf, -math.inf, math.inf)
+
+
+def test_official_numbers_come_from_the_file_name():
+    car = official_numbers(get_task("CarRun"))  # SafetyCarRun-v0-40-651.hdf5
+    assert car["trajectories"] == 651 and car["cost_max"] == 40.0
+    assert car["reward_min"] == pytest.approx(204.287, abs=1e-3)
+    assert official_numbers(get_task("AntCircle"))["trajectories"] == 5728
+    assert window_of(get_task("CarRun"), GridFilter()) == (0.0, 40.0, car["reward_min"],
+                                                            car["reward_max"])
+    assert window_of(get_task("CarRun"), GridFilter(window="none")) == NO_WINDOW
+
+
+def test_window_keeps_the_edges_and_drops_outside():
+    costs = np.array([-1.0, 0.0, 5.0, 10.0, 11.0])
+    rewards = np.array([5.0, 5.0, 0.0, 10.0, 5.0])
+    assert in_window(costs, rewards, (0, 10, 0, 10)).tolist() == [False, True, True, True, False]
+
+
+def test_grid_bins_span_the_data_and_put_the_top_edge_in_the_last_bin():
+    # costs 0..4 in 2 cost bins of width 2, rewards all equal (one reward bin)
+    costs = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
+    rewards = np.ones(5)
+    bins = grid_bins(costs, rewards, NO_WINDOW, cost_bins=2, reward_bins=3)
+    assert bins.tolist() == [0, 0, 3, 3, 3]  # cost bin * reward_bins + reward bin
+    # a point outside the window has no bin; the grid then spans what is left (0..2)
+    bins = grid_bins(costs, rewards, (0, 2, -math.inf, math.inf), cost_bins=2, reward_bins=1)
+    assert bins.tolist() == [0, 1, 1, -1, -1]
+
+
+def test_grid_filter_subsamples_crowded_bins_and_drops_sparse_ones():
+    # bin A (cost 0): 5 trajectories, bin B (cost 10): 3, bin C (cost 20): 1
+    costs = np.array([0, 0, 0, 0, 0, 10, 10, 10, 20], dtype=float)
+    rewards = np.zeros(9)
+    rng = np.random.default_rng(0)
+    kept = grid_filter(costs, rewards, NO_WINDOW, cost_bins=3, reward_bins=1, max_per_bin=2,
+                       min_per_bin=1, rng=rng)
+    assert len(kept) == 4 and list(kept) == sorted(kept)
+    assert (kept < 5).sum() == 2 and ((kept >= 5) & (kept < 8)).sum() == 2
+    assert 8 not in kept  # a bin with min_per_bin or fewer is dropped, as DSRL's filter
+    assert kept_count(costs, rewards, NO_WINDOW, 3, 1, 2, 1) == 4
+    kept = grid_filter(costs, rewards, NO_WINDOW, 3, 1, max_per_bin=10, min_per_bin=0, rng=rng)
+    assert kept.tolist() == list(range(9))  # nothing crowded, nothing sparse: all kept
+
+
+def test_smallest_cap_reaching_a_count():
+    costs = np.array([0, 0, 0, 0, 0, 10, 10, 10, 20], dtype=float)
+    rewards = np.zeros(9)
+    # bins of 5 and 3 (the singleton is dropped): cap 2 keeps 4, cap 3 keeps 6
+    assert smallest_cap(costs, rewards, NO_WINDOW, 3, 1, min_per_bin=1, target=5) == 3
+    assert smallest_cap(costs, rewards, NO_WINDOW, 3, 1, min_per_bin=1, target=4) == 2
+    assert smallest_cap(costs, rewards, NO_WINDOW, 3, 1, min_per_bin=1, target=99) == 5
+
+
+def test_apply_grid_filter_targets_the_official_count_inside_the_official_window():
+    spec = get_task("CarRun")  # window: cost 0..40, reward 204..575; official count 651
+    rng = np.random.default_rng(1)
+    costs = np.concatenate([rng.uniform(0, 40, 2000), rng.uniform(41, 90, 300)])
+    rewards = np.concatenate([rng.uniform(210, 570, 2000), rng.uniform(210, 570, 300)])
+    rewards[:100] = 50.0  # below r_min: outside the window
+    kept, report = apply_grid_filter(spec, costs, rewards, GridFilter(), rng)
+    assert report["in_window"] == 1900 and report["pool"] == 2300
+    assert np.all(costs[kept] <= 40) and np.all(rewards[kept] >= spec.reward_min)
+    assert 651 <= len(kept) == report["kept"]
+    # one less per bin would keep fewer than the official count
+    window = window_of(spec, GridFilter())
+    assert kept_count(costs, rewards, window, 60, 50, report["max_per_bin"] - 1, 1) < 651
+
+
+def test_summary_row_by_hand():
+    spec = get_task("BallRun")  # thresholds 10 / 20 / 40
+    rewards = np.array([100.0, 500.0, 900.0, 20.0])
+    costs = np.array([0.0, 15.0, 50.0, 5.0])
+    row = summarize(spec, rewards, costs)
+    assert row["trajectories"] == 4 and row["cost_max"] == 50.0
+    assert row["safe_fraction"] == {"10": 0.5, "20": 0.75, "40": 0.75}
+    norm = lambda r: (r - spec.reward_min) / (spec.reward_max - spec.reward_min)  # noqa: E731
+    assert row["best_normalized_reward"]["10"] == pytest.approx(norm(100.0))
+    assert row["best_normalized_reward"]["20"] == pytest.approx(norm(500.0))
+    assert row["best_normalized_reward_overall"] == pytest.approx(norm(900.0))
+    assert row["below_reward_min_fraction"] == 0.25  # 20 < r_min = 26.3
+    none_safe = summarize(spec, np.array([10.0]), np.array([99.0]))
+    assert none_safe["best_normalized_reward"]["40"] is None
+
+
+def test_each_dsrl_like_target_flips_where_it_should():
+    spec = get_task("BallRun")  # official: 940 trajectories, max cost 80, r 26..1327
+    rng = np.random.default_rng(0)
+    costs = np.concatenate([rng.uniform(0, 9, 300), rng.uniform(11, 39, 340),
+                            rng.uniform(41, 80, 300)])
+    rewards = rng.uniform(30, 1300, 940)
+    good = summarize(spec, rewards, costs)
+    assert all(check["holds"] for check in dsrl_like(good).values()), dsrl_like(good)
+
+    def fails(rewards, costs):
+        return {name for name, c in dsrl_like(summarize(spec, rewards, costs)).items()
+                if not c["holds"]}
+
+    assert fails(rewards * 0.8, costs) == {"best_reward"}
+    assert fails(rewards, costs * 1.3) == {"cost_max"}
+    assert fails(rewards, np.where(costs <= 10, 12.0, costs)) == {"share@10"}
+    assert fails(rewards, np.minimum(costs, 40.0)) >= {"share@40"}
+    assert fails(rewards[:600], costs[:600]) >= {"count"}
+    low = rewards.copy()
+    low[:60] = 0.0  # 6% below r_min
+    assert fails(low, costs) == {"below_rmin"}
+
+
+def test_bench_datasets_on_an_official_layout_file(data_dirs, capsys):
+    import json
+
+    from bench.cli import main
+    from tasks.datasets import official_path, write_dsrl_file
+
+    spec = get_task("CarRun")
+    rng = np.random.default_rng(0)
+    episodes, length = 12, 5
+    size = episodes * length
+    rewards = np.repeat(np.linspace(50, 110, episodes), length)  # returns 250 .. 550
+    costs = np.repeat(np.arange(episodes, dtype=float), length)  # returns 0, 5, .., 55
+    timeouts = np.tile(np.r_[np.zeros(length - 1), 1.0], episodes)
+    arrays = {"observations": rng.normal(size=(size, spec.obs_dim)),
+              "next_observations": rng.normal(size=(size, spec.obs_dim)),
+              "actions": rng.uniform(-1, 1, (size, spec.act_dim)), "rewards": rewards,
+              "costs": costs, "terminals": np.zeros(size), "timeouts": timeouts}
+    write_dsrl_file(official_path(spec), arrays, {})
+    assert main(["datasets", "--tasks", "CarRun", "--format", "json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["source"] == "dsrl" and row["profile"] is None and row["card"] is None
+    assert row["trajectories"] == 12 and row["cost_max"] == 55.0
+    assert row["reward_min"] == pytest.approx(250.0) and row["reward_max"] == pytest.approx(550)
+    assert row["safe_fraction"] == {"10": 3 / 12, "20": 5 / 12, "40": 9 / 12}
+    best_safe = rewards[2 * length] * length  # the third episode, cost 10
+    assert row["best_normalized_reward"]["10"] == pytest.approx(
+        (best_safe - spec.reward_min) / (spec.reward_max - spec.reward_min), rel=1e-5)
+    assert row["official"] == official_numbers(spec)
+    assert not row["targets"]["count"]["holds"]  # 12 trajectories against 651
+    assert main(["datasets", "--suite", "metadrive"]) == 0
+    assert "no dataset found" in capsys.readouterr().out
