@@ -120,20 +120,20 @@ class CollectBudget:
     """initial log standard deviation of the Gaussian policy"""
     hidden: int = 64
     """width of the two hidden tanh layers of every network"""
-    expert_steps: int = 0
-    """env steps of an unconstrained expert trained first, from whose final state every agent
-    of `cost_limits` starts (0: each agent starts from scratch)"""
-    expert_pool_share: float = 0.0
-    """the last share of the expert's segments whose episodes enter the pool"""
-    anneal_share: float = 0.0
-    """the share of an expert-started agent's epochs over which its limit falls linearly from
-    the official file's max cost to its own (DSRL annealed its agents' target costs too)"""
+    anneal_from: float | None = None
+    """None: each agent keeps its cost limit all along. A number: the limit starts there and
+    rises linearly to the agent's own over `anneal_window`, as DSRL annealed its agents'
+    target costs (e.g. CarCircle 5 -> 100 over epochs 100-900 of 1000): an agent that starts
+    safe learns the task under a tight limit, then spends its cost as the limit loosens, so one
+    agent's episodes cover the cost axis from the bottom up"""
+    anneal_window: tuple[float, float] = (0.1, 0.9)
+    """the shares of an agent's epochs where the annealed limit starts and stops rising"""
     segment_steps: int = 0
     """train and save each agent in pieces of about this many env steps, so an interrupted
     collection loses at most one piece (0: one piece per agent)"""
-    task_scale: tuple[tuple[str, float], ...] = ()
-    """per-task multiplier of every agent's env steps (the expert's too), as data: (task,
-    factor) pairs"""
+    agent_scale: tuple[tuple[str, float], ...] = ()
+    """per-task multiplier of env_steps_per_agent, as data: (task, factor) pairs (the ants and
+    the circles learn slower, measured in the README)"""
     grid_filter: GridFilter | None = None
     """DSRL's grid filter on the pooled trajectories (None: every episode is kept)"""
 
@@ -146,16 +146,16 @@ COLLECT_PROFILES: dict[str, CollectBudget] = {
     "quick": CollectBudget(env_steps_per_agent=44_000, cost_limits=(5.0, 15.0, 30.0, 60.0,
                                                                     math.inf),
                            speed_scaled=True),
-    # DSRL-like data on every Bullet task for about an hour of one core each (measured per task
-    # in the README): an unconstrained expert first, then five agents started from it whose cost
-    # limits fall from the official max cost to 2 .. 40, then DSRL's grid filter in the official
-    # file's reward-cost window. task_scale gives the slow learners (ants, circles) more steps
-    "study": CollectBudget(env_steps_per_agent=250_000, cost_limits=(2.0, 5.0, 10.0, 20.0, 40.0),
+    # DSRL-like data on every Bullet task (cost per task in docs/data/README.md): four agents
+    # from scratch whose cost limits rise from 2 to 10, 20 and 40, and one unconstrained, every
+    # episode pooled, then DSRL's grid filter in the official file's window. Agents started from
+    # an unconstrained expert were tried first: an expert that violates the limit at every step
+    # gives flat cost advantages, so its constrained children never learned to slow down
+    "study": CollectBudget(env_steps_per_agent=400_000, cost_limits=(10.0, 20.0, 40.0, math.inf),
                            num_envs=8, steps_per_epoch=4000, minibatch_size=500,
-                           expert_steps=1_000_000, expert_pool_share=0.25, anneal_share=0.5,
-                           segment_steps=250_000,
-                           task_scale=(("BallRun", 0.5), ("AntRun", 2.0), ("CarCircle", 1.5),
-                                       ("DroneCircle", 1.5), ("AntCircle", 2.0)),
+                           anneal_from=2.0, segment_steps=200_000,
+                           agent_scale=(("CarCircle", 1.25), ("DroneCircle", 2.0),
+                                        ("AntRun", 3.0), ("AntCircle", 3.0)),
                            grid_filter=GridFilter()),
     # the real thing, for a cluster
     "paper": CollectBudget(env_steps_per_agent=2_000_000,
@@ -189,7 +189,7 @@ def budget_for(profile: str, spec: TaskSpec) -> CollectBudget:
 
 def steps_for(budget: CollectBudget, spec: TaskSpec) -> int:
     """The env-step budget of one agent on this task (a whole number of epochs)."""
-    steps = float(budget.env_steps_per_agent) * _task_scale(budget, spec)
+    steps = float(budget.env_steps_per_agent) * _task_scale(budget.agent_scale, spec)
     if budget.speed_scaled:
         steps *= TASK_SPEED.get(spec.name, REFERENCE_SPEED) / REFERENCE_SPEED
     epochs = max(1, round(steps / budget.steps_per_epoch))
@@ -277,19 +277,19 @@ def _gae(rew, val, last_val, done, gamma, lam):
 
 
 def _train_agent(spec: TaskSpec, budget: CollectBudget, steps: int, seed: int, agent: int,
-                 cost_limit, bar=None, start: dict | None = None,
-                 keep_lambda: bool = False) -> dict[str, np.ndarray]:
+                 cost_limit, bar=None, start: dict | None = None) -> dict[str, np.ndarray]:
     """Train one PPO-Lagrangian agent for `steps` env steps; return all its episodes, flat.
 
     `cost_limit` is one episode cost limit, or a sequence of one per epoch (an annealed limit).
-    `start` is the `state/...` part of an earlier result: the agent continues from those
-    weights and observation statistics (and its multiplier when `keep_lambda`), a fresh Adam.
+    `start` is the `state/...` part of an earlier result: the agent continues from there
+    (weights, observation statistics, multiplier and Adam's moments); its environments and
+    random streams are the new segment's own.
     The returned dict holds the DSRL keys plus `episode_lengths`, per-epoch logs (`log_lambda`,
     `log_ep_cost`, `log_ep_reward`, `log_cost_limit`) and the final state (`state/...`).
     Depends only on (spec, budget, steps, seed, agent, cost_limit, start).
     """
     with _global_rng_guard():
-        return _train(spec, budget, steps, seed, agent, cost_limit, bar, start, keep_lambda)
+        return _train(spec, budget, steps, seed, agent, cost_limit, bar, start)
 
 
 def _agent_state(actor, log_std, critic_r, critic_c, norm, lam) -> dict[str, np.ndarray]:
@@ -302,6 +302,25 @@ def _agent_state(actor, log_std, critic_r, critic_c, norm, lam) -> dict[str, np.
     state["state/norm_count"] = np.asarray(norm.count)
     state["state/lambda"] = np.asarray(lam)
     return state
+
+
+def _adam_state(optim) -> dict[str, np.ndarray]:
+    """Adam's moments and step counts, so that the next segment continues the same optimizer."""
+    out = {}
+    for i, param in enumerate(optim.param_groups[0]["params"]):
+        for key, value in optim.state.get(param, {}).items():
+            out[f"state/adam.{i}.{key}"] = value.detach().numpy().copy()
+    return out
+
+
+def _load_adam_state(optim, state) -> None:
+    import torch
+
+    for i, param in enumerate(optim.param_groups[0]["params"]):
+        keys = [k for k in state if k.startswith(f"state/adam.{i}.")]
+        if keys:
+            optim.state[param] = {k.rsplit(".", 1)[1]: torch.as_tensor(np.array(state[k]))
+                                  for k in keys}
 
 
 def _load_agent_state(state, actor, log_std, critic_r, critic_c, norm) -> float:
@@ -318,7 +337,7 @@ def _load_agent_state(state, actor, log_std, critic_r, critic_c, norm) -> float:
     return float(state["state/lambda"])
 
 
-def _train(spec, budget, steps, seed, agent, cost_limit, bar, start=None, keep_lambda=False):
+def _train(spec, budget, steps, seed, agent, cost_limit, bar, start=None):
     import torch
 
     from tasks.envs import check_spaces, make_env
@@ -346,8 +365,8 @@ def _train(spec, budget, steps, seed, agent, cost_limit, bar, start=None, keep_l
     norm = _RunningNorm(obs_dim)
     lam = budget.lagrange_init
     if start is not None:
-        start_lam = _load_agent_state(start, actor, log_std, critic_r, critic_c, norm)
-        lam = start_lam if keep_lambda else lam
+        lam = _load_agent_state(start, actor, log_std, critic_r, critic_c, norm)
+        _load_adam_state(optim, start)
     n_epochs = steps // budget.steps_per_epoch
     limits = np.broadcast_to(np.asarray(cost_limit, dtype=np.float64), (n_epochs,))
 
@@ -529,6 +548,7 @@ def _train(spec, budget, steps, seed, agent, cost_limit, bar, start=None, keep_l
     out["log_ep_reward"] = np.asarray(log_reward)
     out["log_cost_limit"] = np.asarray(limits)
     out.update(_agent_state(actor, log_std, critic_r, critic_c, norm, lam))
+    out.update(_adam_state(optim))
     return out
 
 
@@ -590,60 +610,59 @@ def _versions() -> str:
 @dataclass(frozen=True)
 class Stage:
     """One resumable piece of a collection: an agent trained `steps` env steps, from scratch or
-    from the final state of `parent`; its episodes enter the pool when `pooled`."""
+    continuing from the final state of `parent`."""
 
     name: str
     agent: int  # seeds its networks, noise and resets (see _train)
     steps: int
     cost_limits: tuple[float, ...]  # one per epoch
     parent: str | None
-    keep_lambda: bool
-    pooled: bool
-    lineage: str  # the agent it belongs to, for the card ("expert", "limit 10", ...)
+    lineage: str  # the agent it belongs to, for the card ("limit 10", "unconstrained")
 
 
 def plan_stages(budget: CollectBudget, spec: TaskSpec) -> list[Stage]:
-    """The stages of one collection, in the order they run (a parent before its children).
+    """The stages of one collection, in the order they run (a segment before the next).
 
-    Without an expert (the quick profile): one stage per cost limit, each from scratch.
-    With one (the study profile): an unconstrained expert first, trained in segments; only its
-    last `expert_pool_share` of segments enter the pool; then one agent per cost limit starts
-    from the expert's final state and trains in segments, its limit annealed from the official
-    file's max cost down to its own over the first `anneal_share` of its steps.
+    One agent per cost limit, each from scratch; with `segment_steps` an agent trains in
+    segments, each continuing from the state its predecessor saved. With `anneal_from` its
+    limit rises from there to its own over `anneal_window` of its epochs (DSRL's schedule).
     """
     limits = agent_cost_limits(budget, spec)
     steps = steps_for(budget, spec)
     epoch = budget.steps_per_epoch
-    if budget.expert_steps <= 0:
-        return [Stage(f"agent{a}", a, steps, (limit,) * (steps // epoch), None, False, True,
+    n_epochs = steps // epoch
+    if budget.segment_steps <= 0 and budget.anneal_from is None:  # the quick profile
+        return [Stage(f"agent{a}", a, steps, (limit,) * n_epochs, None,
                       _lineage_name(limit)) for a, limit in enumerate(limits)]
     stages = []
-    expert_steps = _whole_epochs(budget.expert_steps * _task_scale(budget, spec), epoch)
-    segments = _segments(expert_steps, budget.segment_steps, epoch)
-    first_pooled = len(segments) - max(1, round(budget.expert_pool_share * len(segments)))
-    parent = None
-    expert_agent = len(limits)
-    for j, seg in enumerate(segments):
-        name = f"expert-seg{j}"
-        stages.append(Stage(name, expert_agent * 1000 + j, seg, (math.inf,) * (seg // epoch),
-                            parent, True, j >= first_pooled, "expert"))
-        parent = name
-    expert = parent
-    top = official_cost_max(spec)
     for a, limit in enumerate(limits):
-        segments = _segments(steps, budget.segment_steps, epoch)
-        n_epochs = steps // epoch
-        anneal = max(1, round(budget.anneal_share * n_epochs))
-        schedule = [limit if not math.isfinite(limit) or e >= anneal
-                    else top + (limit - top) * (e + 1) / anneal for e in range(n_epochs)]
-        parent, done = expert, 0
-        for j, seg in enumerate(segments):
+        schedule = _schedule(budget, limit, n_epochs, spec.thresholds[-1] / 40.0)
+        parent, done = None, 0
+        for j, seg in enumerate(_segments(steps, budget.segment_steps, epoch)):
             name = f"agent{a}-seg{j}"
             count = seg // epoch
             stages.append(Stage(name, a * 1000 + j, seg, tuple(schedule[done:done + count]),
-                                parent, j > 0, True, _lineage_name(limit)))
+                                parent, _lineage_name(limit)))
             parent, done = name, done + count
     return stages
+
+
+def _schedule(budget: CollectBudget, limit: float, n_epochs: int, scale: float) -> list[float]:
+    """The agent's cost limit in each epoch: flat at anneal_from (times the suite's scale, as the
+    limits), a linear rise, flat at its own limit. An unconstrained agent stays unconstrained."""
+    if budget.anneal_from is None or not math.isfinite(limit):
+        return [limit] * n_epochs
+    first, last = (round(share * n_epochs) for share in budget.anneal_window)
+    low = min(limit, budget.anneal_from * scale)
+    out = []
+    for e in range(n_epochs):
+        if e < first:
+            out.append(low)
+        elif e >= last:
+            out.append(limit)
+        else:
+            out.append(low + (limit - low) * (e - first + 1) / max(1, last - first))
+    return out
 
 
 def _lineage_name(limit: float) -> str:
@@ -658,20 +677,14 @@ def _segments(steps: int, segment: int, epoch: int) -> list[int]:
     """Split `steps` into pieces of about `segment` steps, each a whole number of epochs."""
     if segment <= 0 or steps <= segment:
         return [steps]
-    per = max(1, segment // epoch)
     epochs = steps // epoch
-    sizes = [per] * (epochs // per) + ([epochs % per] if epochs % per else [])
+    pieces = max(1, round(epochs / max(1, segment // epoch)))
+    sizes = [epochs // pieces + (1 if i < epochs % pieces else 0) for i in range(pieces)]
     return [size * epoch for size in sizes]
 
 
-def _task_scale(budget: CollectBudget, spec: TaskSpec) -> float:
-    return dict(budget.task_scale).get(spec.name, 1.0)
-
-
-def official_cost_max(spec: TaskSpec) -> float:
-    from tasks.composition import official_numbers
-
-    return float(official_numbers(spec)["cost_max"])
+def _task_scale(table: tuple[tuple[str, float], ...], spec: TaskSpec) -> float:
+    return dict(table).get(spec.name, 1.0)
 
 
 def _stage_fingerprint(spec: TaskSpec, profile: str, budget: CollectBudget, seed: int,
@@ -723,17 +736,14 @@ def _run_stages(spec, profile, budget, seed, stages, partial, bar):
             began = time.perf_counter()
             data = _train_agent(spec, budget, stage.steps, seed, stage.agent,
                                 stage.cost_limits if len(set(stage.cost_limits)) > 1
-                                else stage.cost_limits[0], bar=bar, start=start,
-                                keep_lambda=stage.keep_lambda)
+                                else stage.cost_limits[0], bar=bar, start=start)
             data["seconds"] = np.asarray(time.perf_counter() - began)
             bar.update(max(0, start_n + stage.steps - bar.n))  # the tail steps overshoot
             rewards, costs = _episode_returns(data)
             data["episode_reward_returns"], data["episode_cost_returns"] = rewards, costs
-            if window is not None or not stage.pooled:
+            if window is not None:
                 # episodes that can never be kept are not stored (an ant's pool is gigabytes)
-                keep = np.zeros(len(rewards), bool) if not stage.pooled else in_window(
-                    costs, rewards, window)
-                data = _keep_episodes(data, keep)
+                data = _keep_episodes(data, in_window(costs, rewards, window))
             _save_partial(file, data, fingerprint)
         else:
             resumed.append(stage.name)
@@ -795,10 +805,14 @@ def collect_task(spec: TaskSpec, profile: str = "quick", seed: int = 0, out_path
         if bar is not None:
             bar.close()
 
-    pooled = [stage for stage in stages if stage.pooled]
-    results = [done[stage.name] for stage in pooled]
+    results = [done[stage.name] for stage in stages]
     arrays = {key: np.concatenate([r[key] for r in results]) for key in KEYS}
-    stage_of = np.repeat(np.arange(len(pooled)), [len(r["episode_lengths"]) for r in results])
+    stage_of = np.repeat(np.arange(len(stages)), [len(r["episode_lengths"]) for r in results])
+    if len(stage_of) == 0:
+        raise CollectError(
+            f"{spec.name}: none of the collected episodes lies inside DSRL's reward-cost window "
+            f"(cost 0..{official_cost_max(spec):g}, reward >= {spec.reward_min:.0f}); the agents "
+            "did not learn the task: give it more steps (agent_scale of the profile)")
     trajs = split_trajectories(arrays)
     filter_report = None
     if budget.grid_filter is not None:
@@ -807,9 +821,8 @@ def collect_task(spec: TaskSpec, profile: str = "quick", seed: int = 0, out_path
                                                 budget.grid_filter, rng)
         if len(kept) == 0:
             raise CollectError(
-                f"{spec.name}: no trajectory of the {len(trajs)} collected lies inside DSRL's "
-                "reward-cost window; the agents did not learn the task (raise the profile's "
-                "expert_steps)")
+                f"{spec.name}: the grid filter kept none of the {len(trajs)} trajectories in "
+                "DSRL's window (every bin too sparse); collect more (agent_scale)")
         mask = trajs.mask(np.isin(np.arange(len(trajs)), kept), len(arrays["rewards"]))
         arrays = {key: value[mask] for key, value in arrays.items()}
         stage_of = stage_of[kept]
@@ -830,7 +843,7 @@ def collect_task(spec: TaskSpec, profile: str = "quick", seed: int = 0, out_path
                    for k, v in _plain_budget(budget).items()},
         "cost_limits": [_json_float(v) for v in limits],
         "filter": filter_report,
-        "agents": _agent_cards(stages, done, pooled, stage_of),
+        "agents": _agent_cards(stages, done, stage_of),
     }
     # what differs between two identical runs stays out of the file, so that its sha256 names
     # the data: timings and the date are in the card beside it only
@@ -852,7 +865,7 @@ def collect_task(spec: TaskSpec, profile: str = "quick", seed: int = 0, out_path
         "cost_limits": np.asarray(limits, dtype=np.float64),
         "env_steps_per_agent": int(steps_for(budget, spec)),
         "n_agents": len(limits),
-        "agent_episodes": np.asarray([int((stage_of == i).sum()) for i in range(len(pooled))]),
+        "agent_episodes": np.asarray([int((stage_of == i).sum()) for i in range(len(stages))]),
         "versions": _versions(),
         "budget": json.dumps({k: repr(v) for k, v in dataclasses.asdict(budget).items()}),
         "card": json.dumps(card, sort_keys=True),
@@ -867,8 +880,8 @@ def collect_task(spec: TaskSpec, profile: str = "quick", seed: int = 0, out_path
     except OSError:
         pass
 
-    lineages = list(dict.fromkeys(stage.lineage for stage in pooled))
-    lineage_of = np.asarray([lineages.index(pooled[i].lineage) for i in stage_of], dtype=int)
+    lineages = list(dict.fromkeys(stage.lineage for stage in stages))
+    lineage_of = np.asarray([lineages.index(stages[i].lineage) for i in stage_of], dtype=int)
     plot = _plot(spec, profile, out_path, trajs.reward_returns, trajs.cost_returns,
                  {name: lineage_of == i for i, name in enumerate(lineages)})
     from tasks.datasets import file_sha256
@@ -941,7 +954,7 @@ def _stage_seconds(stages, done, lineage: str) -> float:
                            if s.lineage == lineage)), 1)
 
 
-def _agent_cards(stages, done, pooled, stage_of) -> list[dict]:
+def _agent_cards(stages, done, stage_of) -> list[dict]:
     """Per agent (lineage): its cost limit, steps, core time, episodes trained and kept, the
     reward and cost of its last tenth of episodes, and its final multiplier."""
     cards = []
@@ -950,7 +963,7 @@ def _agent_cards(stages, done, pooled, stage_of) -> list[dict]:
         rewards = np.concatenate([done[s.name]["episode_reward_returns"] for s in mine])
         costs = np.concatenate([done[s.name]["episode_cost_returns"] for s in mine])
         tail = max(1, len(rewards) // 10)
-        kept = sum(int((stage_of == pooled.index(s)).sum()) for s in mine if s in pooled)
+        kept = sum(int((stage_of == stages.index(s)).sum()) for s in mine)
         last = done[mine[-1].name]
         cards.append({
             "agent": lineage,

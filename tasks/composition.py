@@ -36,8 +36,9 @@ class GridFilter:
     """crowded bins are subsampled to this many; None: the smallest cap that still keeps the
     official file's trajectory count (DSRL chose its cap per file; the count is in its name)"""
     window: str = "official"
-    """"official": keep cost returns in [0, official max cost] and reward returns in [r_min,
-    r_max], the extent of DSRL's file; "none": no window"""
+    """"official": keep cost returns in [0, official max cost] and reward returns >= r_min, the
+    extent of DSRL's file (open above: an agent of ours may run faster than DSRL's best, and
+    its trajectories are competent data); "none": no window"""
 
 
 def official_numbers(spec: TaskSpec) -> dict:
@@ -56,7 +57,7 @@ def window_of(spec: TaskSpec, settings: GridFilter) -> tuple[float, float, float
     if settings.window != "official":
         raise ValueError(f"unknown filter window {settings.window!r}; use official or none")
     official = official_numbers(spec)
-    return 0.0, official["cost_max"], spec.reward_min, spec.reward_max
+    return 0.0, official["cost_max"], spec.reward_min, math.inf
 
 
 def in_window(costs: np.ndarray, rewards: np.ndarray, window) -> np.ndarray:

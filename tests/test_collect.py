@@ -158,12 +158,12 @@ def test_budgets():
 
 from tasks.composition import GridFilter  # noqa: E402
 
-#: the study profile's shape at smoke size: an expert in 3 segments (the last one pooled), two
-#: agents started from it in 2 segments each, the grid filter without a window
+#: the study profile's shape at smoke size: two agents in 3 segments each, limits annealed up
+#: from 2 (DSRL's schedule), the grid filter without a window
 TINY_STUDY = collect.CollectBudget(
-    env_steps_per_agent=400, cost_limits=(10.0, 40.0), num_envs=2, steps_per_epoch=200,
-    update_epochs=2, minibatch_size=100, expert_steps=600, expert_pool_share=0.34,
-    anneal_share=0.5, segment_steps=200, task_scale=(("BallRun", 1.0),),
+    env_steps_per_agent=600, cost_limits=(10.0, math.inf), num_envs=2, steps_per_epoch=200,
+    update_epochs=2, minibatch_size=100, anneal_from=2.0, anneal_window=(0.34, 0.67),
+    segment_steps=200, agent_scale=(("BallRun", 1.0),),
     grid_filter=GridFilter(window="none", min_per_bin=0))
 
 
@@ -173,24 +173,27 @@ def tiny_study(monkeypatch):
     return "tiny-study"
 
 
-def test_study_stages_expert_first_then_agents_from_it():
+def test_study_stages_segments_and_annealed_limits():
     stages = collect.plan_stages(TINY_STUDY, SPEC)
-    assert [s.name for s in stages] == ["expert-seg0", "expert-seg1", "expert-seg2",
-                                        "agent0-seg0", "agent0-seg1", "agent1-seg0",
-                                        "agent1-seg1"]
+    assert [s.name for s in stages] == ["agent0-seg0", "agent0-seg1", "agent0-seg2",
+                                        "agent1-seg0", "agent1-seg1", "agent1-seg2"]
     by = {s.name: s for s in stages}
-    assert [by[f"expert-seg{j}"].pooled for j in range(3)] == [False, False, True]
-    assert by["agent0-seg0"].parent == by["agent1-seg0"].parent == "expert-seg2"
-    assert by["agent0-seg1"].parent == "agent0-seg0" and by["agent0-seg1"].keep_lambda
-    assert not by["agent0-seg0"].keep_lambda  # a fresh multiplier for its own limit
-    # the limit falls from the official max cost (80) to the agent's own over half its epochs
-    assert by["agent0-seg0"].cost_limits == (10.0,) and by["agent0-seg1"].cost_limits == (10.0,)
-    longer = dataclasses.replace(TINY_STUDY, env_steps_per_agent=800, segment_steps=400)
+    assert by["agent0-seg0"].parent is None and by["agent0-seg2"].parent == "agent0-seg1"
+    # flat at 2 for the first third of the epochs, rising to 10 by two thirds, then flat
+    assert [lim for s in stages[:3] for lim in s.cost_limits] == [2.0, 10.0, 10.0]
+    longer = dataclasses.replace(TINY_STUDY, env_steps_per_agent=2000, segment_steps=1000,
+                                 anneal_window=(0.1, 0.9))
     limits = [lim for s in collect.plan_stages(longer, SPEC) if s.lineage == "limit 10"
               for lim in s.cost_limits]
-    assert limits == [45.0, 10.0, 10.0, 10.0]
+    assert limits == [2.0] + [2.0 + 8.0 * k / 8 for k in range(1, 9)] + [10.0]
+    assert all(math.isinf(lim) for s in stages if s.lineage == "unconstrained"
+               for lim in s.cost_limits)
     assert len({s.agent for s in stages}) == len(stages)  # every stage its own random streams
-    assert all(math.isinf(lim) for s in stages if s.lineage == "expert" for lim in s.cost_limits)
+    assert collect._segments(1000, 400, 200) == [600, 400]  # whole epochs, no stub segment
+    # the study profile: four agents, the unconstrained one last; ants get three times the steps
+    study = COLLECT_PROFILES["study"]
+    assert study.cost_limits[-1] == math.inf and study.grid_filter is not None
+    assert steps_for(study, get_task("AntRun")) == 3 * steps_for(study, get_task("CarRun"))
 
 
 def test_study_collection_card_resume_and_datasets(local_dir, tiny_study, monkeypatch, capsys):
@@ -205,7 +208,7 @@ def test_study_collection_card_resume_and_datasets(local_dir, tiny_study, monkey
     calls = []
 
     def interrupted(spec, budget, steps, seed, agent, *args, **kwargs):
-        if agent == 1000:  # agent1-seg0: the expert and agent 0 are saved by then
+        if agent == 1001:  # agent1-seg1: agent 0 and the first segment of agent 1 are saved
             raise KeyboardInterrupt
         calls.append(agent)
         return real_train(spec, budget, steps, seed, agent, *args, **kwargs)
@@ -214,25 +217,23 @@ def test_study_collection_card_resume_and_datasets(local_dir, tiny_study, monkey
     monkeypatch.setattr(collect, "_train_agent", interrupted)
     with pytest.raises(KeyboardInterrupt):
         collect_task(SPEC, tiny_study, seed=2, progress=False)
-    assert calls == [2000, 2001, 2002, 0, 1] and not out.exists()
+    assert calls == [0, 1, 2, 1000] and not out.exists()
     monkeypatch.setattr(collect, "_train_agent", real_train)
     summary = collect_task(SPEC, tiny_study, seed=2, progress=False)
-    assert summary["resumed_stages"] == ["expert-seg0", "expert-seg1", "expert-seg2",
-                                         "agent0-seg0", "agent0-seg1"]
+    assert summary["resumed_stages"] == ["agent0-seg0", "agent0-seg1", "agent0-seg2",
+                                         "agent1-seg0"]
     a, b = _arrays(reference["path"]), _arrays(out)
-    for key in KEYS:  # resumed per stage, the same data as the unbroken collection
+    for key in KEYS:  # resumed per segment, the same data as the unbroken collection
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
-    # the pool: the expert's last segment and both agents, nothing of its first two segments
     card = json.loads(collect.card_path_for(out).read_text())
     agents = {agent["agent"]: agent for agent in card["agents"]}
-    assert set(agents) == {"expert", "limit 10", "limit 40"}
-    assert agents["expert"]["env_steps"] == 600 and agents["limit 10"]["env_steps"] == 400
-    assert card["filter"]["pool"] == sum(a["episodes_kept"] for a in agents.values()) or \
-        card["filter"]["kept"] == summary["n_trajectories"]
+    assert set(agents) == {"limit 10", "unconstrained"}
+    assert agents["limit 10"]["env_steps"] == 600 and agents["limit 10"]["final_cost_limit"] == 10
+    assert card["filter"]["pool"] == sum(a["episodes_kept"] for a in agents.values())
     assert card["filter"]["kept"] == summary["n_trajectories"]
     assert card["profile"] == tiny_study and card["seed"] == 2
-    assert card["budget"]["expert_steps"] == 600 and card["timing"]["core_seconds"] > 0
+    assert card["budget"]["anneal_from"] == 2.0 and card["timing"]["core_seconds"] > 0
     # the card round-trips: the file's copy is the JSON beside it less its timings
     row = describe_dataset(SPEC, out, "local", tiny_study)
     assert row["card"] == {k: v for k, v in card.items() if k != "timing"}
@@ -251,3 +252,15 @@ def test_study_collection_card_resume_and_datasets(local_dir, tiny_study, monkey
     assert main(["datasets", "--tasks", "BallRun"]) == 0
     table = capsys.readouterr().out
     assert "local tiny-study" in table and "(940)" in table and summary["sha256"] in table
+
+
+def test_segments_continue_the_agent(tiny_study):
+    """A segment continues its predecessor's weights, statistics, multiplier and Adam."""
+    stages = collect.plan_stages(TINY_STUDY, SPEC)
+    first = collect._train_agent(SPEC, TINY_STUDY, 200, 0, stages[0].agent, 2.0)
+    state = {k: v for k, v in first.items() if k.startswith("state/")}
+    assert any(k.startswith("state/adam.") for k in state)
+    again = collect._train_agent(SPEC, TINY_STUDY, 200, 0, stages[1].agent, 10.0, start=state)
+    fresh = collect._train_agent(SPEC, TINY_STUDY, 200, 0, stages[1].agent, 10.0)
+    assert not np.array_equal(again["state/actor.0.weight"], fresh["state/actor.0.weight"])
+    assert float(again["state/norm_count"]) > float(first["state/norm_count"])
