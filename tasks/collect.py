@@ -687,6 +687,12 @@ def _task_scale(table: tuple[tuple[str, float], ...], spec: TaskSpec) -> float:
     return dict(table).get(spec.name, 1.0)
 
 
+def official_cost_max(spec: TaskSpec) -> float:
+    from tasks.composition import official_numbers
+
+    return float(official_numbers(spec)["cost_max"])
+
+
 def _stage_fingerprint(spec: TaskSpec, profile: str, budget: CollectBudget, seed: int,
                        stage: Stage, parent_fingerprint: str | None) -> str:
     return json.dumps({"collector": COLLECTOR_VERSION, "task": spec.name, "profile": profile,
@@ -714,8 +720,9 @@ def _keep_episodes(data: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, n
     return out
 
 
-def _run_stages(spec, profile, budget, seed, stages, partial, bar):
-    """Train every stage not saved yet; return each stage's saved arrays and which resumed."""
+def _run_stages(spec, profile, budget, seed, stages, partial, bar, say=None):
+    """Train every stage not saved yet; return each stage's saved arrays and which resumed.
+    `say` (when given) gets one line per stage: how far the collection is, without a bar."""
     from tasks.composition import in_window, window_of
 
     window = window_of(spec, budget.grid_filter) if budget.grid_filter else None
@@ -749,6 +756,16 @@ def _run_stages(spec, profile, budget, seed, stages, partial, bar):
             resumed.append(stage.name)
             bar.update(stage.steps)
         done[stage.name] = data
+        if say is not None:
+            rewards = data["episode_reward_returns"]
+            costs = data["episode_cost_returns"]
+            tail = max(1, len(rewards) // 10)
+            share = sum(s.steps for s in stages if s.name in done) / sum(s.steps for s in stages)
+            how = "resumed" if stage.name in resumed else "trained"
+            say(f"{spec.name} ({profile}): {stage.name} {how} ({len(done)}/{len(stages)} "
+                f"stages, {share:.0%} of the steps); "
+                f"its last episodes: reward {rewards[-tail:].mean():.0f}, cost "
+                f"{costs[-tail:].mean():.1f}, limit {stage.cost_limits[-1]:g}")
     return done, resumed
 
 
@@ -799,7 +816,8 @@ def collect_task(spec: TaskSpec, profile: str = "quick", seed: int = 0, out_path
         bar = tqdm(total=sum(stage.steps for stage in stages), unit="step",
                    disable=not progress, desc=f"collect {spec.name} ({profile})",
                    dynamic_ncols=True)
-        done, resumed = _run_stages(spec, profile, budget, seed, stages, partial, bar)
+        say = None if progress else (lambda line: print(line, flush=True))
+        done, resumed = _run_stages(spec, profile, budget, seed, stages, partial, bar, say)
     finally:
         torch.set_num_threads(threads)
         if bar is not None:

@@ -264,3 +264,13 @@ def test_segments_continue_the_agent(tiny_study):
     fresh = collect._train_agent(SPEC, TINY_STUDY, 200, 0, stages[1].agent, 10.0)
     assert not np.array_equal(again["state/actor.0.weight"], fresh["state/actor.0.weight"])
     assert float(again["state/norm_count"]) > float(first["state/norm_count"])
+
+
+def test_agents_that_never_reach_dsrl_window_are_one_clear_error(local_dir, monkeypatch):
+    # at smoke size no BallRun episode reaches DSRL's r_min (26): nothing to keep
+    windowed = dataclasses.replace(TINY_STUDY, cost_limits=(10.0,), env_steps_per_agent=200,
+                                   grid_filter=GridFilter())
+    monkeypatch.setitem(COLLECT_PROFILES, "windowed", windowed)
+    with pytest.raises(CollectError, match="did not learn the task"):
+        collect_task(SPEC, "windowed", seed=0, progress=False)
+    assert not local_path(SPEC, "windowed").exists()
