@@ -22,6 +22,10 @@ EXAMPLES = {
     "speed": "python -m bench speed --method LSPC --batch 1024 --steps 20 --json",
 }
 
+#: tasks.collect.COLLECT_PROFILES' names, spelled out so that `--help` needs no numpy (a test
+#: holds the two equal)
+COLLECT_PROFILE_NAMES = ("smoke", "quick", "study", "paper")
+
 
 class UserError(Exception):
     """Bad input: printed as one line, no traceback, exit status 2."""
@@ -478,6 +482,14 @@ def _plot(args) -> int:
         source = source_task(args.task).name
         paths = plot_transfer(transfer_frame(results, source), source,
                               Path(args.out or results / "transfer" / f"{source}-matrix-chart"))
+    elif args.kind == "datasets":
+        from tasks.registry import suite_tasks
+
+        if not args.suite:
+            raise UserError("--kind datasets needs --suite (bullet, safetygym, metadrive)")
+        paths = figures.plot_datasets(suite_tasks(args.suite),
+                                      Path(args.out or results / f"data-{args.suite}"),
+                                      args.data, args.profile)
     elif args.kind == "dataset":
         if not args.task:
             raise UserError("--kind dataset needs --task")
@@ -527,12 +539,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("collect", "collect DSRL-format datasets from the simulators (PPO-Lagrangian)")
     add_task_selection(p)
-    from tasks.collect import COLLECT_PROFILES
-
     p.set_defaults(profile="quick")
     for action in p._actions:
         if action.dest == "profile":  # collection has its own profiles (study: DSRL-like data)
-            action.choices = list(COLLECT_PROFILES)
+            action.choices = list(COLLECT_PROFILE_NAMES)
             action.help = ("collection budget: smoke (tests), quick (minutes), study (DSRL-like, "
                            "about an hour of one core a task), paper (cluster)")
     p.add_argument("--seed", type=int, default=0)
@@ -644,14 +654,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("plot", "figures (PNG + PDF): training curves, a sweep, a dataset's scatter, the "
                     "transfer chart")
-    p.add_argument("--kind", choices=["curves", "sweep", "dataset", "transfer"], required=True,
-                   help="curves: Fig. 2; sweep: Fig. 4; dataset: Fig. 10; transfer: Fig. 12")
+    p.add_argument("--kind", choices=["curves", "sweep", "dataset", "datasets", "transfer"],
+                   required=True, help="curves: Fig. 2; sweep: Fig. 4; dataset: Fig. 10 (one "
+                   "task); datasets: Fig. 10 for a --suite on one sheet; transfer: Fig. 12")
     p.add_argument("--task", help="for curves and dataset; for transfer, the source task")
+    p.add_argument("--suite", help="for datasets: bullet, safetygym or metadrive")
     p.add_argument("--field", default="epsilon", help="for sweep: the swept config field")
     p.add_argument("--results", default="results")
     p.add_argument("--data", choices=["auto", "dsrl", "local"], default="auto")
-    p.add_argument("--profile", choices=["smoke", "quick", "paper"], default="quick",
-                   help="for dataset: which local collection")
+    p.add_argument("--profile", choices=list(COLLECT_PROFILE_NAMES), default="quick",
+                   help="for dataset(s): which local collection")
     p.add_argument("--out", help="output path without suffix")
     p.set_defaults(func=cmd_plot)
 

@@ -72,6 +72,56 @@ def plot_dataset(task: str, path: Path, source: str = "auto", profile: str = "qu
                          path.with_suffix(suffix)) for suffix in (".png", ".pdf")]
 
 
+def plot_datasets(specs, path: Path, source: str = "auto", profile: str = "quick") -> list[Path]:
+    """Every task's dataset on one sheet: a reward-cost panel per task (Fig. 10 for a suite),
+    the official file's extent dotted, the thresholds dashed."""
+    import math
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    from tasks.composition import official_numbers
+    from tasks.datasets import DatasetError, load_dataset, split_trajectories
+
+    panels = []
+    for spec in specs:
+        try:
+            panels.append((spec, load_dataset(spec, source, profile)))
+        except DatasetError:
+            continue
+    if not panels:
+        raise ReportError(f"no {profile} dataset of {', '.join(s.name for s in specs)} found; "
+                          f"`python -m bench collect --profile {profile}` makes them")
+    cols = min(4, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.7 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (spec, data) in zip(axes.flat, panels):
+        trajectories = split_trajectories(data.arrays)
+        ax.scatter(trajectories.cost_returns, trajectories.reward_returns, s=2, alpha=0.4)
+        for threshold in spec.thresholds:
+            ax.axvline(threshold, color="k", linestyle="--", linewidth=0.6)
+        official = official_numbers(spec)
+        ax.add_patch(Rectangle((0.0, spec.reward_min), official["cost_max"],
+                               spec.reward_max - spec.reward_min, fill=False, edgecolor="0.4",
+                               linestyle=":", linewidth=0.8))
+        kind = "DSRL" if data.source == "dsrl" else f"local {profile}"
+        ax.set_title(f"{spec.name} ({kind}, {len(trajectories)})", fontsize=8)
+        ax.tick_params(labelsize=6)
+    for ax in axes[-1]:
+        ax.set_xlabel("cost return", fontsize=7)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("reward return", fontsize=7)
+    fig.suptitle("trajectories on the reward-cost plane; dotted: the official file's extent, "
+                 "dashed: the thresholds", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def _save(fig, path: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 

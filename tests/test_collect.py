@@ -274,3 +274,9 @@ def test_agents_that_never_reach_dsrl_window_are_one_clear_error(local_dir, monk
     with pytest.raises(CollectError, match="did not learn the task"):
         collect_task(SPEC, "windowed", seed=0, progress=False)
     assert not local_path(SPEC, "windowed").exists()
+
+
+def test_the_cli_offers_every_collection_profile():
+    from bench.cli import COLLECT_PROFILE_NAMES
+
+    assert tuple(COLLECT_PROFILES) == COLLECT_PROFILE_NAMES

@@ -152,3 +152,9 @@ def test_bench_datasets_on_an_official_layout_file(data_dirs, capsys):
     assert not row["targets"]["count"]["holds"]  # 12 trajectories against 651
     assert main(["datasets", "--suite", "metadrive"]) == 0
     assert "no dataset found" in capsys.readouterr().out
+    # the suite's scatters on one sheet (a panel per dataset found)
+    out = data_dirs[0].parent / "sheet"
+    assert main(["plot", "--kind", "datasets", "--suite", "bullet", "--data", "dsrl",
+                 "--out", str(out)]) == 0
+    assert out.with_suffix(".png").stat().st_size > 1000 and out.with_suffix(".pdf").exists()
+    assert main(["plot", "--kind", "datasets", "--suite", "metadrive", "--data", "dsrl"]) == 2
