@@ -222,7 +222,14 @@ def cmd_run(args) -> int:
         except OfficialFISORError as err:
             raise UserError(str(err)) from None
     from bench.plan import save_plan
+    from bench.records import set_aside
 
+    for job in jobs:  # a damaged record is kept aside and its job redone
+        for path, problem in job.damaged():
+            kept = set_aside(path)
+            print(f"damaged record {path} ({problem}): moved to {kept.name}; its job runs "
+                  "again", flush=True)
+    todo = sum(bool(job.missing()) for job in jobs)
     save_plan(jobs, Path(args.results))
     print(f"{len(jobs)} training jobs planned ({todo} to run, {len(jobs) - todo} already "
           f"recorded); data: {', '.join(sources)}; results in {args.results}", flush=True)

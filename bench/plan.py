@@ -16,7 +16,7 @@ from pathlib import Path
 
 from algorithms import build_config, get_method
 from bench.profiles import PROFILES
-from bench.records import artifact_dir, config_hash, record_path
+from bench.records import artifact_dir, config_hash, read_record, record_path
 from tasks.datasets import file_sha256, resolve_path
 from tasks.registry import TaskSpec
 
@@ -84,9 +84,23 @@ class Job:
         return {}
 
     def missing(self) -> list[tuple[float, str]]:
-        """(threshold, recorded name) pairs without a record yet."""
+        """(threshold, recorded name) pairs without a valid record yet (a damaged record does
+        not count: its job is redone)."""
         return [(t, name) for t in self.thresholds for name in self.recorded_as
-                if not self.record_path(t, name).exists()]
+                if not self.record_path(t, name).exists()
+                or read_record(self.record_path(t, name))[1] is not None]
+
+    def damaged(self) -> list[tuple[Path, str]]:
+        """(path, what is wrong) of each of this job's records that exists but is damaged."""
+        out = []
+        for t in self.thresholds:
+            for name in self.recorded_as:
+                path = self.record_path(t, name)
+                if path.exists():
+                    problem = read_record(path)[1]
+                    if problem:
+                        out.append((path, problem))
+        return out
 
     @property
     def label(self) -> str:

@@ -49,11 +49,19 @@ def write_json_atomic(path: Path, payload: dict, overwrite: bool = False) -> Pat
     try:
         with os.fdopen(fd, "w") as handle:
             json.dump(payload, handle, indent=1, sort_keys=True, default=_jsonable)
+        os.chmod(tmp, file_mode())  # mkstemp makes it 0600: a colleague could not read it
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def file_mode() -> int:
+    """The mode a plain open() would give a new file under the process umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _jsonable(value):
@@ -64,27 +72,112 @@ def _jsonable(value):
     return str(value)
 
 
-def load_records(results: Path, transfer_from: str | None = None) -> list[dict]:
-    """Every finished record under `results` (error records and temp files are skipped): the
-    main ones, or with `transfer_from` the zero-shot transfer records of that source task
-    (kept under results/transfer/<source>/, never mixed into the main tables)."""
-    records = []
+#: what every record must hold to be counted, and the type each must have
+REQUIRED_FIELDS = {"method": str, "task": str, "suite": str, "seed": int, "threshold": float,
+                   "normalized_reward": float, "normalized_cost": float}
+
+
+class RecordScan(list):
+    """The valid records of a folder (a list), with the damaged ones beside: `damaged` is a
+    list of (path, what is wrong)."""
+
+    def __init__(self, records=(), damaged=()):
+        super().__init__(records)
+        self.damaged = list(damaged)
+
+
+def check_record(record, path: Path | None = None) -> str | None:
+    """What is wrong with a parsed record (None: nothing). An error record is not a record."""
+    if not isinstance(record, dict):
+        return f"its top level is a JSON {type(record).__name__}, not an object"
+    if record.get("schema") != SCHEMA:
+        return f"schema {record.get('schema')!r}, expected {SCHEMA}"
+    if record.get("status") != "ok":
+        return f"status {record.get('status')!r}, expected 'ok'"
+    for field, kind in REQUIRED_FIELDS.items():
+        if field not in record:
+            return f"no {field!r}"
+        value = record[field]
+        if kind is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return f"{field!r} is {value!r}, not a number"
+            if value != value or value in (float("inf"), float("-inf")):
+                return f"{field!r} is {value!r}"
+        elif kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+            return f"{field!r} is {value!r}, not a whole number"
+        elif kind is str and (not isinstance(value, str) or not value):
+            return f"{field!r} is {value!r}, not a name"
+    if path is not None:  # the key in the file name must be the key inside
+        expected = f"thr{record['threshold']:g}-seed{record['seed']}-"
+        if not Path(path).name.startswith(expected):
+            return (f"says threshold {record['threshold']:g} and seed {record['seed']}, but "
+                    f"its file name does not")
+    return None
+
+
+def read_record(path: Path) -> tuple[dict | None, str | None]:
+    """(record, None) for a valid record; (None, what is wrong) for a damaged one."""
+    try:
+        with open(path) as handle:
+            record = json.load(handle)
+    except OSError as err:
+        return None, f"unreadable ({err.strerror or err})"
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        return None, f"not valid JSON ({err})"
+    problem = check_record(record, path)
+    return (None, problem) if problem else (record, None)
+
+
+def is_error_record(path: Path) -> bool:
+    return Path(path).name.endswith(".error.json")
+
+
+def record_paths(results: Path, transfer_from: str | None = None) -> list[Path]:
+    """The record files of a results folder: the main ones, or with `transfer_from` the
+    zero-shot transfer records of that source task (results/transfer/<source>/)."""
     root = Path(results)
     if transfer_from is not None:
         paths = sorted((root / "transfer" / transfer_from).rglob("thr*-seed*.json"))
     else:
         paths = [p for p in sorted(root.rglob("thr*-seed*.json"))
                  if p.relative_to(root).parts[0] != "transfer"]
-    for path in paths:
-        try:
-            with open(path) as handle:
-                record = json.load(handle)
-        except (OSError, json.JSONDecodeError):
+    return [p for p in paths if not is_error_record(p)]
+
+
+def load_records(results: Path, transfer_from: str | None = None) -> RecordScan:
+    """Every valid record under `results` (error records and temp files are not records), each
+    with its `_path`; the damaged ones are named in the result's `damaged`, never read in."""
+    records, damaged = [], []
+    for path in record_paths(results, transfer_from):
+        record, problem = read_record(path)
+        if problem:
+            damaged.append((path, problem))
             continue
-        if record.get("schema") == SCHEMA and record.get("status") == "ok":
-            record["_path"] = str(path)
-            records.append(record)
-    return records
+        record["_path"] = str(path)
+        records.append(record)
+    return RecordScan(records, damaged)
+
+
+def damaged_note(damaged: list) -> str:
+    """One paragraph naming the damaged records a reader left out."""
+    if not damaged:
+        return ""
+    lines = [f"left out {len(damaged)} damaged record(s) (`bench run` moves them aside to "
+             "<name>.damaged and redoes their jobs):"]
+    lines += [f"  {path}: {problem}" for path, problem in damaged]
+    return "\n".join(lines)
+
+
+def set_aside(path: Path) -> Path:
+    """Move a damaged record to `<name>.damaged` (never over an earlier one); it is kept."""
+    path = Path(path)
+    target = path.with_name(path.name + ".damaged")
+    n = 1
+    while target.exists():
+        target = path.with_name(f"{path.name}.damaged.{n}")
+        n += 1
+    os.replace(path, target)
+    return target
 
 
 @lru_cache(maxsize=1)

@@ -36,11 +36,14 @@ def records_frame(results: Path) -> pd.DataFrame:
                "data_source", "normalized_reward", "normalized_cost", "config_hash", "created",
                "bench_version", "git_sha"]
     rows = []
-    for r in load_records(results):
+    scan = load_records(results)
+    for r in scan:
         rows.append({**{k: r[k] for k in columns if k in r}, "method": method_label(r),
                      "bench_version": r.get("provenance", {}).get("bench_version"),
                      "git_sha": r.get("provenance", {}).get("git_sha")})
-    return pd.DataFrame(rows, columns=columns)
+    frame = pd.DataFrame(rows, columns=columns)
+    frame.attrs["damaged"] = [(str(path), problem) for path, problem in scan.damaged]
+    return frame
 
 
 def _bootstrap_half_width(values: np.ndarray, rng: np.random.Generator,

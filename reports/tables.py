@@ -182,17 +182,31 @@ def report(results: Path | None = None, fmt: str = "markdown", layout: str = "su
         frame = None
     else:
         frame = records_frame(Path(results))
+        damaged = frame.attrs.get("damaged", [])
+        everything = frame
         if profile:
             frame = frame[frame.profile == profile]
         if suites:
             frame = frame[frame.suite.isin(suites)]
         if methods:
             frame = frame[frame.method.isin(methods)]
-        if frame.empty:
+        if everything.empty:
             raise ReportError(f"no records under {results}"
-                              + (f" for profile {profile}" if profile else "")
+                              + (f" ({len(damaged)} damaged)" if damaged else "")
                               + "; run `python -m bench run --suite bullet` first")
+        if frame.empty:
+            raise ReportError(
+                f"none of the {len(everything)} records under {results} matches "
+                + ", ".join(f"{flag} {value}" for flag, value in (
+                    ("--profile", profile), ("--suite", ",".join(suites or [])),
+                    ("--methods", ",".join(methods or []))) if value)
+                + f"; they hold profiles {', '.join(sorted(everything.profile.dropna().unique()))}"
+                f", suites {', '.join(sorted(everything.suite.unique()))} and methods "
+                f"{', '.join(sorted(everything.method.unique()))}")
         notes = provenance_notes(frame)
+        if damaged:
+            notes.append(f"{len(damaged)} damaged record(s) left out, not averaged in: "
+                         + "; ".join(f"{path} ({problem})" for path, problem in damaged))
     if compare is not None:
         if frame is None:
             raise ReportError("--compare compares records with published numbers; "
