@@ -6,7 +6,6 @@ import json
 import os
 import stat
 
-import pytest
 
 from bench.cli import main
 from bench.records import check_record, load_records, read_record, set_aside
