@@ -740,11 +740,14 @@ def _run_stages(spec, profile, budget, seed, stages, partial, bar, say=None):
             if stage.parent is not None:
                 start = {k: v for k, v in done[stage.parent].items() if k.startswith("state/")}
             start_n = bar.n
-            began = time.perf_counter()
+            began, began_cpu = time.perf_counter(), time.process_time()
             data = _train_agent(spec, budget, stage.steps, seed, stage.agent,
                                 stage.cost_limits if len(set(stage.cost_limits)) > 1
                                 else stage.cost_limits[0], bar=bar, start=start)
+            # core time is the process's CPU time (one torch thread, the simulator in process):
+            # what the stage costs, whatever else shared the machine; wall time beside it
             data["seconds"] = np.asarray(time.perf_counter() - began)
+            data["cpu_seconds"] = np.asarray(time.process_time() - began_cpu)
             bar.update(max(0, start_n + stage.steps - bar.n))  # the tail steps overshoot
             rewards, costs = _episode_returns(data)
             data["episode_reward_returns"], data["episode_cost_returns"] = rewards, costs
@@ -867,9 +870,9 @@ def collect_task(spec: TaskSpec, profile: str = "quick", seed: int = 0, out_path
     # the data: timings and the date are in the card beside it only
     timing = {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "core_seconds": round(float(sum(float(d["seconds"]) for d in done.values()
-                                        if "seconds" in d)), 1),
-        "agents": {agent: _stage_seconds(stages, done, agent)
+        "core_seconds": _stage_seconds(stages, done, None, "cpu_seconds"),
+        "wall_seconds": _stage_seconds(stages, done, None, "seconds"),
+        "agents": {agent: _stage_seconds(stages, done, agent, "cpu_seconds")
                    for agent in dict.fromkeys(stage.lineage for stage in stages)},
         "resumed_stages": resumed,
     }
@@ -967,9 +970,10 @@ def _plain_budget(budget: CollectBudget) -> dict:
     return out
 
 
-def _stage_seconds(stages, done, lineage: str) -> float:
-    return round(float(sum(float(done[s.name].get("seconds", 0.0)) for s in stages
-                           if s.lineage == lineage)), 1)
+def _stage_seconds(stages, done, lineage: str | None, key: str) -> float:
+    """Seconds (`cpu_seconds` or wall `seconds`) of one agent's stages, or of all (None)."""
+    return round(float(sum(float(done[s.name].get(key, 0.0)) for s in stages
+                           if lineage is None or s.lineage == lineage)), 1)
 
 
 def _agent_cards(stages, done, stage_of) -> list[dict]:
@@ -1012,7 +1016,8 @@ def format_summary(summary: dict) -> str:
     lines = [
         f"{summary['task']} ({summary['profile']}, seed {summary['seed']}): "
         f"{summary['n_trajectories']} trajectories, {summary['n_transitions']} transitions "
-        f"in {summary['seconds']:.0f}s",
+        f"in {summary['seconds']:.0f}s ({summary['core_seconds'] / 3600:.2f} core-hours of "
+        "training, resumed segments included)",
         f"  file: {summary['path']}",
         f"  plot: {summary['plot']}",
         f"  reward return: {summary['reward_return_min']:.1f} .. "
