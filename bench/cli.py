@@ -251,7 +251,8 @@ def cmd_run(args) -> int:
         if outcome["status"] == "error":
             print(f"  FAILED {outcome['job']}: {outcome['error']} (traceback in its "
                   ".error.json)")
-    return 1 if count["error"] else 0
+    # a selection with a job standing failed is not done, whichever run it failed in
+    return 1 if count["error"] or count["failed earlier"] else 0
 
 
 def _workers(args) -> int:

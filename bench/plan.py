@@ -182,7 +182,9 @@ def save_plan(jobs: list[Job], results: Path, extra: dict | None = None, folder:
               prefix: str = "") -> Path:
     """Keep the plan beside the records (for `bench status`); one file per distinct plan,
     named by its hash. `extra` fields are kept beside the jobs (a transfer's targets)."""
-    jobs_payload = [dataclasses.asdict(job) for job in jobs]
+    # job paths are kept relative to the results folder, so that a copied or moved folder, or
+    # `bench status --results` from anywhere, finds its records
+    jobs_payload = [{**dataclasses.asdict(job), "results": "."} for job in jobs]
     hashed = jobs_payload if extra is None else {"jobs": jobs_payload, **extra}
     text = json.dumps(hashed, sort_keys=True, default=str)
     path = (Path(results) / folder
@@ -194,21 +196,44 @@ def save_plan(jobs: list[Job], results: Path, extra: dict | None = None, folder:
     return path
 
 
-def job_from_fields(fields: dict) -> Job:
-    """A Job from its saved fields (JSON turned its tuples into lists)."""
-    return Job(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+def job_from_fields(fields: dict, results: Path) -> Job:
+    """A Job from its saved fields (JSON turned its tuples into lists), its paths under the
+    results folder the plan was read from."""
+    job = Job(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+    return dataclasses.replace(job, results=str(Path(results)))
 
 
-def load_plans(results: Path) -> list[Job]:
-    """Every job of every saved plan, once each."""
+class PlanError(ValueError):
+    """A saved plan that cannot be read; the message names the file."""
+
+
+def read_plan(path: Path, results: Path) -> tuple[list[Job], dict]:
+    """The jobs of one saved plan and its other fields; PlanError names what is wrong."""
+    try:
+        payload = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise PlanError(f"{path}: unreadable plan ({err})") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("jobs"), list):
+        raise PlanError(f"{path}: not a plan (a JSON object with a list of jobs)")
+    try:
+        jobs = [job_from_fields(fields, results) for fields in payload["jobs"]]
+    except (TypeError, ValueError) as err:
+        raise PlanError(f"{path}: a job of this plan does not fit this harness ({err})") from None
+    return jobs, payload
+
+
+def load_plans(results: Path, problems: list | None = None) -> list[Job]:
+    """Every job of every saved plan, once each; unreadable plans are skipped and named in
+    `problems` (when given)."""
     jobs: dict[tuple, Job] = {}
     for path in sorted((Path(results) / PLANS).glob("*.json")):
         try:
-            payload = json.loads(path.read_text())["jobs"]
-        except (OSError, ValueError, KeyError):
+            payload, _ = read_plan(path, results)
+        except PlanError as err:
+            if problems is not None:
+                problems.append(str(err))
             continue
-        for fields in payload:
-            job = job_from_fields(fields)
+        for job in payload:
             jobs.setdefault((job.job_hash, job.task, job.method, job.seed, job.train_threshold),
                             job)
     return list(jobs.values())

@@ -36,13 +36,26 @@ def progress(job: Job) -> tuple[int, int] | None:
         return None
 
 
+def _slot(job: Job) -> tuple:
+    """What a job is for, whatever its data or config hash: one cell of one table."""
+    return (job.method, job.variant, job.task, job.seed, job.train_threshold)
+
+
 def status_rows(results: Path) -> tuple[list[tuple], list[tuple]]:
     """(counts per suite and method, with a total row per suite when it has several
-    methods; details of running and failed jobs)."""
+    methods; details of running and failed jobs). A failed job of an older plan whose cell a
+    newer job of another hash fills (its data or config changed) is superseded: not counted."""
     counts: dict[tuple[str, str], Counter] = {}
     details = []
-    for job in load_plans(results):
-        state = job_state(job)
+    problems: list[str] = []
+    jobs = load_plans(results, problems)
+    states = {id(job): job_state(job) for job in jobs}
+    alive = {_slot(job) for job in jobs if states[id(job)] != "failed"}
+    superseded = [job for job in jobs if states[id(job)] == "failed" and _slot(job) in alive]
+    for job in jobs:
+        if job in superseded:
+            continue
+        state = states[id(job)]
         counts.setdefault((job.suite, job.method), Counter())[state] += 1
         if state == "running":
             done = progress(job)
@@ -55,6 +68,9 @@ def status_rows(results: Path) -> tuple[list[tuple], list[tuple]]:
             step = error.get("step")
             details.append((job.label, "failed", error.get("error", "?"),
                             f"at step {step:,}" if isinstance(step, int) else ""))
+    for job in superseded:
+        details.append((job.label, "superseded", "failed with other data or config; a newer "
+                        "job of the same cell replaces it", "(not counted)"))
     rows = []
     for suite in sorted({suite for suite, _ in counts}):
         methods = sorted(method for s, method in counts if s == suite)
@@ -64,6 +80,7 @@ def status_rows(results: Path) -> tuple[list[tuple], list[tuple]]:
         if len(methods) > 1:
             total = sum((counts[suite, m] for m in methods), Counter())
             rows.append((suite, "all", *(total[s] for s in STATES), sum(total.values())))
+    details += [("(plan left out)", "unreadable", problem, "") for problem in problems]
     return rows, details
 
 
@@ -75,7 +92,7 @@ def format_status(results: Path) -> str:
     rows, details = status_rows(results)
     if not rows:
         return (f"no plan under {results}: start one with `python -m bench run --results "
-                f"{results} ...`")
+                f"{results} ...`" + "".join(f"\n{d[2]}" for d in details))
     text = tabulate(rows, headers=["suite", "method", *STATES, "jobs"])
     if details:
         text += "\n\n" + tabulate(details, headers=["job", "state", "detail", ""])
@@ -86,5 +103,7 @@ def format_status(results: Path) -> str:
              for source, name, done, total in transfers],
             headers=["transfer", "method", "recorded", "left", "evaluations"])
     if any(row[4] for row in rows):
-        text += "\n\nrerun the failed jobs with `bench run ... --retry-failed`"
+        text += ("\n\nfailed jobs: fix the cause, then rerun the same selection with `bench run "
+                 "... --retry-failed`; to forget a failure instead, delete its .error.json "
+                 "beside the record it would have written")
     return text

@@ -142,15 +142,14 @@ def save_transfer_plan(jobs: list[Job], targets: list[str], results: Path) -> Pa
 def transfer_progress(results: Path) -> list[tuple]:
     """(source, recorded method, evaluations recorded, planned) for every saved transfer
     plan; an evaluation is one (agent, target, threshold) record."""
-    from bench.plan import PLANS, job_from_fields
+    from bench.plan import PLANS, PlanError, read_plan
 
     pairs: dict[tuple, tuple[Job, str]] = {}  # one entry per (agent, target) across plans
     for path in sorted((Path(results) / PLANS / TRANSFER).glob("*.json")):
         try:
-            payload = json.loads(path.read_text())
-            jobs = [job_from_fields(fields) for fields in payload["jobs"]]
-            targets = payload["targets"]
-        except (OSError, ValueError, KeyError, TypeError):
+            jobs, payload = read_plan(path, results)
+            targets = list(payload["targets"])
+        except (PlanError, KeyError, TypeError):
             continue
         for job in jobs:
             for target in targets:

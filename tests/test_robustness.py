@@ -112,3 +112,89 @@ def test_records_and_plans_follow_the_umask(local_ballrun, tmp_path):
     assert files
     for path in files:
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+
+
+# ------------------------------------------------------- plans and status (items 3, 4, 6)
+
+
+def _status_lines(out):
+    return {tuple(row.split()[:2]): row.split()[2:] for row in out.splitlines()
+            if row.startswith("bullet")}
+
+
+def test_status_of_a_moved_folder_from_anywhere(local_ballrun, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    first = tmp_path / "first"
+    assert run(first, "--methods", "BC-All") == 0
+    moved = tmp_path / "elsewhere" / "moved"
+    shutil.copytree(first, moved)
+    shutil.rmtree(first)
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    capsys.readouterr()
+    assert main(["status", "--results", str(moved)]) == 0
+    assert _status_lines(capsys.readouterr().out)["bullet", "BC-All"] == ["1", "0", "0", "0", "1"]
+    assert main(["status", "--results", "moved"]) == 0  # relative to where it is asked from
+    assert _status_lines(capsys.readouterr().out)["bullet", "BC-All"] == ["1", "0", "0", "0", "1"]
+
+
+def test_an_unreadable_plan_is_named_not_a_traceback(local_ballrun, tmp_path, capsys):
+    results = tmp_path / "results"
+    assert run(results, "--methods", "BC-All") == 0
+    (results / ".plans" / "broken.json").write_text("[1, 2]")
+    (results / ".plans" / "torn.json").write_text('{"jobs": [')
+    (results / ".plans" / "alien.json").write_text('{"jobs": [{"what": 1}]}')
+    capsys.readouterr()
+    assert main(["status", "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "broken.json: not a plan" in out and "torn.json: unreadable plan" in out
+    assert "alien.json" in out and "Traceback" not in out
+    assert _status_lines(out)["bullet", "BC-All"] == ["1", "0", "0", "0", "1"]
+
+
+FAILS_ON_SMALL_DATA = '''
+import os
+
+from algorithms.bc import BCAll
+
+
+class Picky(BCAll):
+    """BC that fails while PICKY_FAILS=1 (a data problem, fixed later)."""
+
+    def train_step(self, batch):
+        if os.environ.get("PICKY_FAILS") == "1":
+            raise RuntimeError("too little data")
+        return super().train_step(batch)
+'''
+
+
+def test_failed_jobs_exit_non_zero_and_superseded_failures_leave_status(
+        local_ballrun, tmp_path, capsys, monkeypatch):
+    (tmp_path / "picky.py").write_text(FAILS_ON_SMALL_DATA)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    results = tmp_path / "results"
+    args = ["--method-module", "picky:Picky", "--methods", "Picky"]
+    monkeypatch.setenv("PICKY_FAILS", "1")
+    assert run(results, *args) == 1
+    assert run(results, *args) == 1  # standing failed: still not done
+    assert "1 failed earlier" in capsys.readouterr().out
+    assert main(["status", "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert _status_lines(out)["bullet", "Picky"] == ["0", "0", "1", "0", "1"]
+    assert "--retry-failed" in out and "delete its .error.json" in out
+
+    # the data changes (a new file, a new job hash): the old failure is superseded
+    from conftest import rollout_arrays
+    from tasks.datasets import local_path, write_dsrl_file
+    from tasks.registry import get_task
+
+    spec = get_task("BallRun")
+    write_dsrl_file(local_path(spec, "smoke"), rollout_arrays(spec, episodes=31, seed=1),
+                    {"source": "local", "seed": 1})
+    monkeypatch.setenv("PICKY_FAILS", "0")
+    assert run(results, *args) == 0
+    capsys.readouterr()
+    assert main(["status", "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert _status_lines(out)["bullet", "Picky"] == ["1", "0", "0", "0", "1"]
+    assert "superseded" in out and "--retry-failed" not in out

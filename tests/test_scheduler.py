@@ -133,7 +133,7 @@ def test_a_failing_job_is_recorded_and_the_rest_finish(local_ballrun, tmp_path, 
     assert lines["bullet", "Diverges"] == ["0", "0", "1", "0", "1"]
     assert lines["bullet", "all"] == ["1", "0", "1", "0", "2"]
 
-    assert main(args) == 0  # a failed job is not rerun unless asked
+    assert main(args) == 1  # a failed job is not rerun unless asked, and the run is not done
     assert "1 failed earlier" in capsys.readouterr().out
     assert main([*args, "--retry-failed"]) == 1
     assert "FAILED Diverges" in capsys.readouterr().out
