@@ -37,9 +37,58 @@ def _csv(text: str) -> list[str]:
 
 def _seeds(text: str) -> list[int]:
     try:
-        return [int(s) for s in _csv(text)]
+        seeds = [int(s) for s in _csv(text)]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--seeds takes integers like 0,1,2, not {text!r}")
+        raise argparse.ArgumentTypeError(f"takes integers like 0,1,2, not {text!r}") from None
+    if not seeds or any(seed < 0 for seed in seeds) or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(
+            f"takes distinct integers >= 0 like 0,1,2, not {text!r}")
+    return seeds
+
+
+def _selected_methods(text: str | None, registered) -> list[str]:
+    """--methods as a list: every registered method when not given; an empty one is an error."""
+    if text is None:
+        return list(registered)
+    methods = _csv(text)
+    if not methods:
+        raise UserError("--methods is empty: name at least one (`python -m bench methods` "
+                        "lists them), or leave the flag out to run every method")
+    return methods
+
+
+def _module_name(spec: str) -> str:
+    """The display name a --method-module class registers under (its `name`, else its class
+    name), without registering it."""
+    import importlib
+
+    module_name, _, attr = spec.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except Exception:  # noqa: BLE001 - load_method_module reports it
+        return ""
+    return str(getattr(cls, "name", None) or attr).lower()
+
+
+def _whole(least: int, meaning: str = ""):
+    """An argparse type: a whole number of at least `least` (`meaning` says what 0 does)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"takes a whole number, not {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(
+                f"takes a whole number >= {least}{meaning}, not {value}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+_STEPS = _whole(1)
+_COUNT = _whole(0, " (0: the default)")
+_EVERY = _whole(0, " (0: never)")
 
 
 def _device(text: str) -> str:
@@ -171,15 +220,19 @@ def cmd_download(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from algorithms import METHODS, _load_entry_points, load_method_module
+    from algorithms import METHODS, load_entry_points, load_method_module
     from bench.plan import plan_jobs, unknown_sets
     from bench.profiles import PROFILES
     from bench.schedule import run_jobs
 
-    _load_entry_points()  # installed methods of other packages count as registered
+    load_entry_points()  # installed methods of other packages count as registered
     specs = _selected_tasks(args)
-    method_modules = {load_method_module(spec): spec for spec in args.method_module or []}
-    methods = _csv(args.methods) if args.methods else list(METHODS)
+    replace = {name.lower() for name in args.replace_method or []}
+    method_modules = {}
+    for spec in args.method_module or []:
+        name = load_method_module(spec, replace=bool(replace) and _module_name(spec) in replace)
+        method_modules[name] = spec
+    methods = _selected_methods(args.methods, METHODS)
     sets = {}
     for item in args.set or []:
         if "=" not in item:
@@ -280,7 +333,7 @@ def _dry_run(jobs, args) -> int:
 
 
 def cmd_transfer(args) -> int:
-    from algorithms import METHODS, _load_entry_points
+    from algorithms import METHODS, load_entry_points
     from bench.plan import plan_jobs, save_plan
     from bench.profiles import PROFILES
     from bench.schedule import run_jobs
@@ -289,9 +342,9 @@ def cmd_transfer(args) -> int:
     from reports.transfer import plot_transfer, render_transfer, transfer_frame, transfer_table
     from tasks.registry import suite_tasks
 
-    _load_entry_points()
+    load_entry_points()
     source = source_task(args.source)
-    methods = _csv(args.methods) if args.methods else list(METHODS)
+    methods = _selected_methods(args.methods, METHODS)
     seeds = args.seeds if args.seeds is not None else list(PROFILES[args.profile].seeds)
     results = Path(args.results)
     jobs = plan_jobs([source], methods, seeds, args.profile, results, args.data,
@@ -406,9 +459,9 @@ def _report_transfer(args) -> int:
 def cmd_methods(args) -> int:
     import dataclasses
 
-    from algorithms import METHODS, _load_entry_points
+    from algorithms import METHODS, load_entry_points
 
-    _load_entry_points()
+    load_entry_points()
     rows = [{"name": name, "records": list(cls.policies) or [name],
              "threshold_agnostic": cls.threshold_agnostic, "wants": cls.wants,
              "steps": dict(cls.profile_steps),
@@ -538,7 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--tasks", help="comma-separated task names (any case, paper short forms)")
         p.add_argument("--profile", choices=["smoke", "quick", "paper"], default="quick",
                        help="budget: smoke (tests), quick (laptop), paper (cluster)")
-        p.add_argument("--jobs", type=int, default=0,
+        p.add_argument("--jobs", type=_COUNT, default=0,
                        help="jobs at once (default: one per core, or one per Dask worker)")
 
     p = add("methods", "list the registered methods, their profiles' steps and defaults")
@@ -553,7 +606,7 @@ def build_parser() -> argparse.ArgumentParser:
             action.choices = list(COLLECT_PROFILE_NAMES)
             action.help = ("collection budget: smoke (tests), quick (minutes), study (DSRL-like, "
                            "about an hour of one core a task), paper (cluster)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_whole(0), default=0)
     p.add_argument("--force", action="store_true", help="collect again over an existing file")
     p.set_defaults(func=cmd_collect)
 
@@ -574,16 +627,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", help="comma-separated (default: all registered)")
     p.add_argument("--method-module", action="append", metavar="PKG.MODULE:CLASS",
                    help="register a method from outside the repository (see README)")
+    p.add_argument("--replace-method", action="append", metavar="NAME",
+                   help="let a --method-module class take a registered method's name (its "
+                        "records then stand in that method's place); refused otherwise")
     p.add_argument("--seeds", type=_seeds, help="comma-separated (default: the profile's)")
     p.add_argument("--results", default="results", help="records folder (default ./results)")
     p.add_argument("--data", choices=["auto", "dsrl", "local"], default="auto",
                    help="official DSRL file, locally collected, or official if present (auto)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config field of the methods that have it")
-    p.add_argument("--steps", type=int, help="training steps (default: the method's profile)")
+    p.add_argument("--steps", type=_STEPS, help="training steps (default: the method's profile)")
     p.add_argument("--device", type=_device, default="cpu",
                    help="torch device to train on: cpu, cuda or cuda:N (default cpu)")
-    p.add_argument("--eval-every", type=int,
+    p.add_argument("--eval-every", type=_EVERY,
                    help="evaluate every N steps during training for the curves (paper Fig. 2; "
                         "default: the profile's, 20000 for paper, none otherwise)")
     p.add_argument("--fisor-impl", choices=["native", "official"],
@@ -593,7 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local processes (joblib), or a Dask cluster (--scheduler)")
     p.add_argument("--scheduler", metavar="tcp://HOST:8786",
                    help="the Dask scheduler's address, for --backend dask")
-    p.add_argument("--checkpoint-every", type=int, metavar="N",
+    p.add_argument("--checkpoint-every", type=_EVERY, metavar="N",
                    help="save the training state every N steps, so a killed job resumes "
                         "there (default: the profile's: quick 1000, paper 20000; those "
                         "profiles also save every 5 / 10 minutes; 0: no checkpoints)")
@@ -615,12 +671,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_seeds, help="comma-separated (default: the profile's)")
     p.add_argument("--profile", choices=["smoke", "quick", "paper"], default="quick",
                    help="budget of the agents trained first where missing")
-    p.add_argument("--steps", type=int, help="training steps (default: the method's profile)")
+    p.add_argument("--steps", type=_STEPS, help="training steps (default: the method's profile)")
     p.add_argument("--results", default="results")
     p.add_argument("--data", choices=["auto", "dsrl", "local"], default="auto")
     p.add_argument("--device", type=_device, default="cpu",
                    help="torch device: cpu, cuda or cuda:N (default cpu)")
-    p.add_argument("--jobs", type=int, default=0, help="jobs at once (default: one per core)")
+    p.add_argument("--jobs", type=_COUNT, default=0, help="jobs at once (default: one per core)")
     p.add_argument("--format", choices=["markdown", "latex"], default="markdown",
                    help="what is printed (both are written)")
     p.add_argument("--out", help="path without suffix of the matrix files (default "
@@ -680,11 +736,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="LSPC",
                    help="a method, a comma-separated list, or 'all' (every registered one)")
     p.add_argument("--task", default="AntRun", help="whose shapes the synthetic data take")
-    p.add_argument("--batch", type=int,
+    p.add_argument("--batch", type=_STEPS,
                    help="batch size (default: the method's own, the paper's / OSRL's)")
-    p.add_argument("--steps", type=int, default=20, help="timed steps per round")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median taken)")
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    p.add_argument("--steps", type=_STEPS, default=20, help="timed steps per round")
+    p.add_argument("--rounds", type=_STEPS, default=3, help="interleaved rounds (median taken)")
+    p.add_argument("--threads", type=_STEPS, help="torch threads (default: torch's)")
     p.add_argument("--device", type=_device, default="cpu",
                    help="torch device: cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--no-reference", action="store_true",

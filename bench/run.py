@@ -344,7 +344,7 @@ def execute(job: Job, threads: int = 1) -> dict:
 def build_method(job: Job, spec):
     """The job's method, built from its recorded config (untrained)."""
     if job.method_module:  # a method from outside the repository: register it in this worker
-        load_method_module(job.method_module)
+        load_method_module(job.method_module, replace=True)  # the planner checked its name
     _, cls = get_method(job.method)
     config = cls.Config(**{k: tuple(v) if isinstance(v, list) else v
                            for k, v in job.config.items()})

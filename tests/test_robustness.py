@@ -6,6 +6,7 @@ import json
 import os
 import stat
 
+import pytest
 
 from bench.cli import main
 from bench.records import check_record, load_records, read_record, set_aside
@@ -198,3 +199,120 @@ def test_failed_jobs_exit_non_zero_and_superseded_failures_leave_status(
     out = capsys.readouterr().out
     assert _status_lines(out)["bullet", "Picky"] == ["1", "0", "0", "0", "1"]
     assert "superseded" in out and "--retry-failed" not in out
+
+
+# ------------------------------------------------------------ numbers out of range (item 5)
+
+
+@pytest.mark.parametrize("flag, value", [
+    ("--steps", "0"), ("--steps", "-5"), ("--seeds", "-1"), ("--seeds", "0,0"),
+    ("--seeds", "a"), ("--checkpoint-every", "-1"), ("--eval-every", "-3"), ("--jobs", "-3"),
+    ("--steps", "1.5")])
+def test_out_of_range_numbers_are_refused_when_parsed(flag, value, tmp_path, capsys):
+    results = tmp_path / "results"
+    with pytest.raises(SystemExit) as exit_:
+        run(results, "--methods", "BC-All", f"{flag}={value}")
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert flag in err and "Traceback" not in err
+    assert not results.exists()
+
+
+@pytest.mark.parametrize("argv", [
+    ["collect", "--tasks", "BallRun", "--seed", "-1"],
+    ["speed", "--method", "BC-All", "--steps", "0"],
+    ["speed", "--method", "BC-All", "--threads", "0"],
+    ["transfer", "--from", "easysparse", "--jobs", "-1"]])
+def test_other_commands_check_their_numbers(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2 and "Traceback" not in capsys.readouterr().err
+
+
+# --------------------------------------------------------- plugins and method names (4, 7)
+
+PLUGINS = '''
+from algorithms.bc import BCAll
+
+
+class Dots(BCAll):
+    name = ".."
+
+
+class Impostor(BCAll):
+    name = "BC-All"
+
+
+class Spaced(BCAll):
+    name = "my method"
+
+
+class NotAMethod:
+    pass
+'''
+
+
+@pytest.fixture
+def plugins(tmp_path, monkeypatch):
+    import sys
+
+    (tmp_path / "plugins_19.py").write_text(PLUGINS + "\n")
+    (tmp_path / "raises_19.py").write_text("raise RuntimeError('broken at import')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield
+    for name in ("plugins_19", "raises_19"):
+        sys.modules.pop(name, None)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("plugins_19:Dots", "not allowed"), ("plugins_19:Spaced", "not allowed"),
+    ("plugins_19:Impostor", "already taken"), ("plugins_19:NotAMethod", "not an OfflineMethod"),
+    ("raises_19:X", "broken at import")])
+def test_method_modules_are_checked_once(spec, message, plugins, local_ballrun, tmp_path,
+                                         capsys):
+    from algorithms import METHODS, BCAll
+
+    results = tmp_path / "results"
+    assert run(results, "--method-module", spec, "--methods", "BC-All") == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+    assert METHODS["BC-All"] is BCAll and not results.exists()
+
+
+def test_replacing_a_method_is_said_explicitly(plugins, local_ballrun, tmp_path, monkeypatch):
+    import algorithms
+
+    monkeypatch.setattr(algorithms, "METHODS", dict(algorithms.METHODS))
+    results = tmp_path / "results"
+    assert run(results, "--method-module", "plugins_19:Impostor", "--replace-method", "BC-All",
+               "--methods", "BC-All") == 0
+    assert algorithms.METHODS["BC-All"].__name__ == "Impostor"
+
+
+def test_empty_methods_is_an_error(local_ballrun, tmp_path, capsys):
+    assert run(tmp_path / "r", "--methods", "") == 2
+    assert "--methods is empty" in capsys.readouterr().err
+
+
+def test_a_broken_entry_point_is_skipped_and_named(monkeypatch, capsys):
+    import algorithms
+
+    class Entry:
+        def __init__(self, name, value, load):
+            self.name, self.value, self.dist = name, value, type("D", (), {"name": "acme"})
+            self.load = load
+
+    def boom():
+        raise ImportError("no module named acme_internal")
+
+    entries = [Entry("Broken", "acme.broken:M", boom),
+               Entry("Thing", "acme.thing:T", lambda: object),
+               Entry("Fine", "acme.fine:F", lambda: algorithms.BCAll)]
+    monkeypatch.setattr(algorithms.metadata, "entry_points", lambda group: entries)
+    monkeypatch.setattr(algorithms, "_entry_points_loaded", False)
+    monkeypatch.setattr(algorithms, "METHODS", dict(algorithms.METHODS))
+    problems = algorithms.load_entry_points()
+    assert len(problems) == 2 and "'Broken'" in problems[0] and "'acme'" in problems[0]
+    assert "not an OfflineMethod" in problems[1]
+    assert "Fine" in algorithms.METHODS and "LSPC" in algorithms.METHODS
+    assert "warning: skipped the method entry point 'Broken'" in capsys.readouterr().err

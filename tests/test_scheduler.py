@@ -235,6 +235,8 @@ def test_training_speeds_are_kept_apart_per_device(tmp_path, monkeypatch):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"schema": SCHEMA, "status": "ok", "method": "LSPC-S",
                                     "trained_as": "LSPC", "task": "BallRun", "device": device,
+                                    "suite": "bullet", "seed": 0, "threshold": 10.0,
+                                    "normalized_reward": 0.1, "normalized_cost": 0.1,
                                     "steps": 1000, "train_seconds": 1000 / steps_per_s}))
 
     fake_record("a", "cpu", 20.0)

@@ -142,7 +142,9 @@ def test_transfer_estimate_times_each_method_by_its_own_records(data_dirs, tmp_p
                                     job.seed, job.job_hash)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"schema": 1, "status": "ok", "method": job.method,
-                                    "task": target, "eval_seconds": seconds}))
+                                    "task": target, "suite": "metadrive", "seed": job.seed,
+                                    "threshold": threshold, "normalized_reward": 0.0,
+                                    "normalized_cost": 0.0, "eval_seconds": seconds}))
 
     bc_all = next(job for job in jobs if job.method == "BC-All")
     bc_safe = [job for job in jobs if job.method == "BC-Safe"]
