@@ -46,6 +46,26 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
+def _results_folder(text: str) -> str:
+    """--results: a folder (made when first written), never an existing file."""
+    if Path(text).exists() and not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; give a folder for the records")
+    return text
+
+
+def _writable(folder: Path) -> bool:
+    """Whether records can be written under `folder` (made here if missing)."""
+    import tempfile
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError:
+        return False
+    return True
+
+
 def _selected_methods(text: str | None, registered) -> list[str]:
     """--methods as a list: every registered method when not given; an empty one is an error."""
     if text is None:
@@ -277,13 +297,17 @@ def cmd_run(args) -> int:
     from bench.plan import save_plan
     from bench.records import set_aside
 
+    todo = sum(bool(job.missing()) for job in jobs)
+    if todo and not _writable(Path(args.results)):
+        raise UserError(f"--results {args.results}: cannot write there (read-only or not "
+                        "yours); give a folder you can write to")
     for job in jobs:  # a damaged record is kept aside and its job redone
         for path, problem in job.damaged():
             kept = set_aside(path)
             print(f"damaged record {path} ({problem}): moved to {kept.name}; its job runs "
                   "again", flush=True)
-    todo = sum(bool(job.missing()) for job in jobs)
-    save_plan(jobs, Path(args.results))
+    if todo:  # a finished selection writes nothing: it may sit in a read-only folder
+        save_plan(jobs, Path(args.results))
     print(f"{len(jobs)} training jobs planned ({todo} to run, {len(jobs) - todo} already "
           f"recorded); data: {', '.join(sources)}; results in {args.results}", flush=True)
     from bench.schedule import BackendError
@@ -631,7 +655,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let a --method-module class take a registered method's name (its "
                         "records then stand in that method's place); refused otherwise")
     p.add_argument("--seeds", type=_seeds, help="comma-separated (default: the profile's)")
-    p.add_argument("--results", default="results", help="records folder (default ./results)")
+    p.add_argument("--results", default="results", type=_results_folder,
+                   help="records folder (default ./results)")
     p.add_argument("--data", choices=["auto", "dsrl", "local"], default="auto",
                    help="official DSRL file, locally collected, or official if present (auto)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",

@@ -82,11 +82,40 @@ def aggregate(frame: pd.DataFrame, spread: str | None = None,
 def read_published(path: Path) -> pd.DataFrame:
     """A CSV of published numbers (columns suite, task, method, reward, cost); Average rows
     in it are kept as printed, not recomputed."""
-    frame = pd.read_csv(path)
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError:
+        raise ReportError(f"{path}: no such file") from None
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise ReportError(f"{path}: not a readable CSV ({str(err).splitlines()[0]}); expected "
+                          "columns suite, task, method, reward, cost") from None
     missing = {"suite", "task", "method", "reward", "cost"} - set(frame.columns)
     if missing:
         raise ReportError(f"{path}: missing column(s) {', '.join(sorted(missing))}; expected "
                          "suite, task, method, reward, cost")
+    if frame.empty:
+        raise ReportError(f"{path}: no rows of numbers")
+    for column in ("reward", "cost"):
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = frame[column][values.isna() & frame[column].notna()]
+        if len(bad):
+            row = int(bad.index[0]) + 2  # the header is line 1
+            raise ReportError(f"{path}: line {row}: {column} {bad.iloc[0]!r} is not a number")
+        frame[column] = values
+    from tasks.registry import SUITES, UnknownNameError, get_task
+
+    for i, row in frame.iterrows():  # a typo in a task or suite would be rendered and averaged
+        where = f"{path}: line {int(i) + 2}"
+        if row.suite not in SUITES:
+            raise ReportError(f"{where}: unknown suite {row.suite!r}; use one of "
+                              f"{', '.join(SUITES)}")
+        if row.task != AVERAGE:
+            try:
+                spec = get_task(str(row.task))
+            except UnknownNameError as err:
+                raise ReportError(f"{where}: {err}") from None
+            if spec.suite != row.suite:
+                raise ReportError(f"{where}: {row.task} is a {spec.suite} task, not {row.suite}")
     frame = frame.assign(reward_spread=np.nan, cost_spread=np.nan, n=np.nan)
     return frame[LONG]
 

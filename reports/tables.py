@@ -162,6 +162,7 @@ def render_compare(frame: pd.DataFrame, fmt: str) -> str:
     if fmt == "csv":
         return frame.to_csv(index=False)
     table = frame.assign(task=frame.task.map(task_label))
+    table = table.astype(object).where(table.notna(), None)  # a missing number is a dash
     tablefmt = {"markdown": "github", "latex": "latex_booktabs", "html": "html"}[fmt]
     return tabulate(table, headers="keys", showindex=False, floatfmt="+.2f",
                     tablefmt=tablefmt, missingval="–")
