@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from algorithms.base import OfflineMethod
+from algorithms.base import ConfigError, OfflineMethod
 from algorithms.nets import (EnsembleMLP, exp_weights, expectile_loss, mlp, optimizer_step,
                             soft_update, step_only)
 
@@ -231,6 +231,9 @@ class LSPC(OfflineMethod):
     def __init__(self, spec, config, threshold, seed, device="cpu"):
         super().__init__(spec, config, threshold, seed, device)
         cfg, obs_dim, act_dim = config, spec.obs_dim, spec.act_dim
+        for key in ("kl_reduction", "twin_loss_reduction"):  # a typo would mean "sum" silently
+            if getattr(cfg, key) not in ("sum", "mean"):
+                raise ConfigError(f"{key} is 'sum' or 'mean', not {getattr(cfg, key)!r}")
         self.q_ens = EnsembleMLP(obs_dim + act_dim, 1, cfg.hidden, members=4).to(device)
         self.q_target = copy.deepcopy(self.q_ens).requires_grad_(False)
         self.v_ens = EnsembleMLP(obs_dim, 1, cfg.hidden, members=2).to(device)

@@ -8,30 +8,38 @@ same per-task overrides and the code's data pipeline, not a second copy of the a
 tests_oracle/test_lspc_official.py runs both side by side from the same weights, batches
 and random draws and finds every parameter equal.
 
-Where the code departs from the paper's text (LSPC value -> LSPC-code value):
+Where the code departs from the paper's text:
 
-| what | paper's text | authors' code | field: LSPC -> LSPC-code |
-|---|---|---|---|
-| V^c inside its own loss | eq. 41, no clamp | clamped at 0 (lspc_iql.py:480, 494) | clamp_vc_in_loss: False -> True |
-| twin critics' losses | eq. 40, 42: summed | averaged (lspc_iql.py:462, 513) | twin_loss_reduction: "sum" -> "mean" |
-| LSPC-S box eps_S | 0.25 on every task (A.3.1) | vae_clamper, 0.6 on CarCircle, DroneRun, DroneCircle, CarRun, AntCircle, BallRun, BallCircle (lspc_iql_configs.py:60, 77, 86, 95, 104, 113, 122; used at lspc_iql.py:222), always equal to max_latent_action | safe_epsilon: 0.25 -> None (= epsilon) |
-| LSPC-O's z | eps tanh(mu_delta(s)) (sec. 3; LSPC reads it as the mean) | sampled: eps tanh(u), u ~ mu_delta(s) (lspc_iql.py:261-262, 277, 284) | optimal_samples_latent: False -> True |
-| done where terminal and timeout are both set | no done in Algorithm 2 | their sum, 2: bootstraps with -gamma (lspc_iql.py:65) | clip_done: True -> False |
-| an unfinished last trajectory | not said | dropped by DSRL's pre_process_data (train_lspc_iql.py:69-78) | LSPCCode.training_data |
-
-Where the paper is silent or loose and LSPC already follows the code (both methods alike):
-
-| what | authors' code | field (both) |
+| paper's text -> authors' code | authors' code | LSPC -> LSPC-code |
 |---|---|---|
-| bootstrap stops at timeouts | dones = terminals + timeouts (lspc_iql.py:65) | done_on_timeout=True |
-| Q^c target and V^c clamped at 0 as targets and in A_c | lspc_iql.py:478, 480, 585 | clamp_cost_values=True |
-| KL averaged over latent dims, times 0.5 | lspc_iql.py:216 | kl_reduction="mean", kl_coef=0.5 |
-| squared action error summed over dims (eq. 43, 44) | lspc_iql.py:531, 557 | (fixed) |
-| targets V(s'), V^c(s') from before the step's V update | lspc_iql.py:583-585 | (fixed) |
-| cost weight clip 200 (the trainer's own default is 1000) | lspc_iql_configs.py:46; train_lspc_iql.py:98 over lspc_iql.py:399 | max_weight=200 |
-| w_c mask 1[V^c < 0.02] 1[Q^c < 0.02] on MetaDrive, 999 (off) elsewhere | lspc_iql.py:485; lspc_iql_configs.py:55, 281 | safe_value_threshold (OVERRIDES) |
-| LSPC-O's eps: 0.6 on the seven Bullet tasks above | max_latent_action, lspc_iql_configs.py:61, 78, ... | epsilon (OVERRIDES) |
-| encoder log-std clamps, widths, Adam 3e-4, 1e6 steps | lspc_iql.py:167, 256; lspc_iql_configs.py:35-54 | vae/encoder_log_std_bounds, hidden, lr |
+| V^c in its own loss (eq. 41): unclamped -> clamped at 0 | lspc_iql.py:480, 494 | clamp_vc_in_loss False -> True |
+| twin critics' losses (eq. 40, 42): summed -> averaged | lspc_iql.py:462, 513 | twin_loss_reduction "sum" -> "mean" |
+| LSPC-S box: 0.25 on every task (A.3.1) -> vae_clamper [1] | lspc_iql.py:222 | safe_epsilon 0.25 -> None (= eps) |
+| LSPC-O's z: eps tanh(mu_delta(s)) -> sampled [2] | lspc_iql.py:261-262, 277, 284 | optimal_samples_latent False -> True |
+| done: none in Algorithm 2 -> terminal + timeout, unclipped [3] | lspc_iql.py:65 | clip_done True -> False |
+| unfinished last trajectory: not said -> dropped [4] | train_lspc_iql.py:69-78 | LSPCCode.training_data |
+
+[1] 0.6 on CarCircle, DroneRun, DroneCircle, CarRun, AntCircle, BallRun and BallCircle
+    (lspc_iql_configs.py:60, 77, 86, 95, 104, 113, 122), 0.25 elsewhere (:51); in every
+    config equal to max_latent_action, LSPC-O's eps, hence safe_epsilon None.
+[2] u ~ mu_delta(. | s), z = eps tanh(u); LSPC reads sec. 3's mu_delta(s) as the mean.
+[3] 2 where a transition is both terminal and timed out: it bootstraps with -gamma V(s').
+[4] train_lspc_iql.py passes the data through DSRL's pre_process_data (every option off),
+    which rebuilds it from whole trajectories, so transitions after the last done are lost.
+
+Where the paper is silent or loose, LSPC already takes the code's choice (both alike):
+
+| choice | authors' code | field (both) |
+|---|---|---|
+| bootstrapping stops at timeouts | lspc_iql.py:65 | done_on_timeout True |
+| Q^c target, V^c(s), V^c(s') clamped at 0 as targets and in A_c | lspc_iql.py:478, 480, 585 | clamp_cost_values True |
+| KL averaged over latent dims, coefficient 0.5 | lspc_iql.py:216 | kl_reduction "mean", kl_coef 0.5 |
+| squared action errors summed over dims (eq. 43, 44) | lspc_iql.py:531, 557 | (fixed) |
+| targets V(s'), V^c(s') from before this step's V update | lspc_iql.py:583-585 | (fixed) |
+| cost clip 200, zeta 2 (the trainer's defaults 1000, 3: lspc_iql.py:396, 399) | lspc_iql_configs.py:40, 46; train_lspc_iql.py:98, 101 | max_weight, reward_inverse_temperature |
+| w_c mask 1[V^c < 0.02] 1[Q^c < 0.02] on MetaDrive, 999 (off) else | lspc_iql.py:485, lspc_iql_configs.py:55, 281 | safe_value_threshold |
+| LSPC-O's eps 0.6 on the seven tasks of [1] | lspc_iql_configs.py:61, 78, ... | epsilon (OVERRIDES) |
+| log-std clamps, widths, Adam 3e-4, 1e6 steps, no scaling | lspc_iql.py:167, 256; lspc_iql_configs.py:29-54 | (defaults) |
 
 Not reproduced, being the harness's protocol rather than training: the best checkpoint by
 evaluation cost (train_lspc_iql.py:157-164; the harness reports the final model), unseeded

@@ -319,6 +319,8 @@ def test_lspc_code_is_lspc_with_the_authors_choices():
     assert not torch.equal(*model.latent(one, "LSPC-O-code"))
     with pytest.raises(ValueError, match="LSPC-S-code"):
         model.latent(obs, "LSPC-X")
+    with pytest.raises(ValueError, match="twin_loss_reduction"):
+        cls(get_task("CarRun"), dataclasses.replace(carrun, twin_loss_reduction="avg"), None, 0)
 
 
 def test_lspc_code_drops_an_unfinished_last_trajectory():
