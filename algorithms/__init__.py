@@ -23,6 +23,7 @@ from algorithms.coptidice import COptiDICE
 from algorithms.cpq import CPQ
 from algorithms.fisor import FISOR
 from algorithms.lspc import LSPC
+from algorithms.lspc_code import LSPCCode
 from tasks.registry import UnknownNameError
 
 METHODS: dict[str, type[OfflineMethod]] = {
@@ -34,6 +35,7 @@ METHODS: dict[str, type[OfflineMethod]] = {
     "CPQ": CPQ,
     "COptiDICE": COptiDICE,
     "LSPC": LSPC,  # records LSPC-S and LSPC-O
+    "LSPC-code": LSPCCode,  # the authors' code's choices; records LSPC-S-code and LSPC-O-code
     "FISOR": FISOR,  # native port; config implementation="official" runs the authors' code
 }
 ENTRY_POINT_GROUP = "bench.methods"

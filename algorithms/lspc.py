@@ -9,7 +9,8 @@ One training run gives two policies:
 
 Reference code read for facts: PrajwalKoirala/LSPC-Safe-Offline-RL (lspc_iql.py,
 lspc_iql_configs.py). Choices where the paper is silent, each a Config field:
-- done = terminal or timeout for bootstrapping (the authors' code; the paper does not say);
+- done = terminal or timeout for bootstrapping (the authors' code; the paper does not say),
+  clipped at 1 (the code adds the two flags: `clip_done=False`);
 - cost values clamped at >= 0 where they serve as targets and in the cost advantage (costs
   are non-negative; the authors' code clamps Vc and Qc), but not inside V^c's own loss: eq. 41
   has no clamp, and the code's clamp there zeroes V^c's gradient wherever V^c < 0; on our
@@ -21,12 +22,14 @@ lspc_iql_configs.py). Choices where the paper is silent, each a Config field:
 - the squared action error is summed over action dimensions (the Gaussian log-likelihood of
   eq. 43 up to scale, as the authors' code);
 - eq. 40 and 42 sum the twin critics' losses (the paper's formula; the code averages them,
-  which Adam makes nearly the same);
+  which Adam makes nearly the same: `twin_loss_reduction="mean"`);
 - no observation normalisation (neither the paper nor the code normalises);
 - LSPC-O acts at the encoder's mean (the paper's mu_delta(s)); the code samples from it
   (`optimal_samples_latent=True`);
 - LSPC-S's restriction eps_S = 0.25 everywhere (the paper's A.3.1); the authors' code uses
   eps_S = eps (0.6 on seven Bullet tasks): `safe_epsilon=None` follows the code.
+Every choice of the authors' code at once is the method LSPC-code (algorithms/lspc_code.py,
+recorded as LSPC-S-code and LSPC-O-code), which also tabulates where the code departs.
 Where the authors' code orders updates (critics, then CVAE, then the encoder through the
 just-updated decoder), this file keeps that order; the critics' four losses use only
 pre-update values, so they share one forward pass and one optimizer step.
@@ -48,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from algorithms.base import OfflineMethod
+from algorithms.base import ConfigError, OfflineMethod
 from algorithms.nets import (EnsembleMLP, exp_weights, expectile_loss, mlp, optimizer_step,
                             soft_update, step_only)
 
@@ -97,6 +100,10 @@ class Config:
     """also clamp V^c inside its own loss, eq. 41 (authors' code; kills its gradient below 0)"""
     optimal_samples_latent: bool = False
     """LSPC-O samples z from mu_delta (code) instead of taking its mean (paper)"""
+    twin_loss_reduction: str = "sum"
+    """"sum" of the twin critics' losses (eq. 40, 42) or their "mean" (authors' code)"""
+    clip_done: bool = True
+    """done = min(terminal + timeout, 1); False: the sum, 2 where both are set (authors' code)"""
 
 
 #: A.3.1: the restriction is relaxed to 0.6 on the Bullet tasks except AntRun; MetaDrive
@@ -149,7 +156,8 @@ def critic_losses(cfg: Config, q_ens, v_ens, q_target, batch):
     obs, actions = batch["observations"], batch["actions"]
     done = batch["terminals"]
     if cfg.done_on_timeout:
-        done = torch.clamp(done + batch["timeouts"], max=1.0)
+        done = done + batch["timeouts"]
+        done = done.clamp(max=1.0) if cfg.clip_done else done
     sa = torch.cat([obs, actions], -1)
     with torch.no_grad():
         tq = q_target(sa).squeeze(-1)  # (4, B)
@@ -168,8 +176,9 @@ def critic_losses(cfg: Config, q_ens, v_ens, q_target, batch):
     v_loss = expectile_loss(target_q - v, cfg.expectile)  # eq. 39
     vc_loss = expectile_loss((vc if cfg.clamp_vc_in_loss else vc_raw) - target_qc,
                              cfg.expectile)  # eq. 41
-    q_loss = F.mse_loss(q[0], q_backup) + F.mse_loss(q[1], q_backup)  # eq. 40
-    qc_loss = F.mse_loss(q[2], qc_backup) + F.mse_loss(q[3], qc_backup)  # eq. 42
+    twin = 0.5 if cfg.twin_loss_reduction == "mean" else 1.0
+    q_loss = twin * (F.mse_loss(q[0], q_backup) + F.mse_loss(q[1], q_backup))  # eq. 40
+    qc_loss = twin * (F.mse_loss(q[2], qc_backup) + F.mse_loss(q[3], qc_backup))  # eq. 42
     reward_adv = (target_q - v).detach()
     cost_adv = (vc - target_qc).detach()
     mask = None
@@ -222,6 +231,9 @@ class LSPC(OfflineMethod):
     def __init__(self, spec, config, threshold, seed, device="cpu"):
         super().__init__(spec, config, threshold, seed, device)
         cfg, obs_dim, act_dim = config, spec.obs_dim, spec.act_dim
+        for key in ("kl_reduction", "twin_loss_reduction"):  # a typo would mean "sum" silently
+            if getattr(cfg, key) not in ("sum", "mean"):
+                raise ConfigError(f"{key} is 'sum' or 'mean', not {getattr(cfg, key)!r}")
         self.q_ens = EnsembleMLP(obs_dim + act_dim, 1, cfg.hidden, members=4).to(device)
         self.q_target = copy.deepcopy(self.q_ens).requires_grad_(False)
         self.v_ens = EnsembleMLP(obs_dim, 1, cfg.hidden, members=2).to(device)
@@ -288,15 +300,18 @@ class LSPC(OfflineMethod):
 
     # ---- acting -------------------------------------------------------------------------
     def latent(self, obs: torch.Tensor, policy: str) -> torch.Tensor:
+        """z of LSPC-S or LSPC-O (either name, or the class's record name of it)."""
         cfg = self.config
-        if policy == "LSPC-S":  # the prior N(0, I) restricted to the box
+        safe, optimal = self.policies  # what records call them: LSPC-S / LSPC-O (-code)
+        if policy in ("LSPC-S", safe):  # the prior N(0, I) restricted to the box
             z = torch.randn(obs.shape[0], cfg.latent_dim, device=obs.device)
             return z.clamp(-self.safe_epsilon, self.safe_epsilon)
-        if policy == "LSPC-O":
+        if policy in ("LSPC-O", optimal):
             mean, log_std = self.encoder(obs)
             u = mean + log_std.exp() * torch.randn_like(mean) if cfg.optimal_samples_latent else mean
             return cfg.epsilon * torch.tanh(u)
-        raise ValueError(f"LSPC has policies LSPC-S and LSPC-O, not {policy!r}")
+        raise ValueError(f"{type(self).__name__} has policies {safe} and {optimal}, "
+                         f"not {policy!r}")
 
     @torch.no_grad()
     def act(self, obs, policy: str | None = None):
@@ -306,13 +321,22 @@ class LSPC(OfflineMethod):
 
     @torch.no_grad()
     def action_space_samples(self, obs: np.ndarray, n: int = 1000) -> dict:
-        """For one state (paper Fig. 3): actions of the unrestricted CVAE policy, of LSPC-S,
-        and LSPC-O's action, each with its reward value Q_r = min(Q1, Q2)."""
+        """For one state (paper Fig. 3): n actions of the unrestricted CVAE policy (z ~ N(0, I)),
+        n of the restricted one (z = eps_S tanh(u), u ~ N(0, I): the authors' sample_n_actions,
+        which squashes where LSPC-S acting clamps, so the samples fill the box's interior
+        rather than piling on its faces), n of the latent safety encoder (z = eps tanh(u),
+        u ~ mu_delta(s): the code's LSPC-O samples, for the density plot) and the action
+        LSPC-O takes; each with its reward value Q_r = min(Q1, Q2)."""
+        cfg = self.config
         state = torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(1, -1)
         states = state.expand(n, -1)
-        z_free = torch.randn(n, self.config.latent_dim, device=self.device)
+        z_free = torch.randn(n, cfg.latent_dim, device=self.device)
+        z_safe = self.safe_epsilon * torch.tanh(torch.randn(n, cfg.latent_dim, device=self.device))
+        mean, log_std = self.encoder(states)
+        z_opt = cfg.epsilon * torch.tanh(mean + log_std.exp() * torch.randn_like(mean))
         out = {"cvae": self.cvae.decode(states, z_free),
-               "lspc_s": self.cvae.decode(states, self.latent(states, "LSPC-S")),
+               "lspc_s": self.cvae.decode(states, z_safe),
+               "lspc_o_samples": self.cvae.decode(states, z_opt),
                "lspc_o": self.cvae.decode(state, self.latent(state, "LSPC-O"))}
         result = {}
         for name, actions in out.items():

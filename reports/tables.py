@@ -22,7 +22,7 @@ from reports.render import (Section, Table, render_csv, render_html, render_json
 
 #: the paper's column order (Tables 3-5); other methods follow alphabetically
 METHOD_ORDER = ["BC-All", "BC-Safe", "CDT", "BCQ-Lag", "BEAR-Lag", "CPQ", "COptiDICE", "FISOR",
-                "LSPC-S", "LSPC-O"]
+                "LSPC-S", "LSPC-O", "LSPC-S-code", "LSPC-O-code"]
 SUITE_TITLES = {"metadrive": "MetaDrive", "safetygym": "Safety Gym",
                 "bullet": "Bullet Safety Gym"}
 FORMATS = ("markdown", "latex", "html", "csv", "json")

@@ -9,8 +9,10 @@ import torch
 
 from algorithms import build_config, get_method
 from algorithms.lspc import LSPC, Config, critic_losses, cvae_loss, latent_encoder_loss
+from algorithms.lspc_code import LSPCCode
+from algorithms.lspc_code import Config as CodeConfig
 from algorithms.lspc_reference import ReferenceLSPC
-from algorithms.nets import EnsembleMLP, exp_weights, expectile_loss
+from algorithms.nets import EnsembleMLP, exp_weights, expectile_loss, soft_update
 from bench.run import BatchSampler
 from tasks.registry import get_task
 from test_methods import fake_arrays
@@ -32,6 +34,23 @@ def test_expectile_loss_and_weights_by_hand():
     assert expectile_loss(diff, 0.7).item() == pytest.approx((0.3 * 1 + 0.7 * 4) / 2)
     weights = exp_weights(torch.tensor([0.0, 1.0, 10.0]), 2.0, 200.0)
     assert weights.tolist() == pytest.approx([1.0, np.exp(2.0), 200.0])
+
+
+def test_soft_update_by_hand():
+    # target <- (1 - tau) target + tau source, every tensor, the source untouched
+    target, source = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        target.weight.copy_(torch.tensor([[0.0, 10.0]]))
+        target.bias.fill_(4.0)
+        source.weight.copy_(torch.tensor([[1.0, 0.0]]))
+        source.bias.fill_(-4.0)
+    soft_update(target, source, 0.1)
+    assert target.weight[0].tolist() == pytest.approx([0.1, 9.0])
+    assert target.bias.tolist() == pytest.approx([3.2])
+    soft_update(target, source, 0.5)
+    assert target.weight[0].tolist() == pytest.approx([0.55, 4.5])
+    assert target.bias.tolist() == pytest.approx([-0.4])
+    assert source.weight.tolist() == [[1.0, 0.0]] and source.bias.tolist() == [-4.0]
 
 
 def test_lower_cost_advantage_action_gets_more_weight():
@@ -83,6 +102,18 @@ def test_critic_losses_by_hand():
     _, _, _, mask, _ = critic_losses(dataclasses.replace(cfg, safe_value_threshold=0.02),
                                      lambda sa: q_now, v_ens, lambda sa: target_q, batch)
     assert mask.tolist() == [0.0, 1.0]  # V^c 0.1 and Q^c 0.5 exceed 0.02; both 0 do not
+    # the authors' code averages the twin losses
+    _, _, _, _, mean_stats = critic_losses(dataclasses.replace(cfg, twin_loss_reduction="mean"),
+                                           lambda sa: q_now, v_ens, lambda sa: target_q, batch)
+    assert mean_stats["loss/q"].item() == pytest.approx(expected_q / 2, rel=1e-6)
+    assert mean_stats["loss/qc"].item() == pytest.approx(expected_qc / 2, rel=1e-6)
+    # and adds the flags: the first transition, terminal and timeout, has done = 2
+    both = {**batch, "terminals": torch.tensor([1.0, 1.0]), "timeouts": torch.tensor([1.0, 0.0])}
+    _, _, _, _, sum_stats = critic_losses(dataclasses.replace(cfg, clip_done=False),
+                                          lambda sa: q_now, v_ens, lambda sa: target_q, both)
+    backup = np.array([1 - 1.98, 0.0])  # r + 0.99 (1 - 2) V(s')
+    assert sum_stats["loss/q"].item() == pytest.approx(
+        np.mean((1 - backup) ** 2) + np.mean((2 - backup) ** 2), rel=1e-6)
 
 
 def test_cvae_loss_by_hand():
@@ -156,9 +187,24 @@ def test_restriction_defaults_follow_the_paper_and_the_code_is_an_option():
     assert get_method("lspc-s")[0] == get_method("LSPC-O")[0] == "LSPC"
 
 
+EQUIVALENCE_CONFIGS = {
+    "paper": {},
+    "metadrive-mask": {"safe_value_threshold": 0.02},
+    "vc-clamped-in-loss": {"clamp_vc_in_loss": True},
+    "kl-sum": {"kl_reduction": "sum"},
+    "done-terminal-only": {"done_on_timeout": False},
+    "cost-values-unclamped": {"clamp_cost_values": False},
+    # every field where LSPC-code's defaults differ from LSPC's (twin mean, done unclipped, ...)
+    "authors-code": {f.name: getattr(CodeConfig(), f.name) for f in dataclasses.fields(Config)
+                     if getattr(CodeConfig(), f.name) != getattr(Config(), f.name)},
+}
+
+
 @pytest.mark.parametrize("parallel", [False, True])
-def test_fused_step_equals_the_straightforward_step(parallel):
-    cfg = small_config()
+@pytest.mark.parametrize("variant", list(EQUIVALENCE_CONFIGS))
+def test_fused_step_equals_the_straightforward_step(variant, parallel):
+    changes = EQUIVALENCE_CONFIGS[variant]
+    cfg = small_config(**changes)
     torch.manual_seed(0)
     reference = ReferenceLSPC(SPEC.obs_dim, SPEC.act_dim, cfg)
     fused = lspc(cfg)
@@ -168,7 +214,9 @@ def test_fused_step_equals_the_straightforward_step(parallel):
     fused.v_ens.load_members([reference.v, reference.vc])
     fused.cvae.load_state_dict(reference.cvae.state_dict())
     fused.encoder.load_state_dict(reference.encoder.state_dict())
-    sampler = BatchSampler(fake_arrays(), 64, 0, "cpu")
+    arrays = fake_arrays()
+    arrays["terminals"][[10, 49, 99, 130]] = 1.0  # 49 and 99 also time out: done 2 unclipped
+    sampler = BatchSampler(arrays, 64, 0, "cpu")
     for _ in range(3):
         batch = sampler.sample()
         torch.manual_seed(5)
@@ -227,8 +275,60 @@ def test_save_load_gives_identical_actions_for_both_policies(tmp_path):
 
 
 def test_action_space_samples_for_figure_3():
-    model = lspc()
-    out = model.action_space_samples(np.zeros(SPEC.obs_dim, np.float32), n=50)
-    assert out["cvae"].shape == out["lspc_s"].shape == (50, SPEC.act_dim)
+    model = lspc(small_config(safe_epsilon=0.25, epsilon=0.6))
+    state = np.zeros(SPEC.obs_dim, np.float32)
+    torch.manual_seed(2)
+    out = model.action_space_samples(state, n=50)
+    assert out["cvae"].shape == out["lspc_s"].shape == out["lspc_o_samples"].shape \
+        == (50, SPEC.act_dim)
     assert out["lspc_o"].shape == (1, SPEC.act_dim)
     assert out["cvae_q"].shape == (50,) and out["lspc_o_q"].shape == (1,)
+    # the authors' sample_n_actions: z = eps_S tanh(u), u ~ N(0, I), strictly inside the box
+    torch.manual_seed(2)
+    states = torch.zeros(50, SPEC.obs_dim)
+    z_free = torch.randn(50, 4)
+    u = torch.randn(50, 4)
+    z_safe = 0.25 * torch.tanh(u)
+    with torch.no_grad():
+        np.testing.assert_allclose(out["cvae"], model.cvae.decode(states, z_free), atol=1e-6)
+        np.testing.assert_allclose(out["lspc_s"], model.cvae.decode(states, z_safe), atol=1e-6)
+        clamped = model.cvae.decode(states, u.clamp(-0.25, 0.25))
+    assert z_safe.abs().max() < 0.25 and not np.allclose(out["lspc_s"], clamped.numpy())
+
+
+def test_lspc_code_is_lspc_with_the_authors_choices():
+    name, cls = get_method("LSPC-code")
+    assert name == "LSPC-code" and issubclass(cls, LSPC) and cls is LSPCCode
+    assert get_method("lspc-s-code")[0] == get_method("LSPC-O-code")[0] == "LSPC-code"
+    assert get_method("LSPC-S")[0] == "LSPC"
+    carrun, antrun = build_config(cls, "CarRun"), build_config(cls, "AntRun")
+    assert (carrun.epsilon, carrun.safe_epsilon, antrun.epsilon) == (0.6, None, 0.25)
+    assert (carrun.clamp_vc_in_loss, carrun.optimal_samples_latent, carrun.clip_done,
+            carrun.twin_loss_reduction) == (True, True, False, "mean")
+    assert build_config(cls, "easysparse").safe_value_threshold == 0.02
+    model = cls(get_task("CarRun"), dataclasses.replace(carrun, hidden=(32, 32)), None, 0)
+    assert model.safe_epsilon == 0.6  # vae_clamper 0.6 on CarRun
+    obs = torch.randn(300, get_task("CarRun").obs_dim)
+    torch.manual_seed(0)
+    z = model.latent(obs, "LSPC-S-code")
+    assert z.abs().max().item() == pytest.approx(0.6)  # clamped at the code's vae_clamper
+    torch.manual_seed(0)
+    np.testing.assert_array_equal(z, model.latent(obs, "LSPC-S"))
+    # LSPC-O samples: two draws at one state differ
+    one = obs[:1].expand(2, -1)
+    assert not torch.equal(*model.latent(one, "LSPC-O-code"))
+    with pytest.raises(ValueError, match="LSPC-S-code"):
+        model.latent(obs, "LSPC-X")
+    with pytest.raises(ValueError, match="twin_loss_reduction"):
+        cls(get_task("CarRun"), dataclasses.replace(carrun, twin_loss_reduction="avg"), None, 0)
+
+
+def test_lspc_code_drops_an_unfinished_last_trajectory():
+    arrays = fake_arrays(n=620)  # episodes of 50: the last 20 transitions never end
+    model = LSPCCode(SPEC, small_config(), None, 0)
+    kept = model.training_data(arrays)
+    assert {k: len(v) for k, v in kept.items()} == {k: 600 for k in arrays}
+    assert kept["timeouts"][-1] == 1
+    whole = fake_arrays(n=600)
+    assert model.training_data(whole) is whole
+    assert len(lspc().training_data(arrays)["rewards"]) == 620  # LSPC keeps every transition

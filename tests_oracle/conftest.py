@@ -1,6 +1,6 @@
-"""Oracle tests: our methods' losses against the reference implementations (osrl-lib), run
-apart from the default suite (`pytest tests_oracle`); they need osrl-lib and its import-time
-dependencies installed (see each test module's docstring)."""
+"""Oracle tests: our methods' losses against the reference implementations (osrl-lib; the
+LSPC authors' code from a checkout named by LSPC_OFFICIAL_HOME), run apart from the default
+suite (`pytest tests_oracle`); each skips without what it needs (see its module docstring)."""
 
 import os
 
