@@ -94,7 +94,7 @@ def test_bad_flag_value_is_an_argparse_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["run", "--suite", "bullet", "--seeds", "a,b"])
     assert exit_info.value.code == 2
-    assert "--seeds takes integers" in capsys.readouterr().err
+    assert "--seeds: takes integers" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", ["run", "transfer", "speed"])
