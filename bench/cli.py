@@ -306,8 +306,12 @@ def cmd_run(args) -> int:
             kept = set_aside(path)
             print(f"damaged record {path} ({problem}): moved to {kept.name}; its job runs "
                   "again", flush=True)
+    plan, new_plan = None, False
     if todo:  # a finished selection writes nothing: it may sit in a read-only folder
-        save_plan(jobs, Path(args.results))
+        from bench.plan import plan_file
+
+        new_plan = not plan_file(jobs, Path(args.results)).exists()
+        plan = save_plan(jobs, Path(args.results))
     print(f"{len(jobs)} training jobs planned ({todo} to run, {len(jobs) - todo} already "
           f"recorded); data: {', '.join(sources)}; results in {args.results}", flush=True)
     from bench.schedule import BackendError
@@ -317,6 +321,8 @@ def cmd_run(args) -> int:
                             retry_failed=args.retry_failed, backend=args.backend,
                             scheduler=args.scheduler)
     except BackendError as err:
+        if new_plan and plan is not None:  # nothing ran: leave no pending plan behind
+            plan.unlink(missing_ok=True)
         raise UserError(str(err)) from None
     count = {state: sum(o["status"] == state for o in outcomes)
              for state in ("ok", "skipped", "busy", "error", "failed earlier")}
@@ -791,8 +797,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: finished records are kept; run the same command to resume",
-              file=sys.stderr)
+        kept = ("the collection's finished segments are kept" if args.command == "collect"
+                else "finished records are kept")
+        print(f"interrupted: {kept}; run the same command to resume", file=sys.stderr)
         return 130
     except BrokenPipeError:  # piped into `head` and the like: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -178,21 +178,31 @@ def unknown_sets(methods: list[str], sets: dict[str, str]) -> list[str]:
 PLANS = ".plans"
 
 
+def _payload(jobs: list[Job]) -> list[dict]:
+    # job paths are kept relative to the results folder, so that a copied or moved folder, or
+    # `bench status --results` from anywhere, finds its records
+    return [{**dataclasses.asdict(job), "results": "."} for job in jobs]
+
+
+def plan_file(jobs: list[Job], results: Path, extra: dict | None = None, folder: str = PLANS,
+              prefix: str = "") -> Path:
+    """Where save_plan keeps this plan: named by the hash of its jobs (and extra fields)."""
+    jobs_payload = _payload(jobs)
+    hashed = jobs_payload if extra is None else {"jobs": jobs_payload, **extra}
+    text = json.dumps(hashed, sort_keys=True, default=str)
+    return (Path(results) / folder
+            / f"{prefix}{hashlib.sha256(text.encode()).hexdigest()[:12]}.json")
+
+
 def save_plan(jobs: list[Job], results: Path, extra: dict | None = None, folder: str = PLANS,
               prefix: str = "") -> Path:
     """Keep the plan beside the records (for `bench status`); one file per distinct plan,
     named by its hash. `extra` fields are kept beside the jobs (a transfer's targets)."""
-    # job paths are kept relative to the results folder, so that a copied or moved folder, or
-    # `bench status --results` from anywhere, finds its records
-    jobs_payload = [{**dataclasses.asdict(job), "results": "."} for job in jobs]
-    hashed = jobs_payload if extra is None else {"jobs": jobs_payload, **extra}
-    text = json.dumps(hashed, sort_keys=True, default=str)
-    path = (Path(results) / folder
-            / f"{prefix}{hashlib.sha256(text.encode()).hexdigest()[:12]}.json")
+    path = plan_file(jobs, results, extra, folder, prefix)
     if not path.exists():
         from bench.records import write_json_atomic
 
-        write_json_atomic(path, {"jobs": jobs_payload, **(extra or {})})
+        write_json_atomic(path, {"jobs": _payload(jobs), **(extra or {})})
     return path
 
 

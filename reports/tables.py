@@ -168,12 +168,23 @@ def render_compare(frame: pd.DataFrame, fmt: str) -> str:
                     tablefmt=tablefmt, missingval="–")
 
 
+def _matching_methods(asked: list[str], present: list[str]) -> list[str]:
+    """The recorded method labels asked for, matched in any case; a name matching none is
+    kept as given (the report then says nothing matches, naming what there is)."""
+    folded = {name.lower(): name for name in present}
+    return [folded.get(name.lower(), name) for name in asked]
+
+
 def report(results: Path | None = None, fmt: str = "markdown", layout: str = "suite",
            suites: list[str] | None = None, methods: list[str] | None = None,
            profile: str | None = None, spread: str | None = None, by_threshold: bool = False,
            input_csv: Path | None = None, compare: str | None = None) -> str:
     if fmt not in FORMATS:
         raise ReportError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if suites:
+        from tasks.registry import suite_tasks
+
+        suite_tasks(",".join(suites))  # an unknown suite: "did you mean", as run says it
     if input_csv is not None:
         long = read_published(Path(input_csv))
         if suites:
@@ -189,7 +200,8 @@ def report(results: Path | None = None, fmt: str = "markdown", layout: str = "su
             frame = frame[frame.profile == profile]
         if suites:
             frame = frame[frame.suite.isin(suites)]
-        if methods:
+        if methods:  # in any case, as `bench run --methods` takes them
+            methods = _matching_methods(methods, list(everything.method.unique()))
             frame = frame[frame.method.isin(methods)]
         if everything.empty:
             raise ReportError(f"no records under {results}"

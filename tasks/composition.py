@@ -244,6 +244,8 @@ def describe_dataset(spec: TaskSpec, path, source: str, profile: str | None) -> 
     trajectories = split_trajectories(arrays)
     row = summarize(spec, trajectories.reward_returns, trajectories.cost_returns)
     card = attrs.get("card")
+    if source == "dsrl" and attrs.get("source") == "local":  # local data under the official name
+        source, profile = "local", f"{attrs.get('profile', '?')} under the official name"
     row.update({"source": source, "profile": profile, "path": str(path),
                 "sha256": file_sha256(path), "transitions": int(len(arrays["rewards"])),
                 "card": json.loads(card) if isinstance(card, str) else None})

@@ -92,6 +92,12 @@ def resolve_path(spec: TaskSpec, source: str = "auto", profile: str = "quick") -
 def load_dataset(spec: TaskSpec, source: str = "auto", profile: str = "quick") -> Dataset:
     path, kind = resolve_path(spec, source, profile)
     arrays, attrs = read_dsrl_file(path, spec)
+    if kind == "dsrl" and attrs.get("source") == "local":
+        raise DatasetError(
+            f"{path} has the official file's name but its attributes say it was collected "
+            f"locally ({attrs.get('collector', 'bench collect')}); move it to "
+            f"{local_path(spec, str(attrs.get('profile', profile)))} so that nothing reports it "
+            "as official DSRL data")
     return Dataset(arrays, path, kind, file_sha256(path), attrs)
 
 

@@ -316,3 +316,96 @@ def test_a_broken_entry_point_is_skipped_and_named(monkeypatch, capsys):
     assert "not an OfflineMethod" in problems[1]
     assert "Fine" in algorithms.METHODS and "LSPC" in algorithms.METHODS
     assert "warning: skipped the method entry point 'Broken'" in capsys.readouterr().err
+
+
+# ------------------------------------------------- folders, CSVs and messages (items 4, 9)
+
+
+def test_results_folder_problems_are_one_line(local_ballrun, tmp_path, capsys):
+    import shutil
+    import subprocess
+
+    results = tmp_path / "results"
+    assert run(results, "--methods", "BC-All") == 0
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    with pytest.raises(SystemExit) as exit_:
+        run(a_file, "--methods", "BC-All")
+    assert exit_.value.code == 2 and "is a file" in capsys.readouterr().err
+
+    # read-only, for root too: every folder immutable (chattr +i), as a colleague's share
+    folders = [results, *(p for p in results.rglob("*") if p.is_dir())]
+    if shutil.which("chattr") is None or subprocess.run(
+            ["chattr", "+i", *map(str, folders)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available on this filesystem")
+    try:
+        capsys.readouterr()
+        assert run(results, "--methods", "BC-All") == 0  # everything recorded: writes nothing
+        assert "0 to run" in capsys.readouterr().out
+        assert run(results, "--methods", "BC-All", "--seeds", "1") == 2
+        err = capsys.readouterr().err
+        assert "cannot write there" in err and "Traceback" not in err
+    finally:
+        subprocess.run(["chattr", "-i", *map(str, folders)], check=True)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "not a readable CSV"), ("suite,task,method,reward,cost\n", "no rows"),
+    ("suite,task,method,reward,cost\nbullet,CarRun,X,high,0.1\n", "'high' is not a number"),
+    ("suite,task,method,reward,cost\nbulet,CarRun,X,0.5,0.1\n", "unknown suite 'bulet'"),
+    ("suite,task,method,reward,cost\nbullet,CarRn,X,0.5,0.1\n", "CarRn"),
+    ("a,b\n1,2\n", "missing column")])
+def test_bad_published_csvs_are_one_line(content, message, tmp_path, capsys):
+    path = tmp_path / "numbers.csv"
+    path.write_text(content)
+    assert main(["report", "--input", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_report_messages_say_what_there_is(tmp_path, capsys):
+    cell = tmp_path / "bullet" / "CarRun" / "BC-All"
+    _write(cell, "thr10-seed0-abc.json", GOOD)
+    assert main(["report", "--results", str(tmp_path), "--profile", "paper"]) == 2
+    err = capsys.readouterr().err
+    assert "none of the 1 records" in err and "profiles quick" in err and "BC-All" in err
+    assert main(["report", "--results", str(tmp_path), "--methods", "bc-all"]) == 0
+    assert "CarRun" in capsys.readouterr().out
+    assert main(["report", "--results", str(tmp_path), "--suite", "bulet"]) == 2
+    assert "Did you mean bullet?" in capsys.readouterr().err
+    assert main(["report", "--results", str(tmp_path), "--compare", "paper"]) == 0
+    out = capsys.readouterr().out
+    assert "nan" not in out
+
+
+def test_local_data_under_an_official_name_is_not_official(data_dirs, tmp_path, capsys):
+    from conftest import rollout_arrays
+    from tasks.datasets import DatasetError, load_dataset, official_path, write_dsrl_file
+    from tasks.registry import get_task
+
+    spec = get_task("BallRun")
+    write_dsrl_file(official_path(spec), rollout_arrays(spec, episodes=3),
+                    {"source": "local", "profile": "quick"})
+    with pytest.raises(DatasetError, match="collected locally"):
+        load_dataset(spec)
+    assert main(["datasets", "--tasks", "BallRun", "--format", "json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["source"] == "local" and "under the official name" in row["profile"]
+
+
+def test_a_failed_cluster_attempt_leaves_no_plan(local_ballrun, tmp_path, monkeypatch, capsys):
+    import contextlib
+
+    from bench import schedule
+
+    @contextlib.contextmanager
+    def unreachable(address):
+        raise schedule.BackendError(f"no Dask scheduler at {address}")
+        yield
+
+    monkeypatch.setattr(schedule, "dask_backend", unreachable)
+    results = tmp_path / "results"
+    assert run(results, "--methods", "BC-All", "--backend", "dask",
+               "--scheduler", "tcp://127.0.0.1:1") == 2
+    assert "no Dask scheduler" in capsys.readouterr().err
+    assert not list((results / ".plans").glob("*.json"))
