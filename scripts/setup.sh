@@ -4,6 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-bullet,safetygym,metadrive,test}"
+# .venv may already be something else: a PEP 832 redirect file that a tool (tox 4.67) wrote,
+# or a folder that is no virtual environment; the project's environment takes the name
+if [ -e .venv ] && { [ ! -d .venv ] || [ ! -f .venv/pyvenv.cfg ]; }; then
+  echo "setup: .venv is not a virtual environment here (a redirect file or a stray folder); replacing it" >&2
+  rm -rf .venv
+fi
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e ".[${extras}]"
