@@ -271,10 +271,11 @@ def cmd_run(args) -> int:
     if bad:
         raise UserError(f"--set {', '.join(bad)}: no selected method has such a setting")
     seeds = args.seeds if args.seeds is not None else list(PROFILES[args.profile].seeds)
+    missing_data: list | None = [] if args.dry_run else None  # a plan needs no data
     jobs = plan_jobs(specs, methods, seeds, args.profile, Path(args.results), args.data, sets,
                      steps=args.steps, device=args.device, eval_every=args.eval_every,
                      method_modules=method_modules, checkpoint_every=args.checkpoint_every,
-                     tensorboard=args.tensorboard)
+                     tensorboard=args.tensorboard, missing_data=missing_data)
     if args.tensorboard:
         try:
             import tensorboard  # noqa: F401
@@ -286,7 +287,7 @@ def cmd_run(args) -> int:
     todo = sum(bool(job.missing()) for job in jobs)
     sources = sorted({job.data_source for job in jobs})
     if args.dry_run:
-        return _dry_run(jobs, args)
+        return _dry_run(jobs, args, missing_data)
     if any(job.config.get("implementation") == "official" for job in jobs if job.missing()):
         from algorithms.fisor_official import OfficialFISORError, check_official
 
@@ -343,7 +344,7 @@ def _workers(args) -> int:
     return args.jobs or (os.cpu_count() or 1)
 
 
-def _dry_run(jobs, args) -> int:
+def _dry_run(jobs, args, missing_data=()) -> int:
     from tabulate import tabulate
 
     from bench.estimate import dry_run_table
@@ -359,6 +360,12 @@ def _dry_run(jobs, args) -> int:
                                       "core-hours", "speed from"]))
         print(f"estimated: {total['core_hours']:.2f} core-hours, about "
               f"{total['wall_hours']:.2f} h of wall time on {total['workers']} workers")
+    if missing_data:
+        print(f"\nno data yet for {len(missing_data)} task(s): the run itself needs them "
+              "(`python -m bench download` where there is network, or `python -m bench "
+              f"collect --profile {args.profile}`):")
+        for spec, err in missing_data:
+            print(f"  {spec.name}: {err}")
     return 0
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from algorithms import build_config, get_method
 from bench.profiles import PROFILES
 from bench.records import artifact_dir, config_hash, read_record, record_path
-from tasks.datasets import file_sha256, resolve_path
+from tasks.datasets import DatasetError, file_sha256, resolve_path
 from tasks.registry import TaskSpec
 
 
@@ -113,15 +113,26 @@ def plan_jobs(tasks: list[TaskSpec], methods: list[str], seeds: list[int], profi
               results: Path, data: str = "auto", sets: dict[str, str] | None = None,
               steps: int | None = None, device: str = "cpu",
               eval_every: int | None = None, method_modules: dict[str, str] | None = None,
-              checkpoint_every: int | None = None, tensorboard: bool = False) -> list[Job]:
-    """Every job of the grid; raises DatasetError/ConfigError before anything is trained."""
+              checkpoint_every: int | None = None, tensorboard: bool = False,
+              missing_data: list | None = None) -> list[Job]:
+    """Every job of the grid; raises DatasetError/ConfigError before anything is trained.
+
+    With `missing_data` (a list, for a dry run) a task without data is planned all the same
+    (data source "missing") and its DatasetError is appended there instead of raised."""
     prof = PROFILES[profile]
     eval_every = prof.eval_every if eval_every is None else eval_every
     # not in the job hash: a checkpointed run resumes to the same state as an unbroken one
     checkpoint_every = prof.checkpoint_every if checkpoint_every is None else checkpoint_every
     data_by_task = {}
     for spec in tasks:
-        path, source = resolve_path(spec, data, profile)
+        try:
+            path, source = resolve_path(spec, data, profile)
+        except DatasetError as err:
+            if missing_data is None:
+                raise
+            missing_data.append((spec, err))
+            data_by_task[spec.name] = (Path(""), "missing", "missing")
+            continue
         data_by_task[spec.name] = (path, source, file_sha256(path))
     jobs = []
     registered = list(dict.fromkeys(get_method(name)[0] for name in methods))  # LSPC-S -> LSPC
