@@ -329,3 +329,14 @@ def test_the_progress_file_follows_steps_between_log_points(tmp_path, monkeypatc
     train(method, fake_arrays(), steps=5, batch_size=64, seed=0, device="cpu",
           log_every=1000, run_dir=tmp_path)
     assert seen == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("name", ["BC-All", "BC-Safe"])
+def test_bc_trains_osrl_s_200k_steps_on_metadrive(name):
+    from tasks.registry import suite_tasks
+
+    _, cls = get_method(name)
+    for spec in suite_tasks("metadrive"):  # OSRL bc_configs: update_steps 200_000 there
+        assert cls.steps_for("paper", spec.name) == 200_000, spec.name
+        assert cls.steps_for("quick", spec.name) == cls.profile_steps["quick"]
+    assert cls.steps_for("paper", "CarCircle") == 100_000
