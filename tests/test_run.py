@@ -175,6 +175,17 @@ def test_lspc_records_both_policies_and_an_epsilon_sweep(local_ballrun, tmp_path
     assert main(["report", "--results", str(results)]) == 0
     assert "LSPC-S [epsilon=0.1, batch_size=64]" in capsys.readouterr().out
 
+    # the paper's Fig. 4: both restrictions move together (LSPC-S's box is epsilon)
+    assert run(results, "--methods", "LSPC", "--set", "epsilon=0.1,0.9",
+               "--set", "safe_epsilon=None", "--set", "batch_size=64") == 0
+    coupled = [json.loads(p.read_text()) for p in records_in(results).values()]
+    coupled = [r for r in coupled if "safe_epsilon=None" in r["variant"]]
+    assert len(coupled) == 12 and all(r["config"]["safe_epsilon"] is None for r in coupled)
+    capsys.readouterr()
+    assert main(["plot", "--kind", "sweep", "--field", "epsilon", "--results",
+                 str(results)]) == 0
+    assert (results / "sweep-epsilon.png").stat().st_size > 10_000
+
 
 def test_a_method_from_outside_the_repository(local_ballrun, tmp_path, capsys, monkeypatch):
     example = Path(__file__).resolve().parent.parent / "examples" / "plugin_method"
