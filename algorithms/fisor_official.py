@@ -33,8 +33,9 @@ master and 1 on metadrive_imitation, which the paper's MetaDrive runs used. It i
 checkout's jaxrl5/agents/fisor/fisor.py, and a job whose min_cost_weight differs (1.0 on the
 MetaDrive tasks, 0.0 elsewhere) is refused before it trains, naming the branch to check out;
 records say the floor that ran (official_min_cost_weight), the checkout's commit and branch,
-and the versions (Python, jax, jaxlib, flax, optax, numpy) it ran with: scripts/setup_fisor_official.sh builds
-the environment with jax 0.4.13, as PyPI no longer has requirements.txt's jaxlib 0.4.9.
+and the versions (Python, jax, jaxlib, flax, optax, numpy) it ran with:
+scripts/setup_fisor_official.sh builds the environment with jax 0.4.13, as PyPI no longer has
+requirements.txt's jaxlib 0.4.9.
 """
 
 from __future__ import annotations

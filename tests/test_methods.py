@@ -190,8 +190,10 @@ def _valid_setting(kind, default):
         return default + "-x", default + "-x"
     if typing.get_origin(kind) is tuple:
         items = typing.get_args(kind)
-        value = tuple(type(v)(v * 2 + 1) for v in default) if default else ((7,) if
-                                                                            items[0] is int else (0.5,))
+        if default:
+            value = tuple(type(v)(v * 2 + 1) for v in default)
+        else:
+            value = (7,) if items[0] is int else (0.5,)
         if len(items) == 2 and items[1] is Ellipsis:
             assert all(isinstance(v, items[0]) for v in value)
         else:
