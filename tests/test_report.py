@@ -264,10 +264,11 @@ def test_a_sweep_plots_both_policies_and_keeps_the_two_fig4_sweeps_apart(tmp_pat
                 "safe_epsilon=0.75": (0.25, 0.75)}
     for i, (variant, (eps, safe_eps)) in enumerate(variants.items()):
         for j, method in enumerate(("LSPC-S", "LSPC-O")):
-            path = tmp_path / f"run{i}" / method / "thr10-seed0.json"
+            path = tmp_path / f"run{i}" / method / "thr10-seed0-abc.json"
             path.parent.mkdir(parents=True)
             path.write_text(json.dumps({
-                "schema": SCHEMA, "status": "ok", "task": "easysparse", "method": method,
+                "schema": SCHEMA, "status": "ok", "task": "easysparse", "suite": "metadrive",
+                "seed": 0, "threshold": 10.0, "method": method,
                 "variant": variant, "config": {"epsilon": eps, "safe_epsilon": safe_eps},
                 "normalized_reward": eps + j, "normalized_cost": 0.5}))
     frame = sweep_frame(tmp_path, "epsilon")
