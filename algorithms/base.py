@@ -10,6 +10,8 @@ from __future__ import annotations
 import abc
 import dataclasses
 import difflib
+import types
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -132,6 +134,7 @@ def build_config(method_cls: type[OfflineMethod], task: str, sets: dict[str, str
     config = method_cls.Config()
     config = dataclasses.replace(config, **method_cls.overrides.get(task, {}))
     fields = {f.name: f for f in dataclasses.fields(config)}
+    types_ = field_types(type(config))
     parsed = {}
     for key, text in (sets or {}).items():
         if key not in fields:
@@ -139,25 +142,103 @@ def build_config(method_cls: type[OfflineMethod], task: str, sets: dict[str, str
             hint = f" Did you mean {close[0]}?" if close else ""
             raise ConfigError(f"{method_cls.__name__} has no setting {key!r}.{hint} "
                               f"Settings: {', '.join(fields)}")
-        parsed[key] = _parse_like(getattr(config, key), text, key)
+        parsed[key] = parse_setting(types_[key], text, key, getattr(config, key))
     return dataclasses.replace(config, **parsed)
 
 
-def _parse_like(default, text: str, key: str):
+def field_types(config_cls: type) -> dict[str, Any]:
+    """Each field's annotation as a type (the files use `from __future__ import annotations`,
+    so dataclasses hold them as strings)."""
     try:
-        if isinstance(default, bool):
-            if text.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(text)
-            return text.lower() in ("true", "1")
-        if isinstance(default, int):
-            return int(text)
-        if isinstance(default, float):
-            return float(text)
-        if isinstance(default, tuple):
-            return tuple(type(default[0])(part) for part in text.split(",")) if default else ()
+        hints = typing.get_type_hints(config_cls)
+    except (NameError, TypeError):  # a plugin's unresolvable annotation: whatever resolves
+        hints = {}
+    return {f.name: hints.get(f.name, f.type) for f in dataclasses.fields(config_cls)}
+
+
+def is_tuple_type(annotation) -> bool:
+    """tuple[...] or an optional one: a comma in its --set text separates its items."""
+    return any(typing.get_origin(a) is tuple or a is tuple
+               for a in (annotation, *_optional_parts(annotation)[0]))
+
+
+NONE_WORDS = ("none", "null")
+
+
+def parse_setting(annotation, text: str, key: str, default: Any = None):
+    """A --set value parsed by its field's annotation: bool (true/false, 1/0, yes/no), int,
+    float, str, tuple[T, ...] and tuple[T1, T2] (comma-separated), and X | None, which also
+    takes None / none / null. Anything else is one ConfigError naming what was expected."""
+    options, optional = _optional_parts(annotation)
+    if text.strip().lower() in NONE_WORDS:
+        if optional:
+            return None
+        raise ConfigError(f"--set {key}={text}: {key} cannot be None; expected "
+                          f"{_describe(annotation)}, like {default!r}")
+    try:
+        if len(options) != 1:
+            raise TypeError
+        return _parse_as(options[0], text.strip())
     except ValueError:
-        raise ConfigError(f"--set {key}={text}: expected a value like {default!r}") from None
-    return text
+        like = f", like {default!r}" if default is not None else ""
+        raise ConfigError(f"--set {key}={text}: expected {_describe(annotation)}{like}") from None
+    except TypeError:
+        raise ConfigError(f"--set {key}={text}: a field of type {annotation!r} cannot be set "
+                          "from the command line") from None
+
+
+def _optional_parts(annotation) -> tuple[list, bool]:
+    """(the non-None members, whether None is allowed) of X | None; ([X], False) otherwise."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = typing.get_args(annotation)
+        return [a for a in args if a is not type(None)], type(None) in args
+    return [annotation], False
+
+
+def _parse_as(kind, text: str):
+    if kind is bool:
+        words = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+        if text.lower() not in words:
+            raise ValueError(text)
+        return words[text.lower()]
+    if kind is int:
+        number = float(text)
+        if not number.is_integer():
+            raise ValueError(text)
+        return int(text) if text.lstrip("+-").isdigit() else int(number)
+    if kind is float:
+        return float(text)
+    if kind is str:
+        return text
+    if kind is tuple or typing.get_origin(kind) is tuple:
+        parts = [part.strip() for part in text.split(",")] if text else []
+        items = typing.get_args(kind)
+        if len(items) == 2 and items[1] is Ellipsis:  # tuple[T, ...]
+            return tuple(_parse_as(items[0], part) for part in parts)
+        if not items:  # a bare tuple: its items as text
+            return tuple(parts)
+        if len(parts) != len(items):
+            raise ValueError(text)
+        return tuple(_parse_as(item, part) for item, part in zip(items, parts))
+    raise TypeError(kind)
+
+
+def _describe(annotation) -> str:
+    options, optional = _optional_parts(annotation)
+    text = " or ".join(_describe_one(kind) for kind in options)
+    return f"{text} or None" if optional else text
+
+
+def _describe_one(kind) -> str:
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "text"}
+    if kind in names:
+        return names[kind]
+    items = typing.get_args(kind)
+    if typing.get_origin(kind) is tuple and len(items) == 2 and items[1] is Ellipsis:
+        return f"comma-separated values, each {_describe_one(items[0])}"
+    if typing.get_origin(kind) is tuple:
+        return f"{len(items)} comma-separated values ({', '.join(map(_describe_one, items))})"
+    return repr(kind)
 
 
 def lookup(registry: dict[str, type], name: str, kind: str = "method"):

@@ -2,7 +2,8 @@
 
 Reference code read for facts: OSRL (osrl/algorithms/bc.py, examples/configs/bc_configs.py):
 a deterministic tanh MLP actor [256, 256] regressed on the data's actions with mean squared
-error, Adam 1e-3, batch 512, 100k steps. BC-All learns from every trajectory; BC-Safe only from
+error, Adam 1e-3, batch 512, 100k steps (200k on the nine MetaDrive tasks, their
+update_steps in bc_configs). BC-All learns from every trajectory; BC-Safe only from
 the trajectories whose (undiscounted) cost return is within the threshold, so it is trained
 once per threshold.
 """
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from algorithms.base import OfflineMethod
+from algorithms.base import OfflineMethod, paper_steps_on
 from algorithms.nets import TanhActor
 from tasks.datasets import split_trajectories
 
@@ -41,6 +42,7 @@ class BCAll(OfflineMethod):
     Config = Config
     threshold_agnostic = True
     profile_steps = {"smoke": 20, "quick": 2500, "paper": 100_000}
+    task_steps = paper_steps_on("metadrive", 200_000)  # OSRL bc_configs' MetaDrive update_steps
     graph_safe = True
 
     def __init__(self, spec, config, threshold, seed, device="cpu"):

@@ -27,16 +27,22 @@ Progress: the driver's log lines become the run's curve.csv (the official stat n
 value at the logged step) and a line on stderr; everything the subprocess prints goes to
 official/train.log in the run folder. A failing subprocess is an OfficialFISORError with
 the tail of its output. Settings that the official code hard-codes cannot be changed here
-(an error says so); min_cost_weight is the checkout's (0 on master, 1 on
-metadrive_imitation), so records carry the checkout's commit and branch, and the versions
-(Python, jax, jaxlib, flax, optax, numpy) it ran with: scripts/setup_fisor_official.sh builds
-the environment with jax 0.4.13, as PyPI no longer has requirements.txt's jaxlib 0.4.9.
+(an error says so). One of them differs between the official branches: the floor of the
+infeasible states' weights (jnp.clip(cost_exp_adv, floor, cost_ub) in update_actor), 0 on
+master and 1 on metadrive_imitation, which the paper's MetaDrive runs used. It is read from the
+checkout's jaxrl5/agents/fisor/fisor.py, and a job whose min_cost_weight differs (1.0 on the
+MetaDrive tasks, 0.0 elsewhere) is refused before it trains, naming the branch to check out;
+records say the floor that ran (official_min_cost_weight), the checkout's commit and branch,
+and the versions (Python, jax, jaxlib, flax, optax, numpy) it ran with:
+scripts/setup_fisor_official.sh builds the environment with jax 0.4.13, as PyPI no longer has
+requirements.txt's jaxlib 0.4.9.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -93,6 +99,49 @@ FIXED = {"critic_batch_size": 256, "max_reward_weight": 100.0, "normalize_reward
 
 class OfficialFISORError(RuntimeError):
     """The official code is missing, broken or failed; the message names the fix."""
+
+
+#: the official file whose update_actor hard-codes the floor of the infeasible weights
+AGENT_FILE = "jaxrl5/agents/fisor/fisor.py"
+_FLOOR = re.compile(r"unsafe_weights\s*=\s*unsafe_condition\s*\*\s*jnp\.clip\(\s*"
+                    r"cost_exp_adv\s*,\s*([-+0-9.eE]+)\s*,")
+#: which official branch clips the infeasible weights at which floor
+FLOOR_BRANCHES = {0.0: "master", 1.0: "metadrive_imitation"}
+
+
+def official_min_cost_weight(home: Path) -> float:
+    """The floor the checkout's update_actor clips the infeasible states' weights at, under the
+    `fisor` config's actor_objective "feasibility": 0 on master, 1 on metadrive_imitation."""
+    path = Path(home) / AGENT_FILE
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise OfficialFISORError(f"cannot read {path}: {err}") from None
+    start = text.find('actor_objective == "feasibility"')
+    found = _FLOOR.search(text, max(start, 0))
+    if start < 0 or found is None:
+        raise OfficialFISORError(
+            f"{path}: no `unsafe_weights = unsafe_condition * jnp.clip(cost_exp_adv, FLOOR, "
+            "...)` under actor_objective \"feasibility\", so the floor of the infeasible "
+            "weights that would run is unknown; use a checkout of the official branches "
+            f"({', '.join(FLOOR_BRANCHES.values())})")
+    return float(found.group(1))
+
+
+def check_min_cost_weight(wanted: float, floor: float, home: Path, task: str = "") -> None:
+    """An OfficialFISORError unless the config's min_cost_weight is the checkout's floor (the
+    record's config must be what ran)."""
+    if wanted == floor:
+        return
+    branch = FLOOR_BRANCHES.get(wanted)
+    fix = (f"check out the official branch that clips at {wanted:g} (git -C {home} checkout "
+           f"{branch}), or " if branch else "")
+    where = f" on {task}" if task else ""
+    raise OfficialFISORError(
+        f"FISOR min_cost_weight={wanted:g}{where}, but the official checkout in FISOR_HOME "
+        f"clips the infeasible weights at {floor:g} ({AGENT_FILE}, as on branch "
+        f"{FLOOR_BRANCHES.get(floor, 'unknown')}): {fix}--set min_cost_weight={floor:g} to "
+        "run the checkout as it is")
 
 
 def official_setup() -> tuple[Path, str]:
@@ -170,6 +219,12 @@ class OfficialFISOR(OfflineMethod):
         self.home, self.python = official_setup()
         self.overrides = official_overrides(config)
         self.revision = _git_revision(self.home)
+        # the floor of the infeasible weights the checkout's code hard-codes; None: unreadable
+        # (an error when it trains; a reloaded model says what trained it)
+        try:
+            self.min_cost_weight: float | None = official_min_cost_weight(self.home)
+        except OfficialFISORError:
+            self.min_cost_weight = None
         self.versions: dict | None = None  # python, jax, jaxlib, flax, optax, numpy that ran
         self._checkpoint: bytes | None = None
         self._workdir: Path | None = None
@@ -178,7 +233,9 @@ class OfficialFISOR(OfflineMethod):
 
     def record_fields(self):
         return {"implementation": "official", "official_commit": self.revision["commit"],
-                "official_branch": self.revision["branch"], "official_versions": self.versions}
+                "official_branch": self.revision["branch"],
+                "official_min_cost_weight": self.min_cost_weight,
+                "official_versions": self.versions}
 
     def _job(self, **fields) -> dict:
         spec = self.spec
@@ -193,6 +250,11 @@ class OfficialFISOR(OfflineMethod):
         raise TypeError("the official FISOR trains in its own process, as a whole (fit)")
 
     def fit(self, arrays, steps, seed, log_every, workdir):
+        # what runs is the checkout's code: the config must say the floor it hard-codes
+        self.revision = _git_revision(self.home)
+        self.min_cost_weight = official_min_cost_weight(self.home)
+        check_min_cost_weight(self.config.min_cost_weight, self.min_cost_weight, self.home,
+                              self.spec.name)
         workdir = Path(workdir).resolve() / "official"
         workdir.mkdir(parents=True, exist_ok=True)
         data = workdir / "data.npz"
@@ -305,13 +367,15 @@ class OfficialFISOR(OfflineMethod):
         if self._checkpoint is None:
             raise OfficialFISORError("the official FISOR model is neither trained nor loaded")
         return {"official_pickle": self._checkpoint, "revision": self.revision,
-                "versions": self.versions, "overrides": self.overrides}
+                "versions": self.versions, "overrides": self.overrides,
+                "min_cost_weight": self.min_cost_weight}
 
     def load_state_dict(self, state):
         self._close_server()
         self._checkpoint = state["official_pickle"]
         self.revision = state["revision"]  # the code that trained it, and its environment
         self.versions = state.get("versions")
+        self.min_cost_weight = state.get("min_cost_weight", self.min_cost_weight)
 
 
 def _message(line: str) -> dict | None:

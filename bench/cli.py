@@ -288,11 +288,19 @@ def cmd_run(args) -> int:
     sources = sorted({job.data_source for job in jobs})
     if args.dry_run:
         return _dry_run(jobs, args, missing_data)
-    if any(job.config.get("implementation") == "official" for job in jobs if job.missing()):
-        from algorithms.fisor_official import OfficialFISORError, check_official
+    official = [job for job in jobs if job.config.get("implementation") == "official"
+                and job.missing()]
+    if official:
+        from algorithms.fisor_official import (OfficialFISORError, check_min_cost_weight,
+                                               check_official, official_min_cost_weight,
+                                               official_setup)
 
-        try:  # before hours of jobs: FISOR_HOME, FISOR_PYTHON and the official imports
-            check_official()
+        try:  # before hours of jobs: FISOR_HOME, FISOR_PYTHON and the official imports,
+            check_official()  # and the floor of the weights the checkout hard-codes
+            home = official_setup()[0]
+            floor = official_min_cost_weight(home)
+            for job in official:
+                check_min_cost_weight(job.config["min_cost_weight"], floor, home, job.task)
         except OfficialFISORError as err:
             raise UserError(str(err)) from None
     from bench.plan import save_plan

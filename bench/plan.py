@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from algorithms import build_config, get_method
+from algorithms.base import field_types, is_tuple_type
 from bench.profiles import PROFILES
 from bench.records import artifact_dir, config_hash, read_record, record_path
 from tasks.datasets import DatasetError, file_sha256, resolve_path
@@ -171,8 +172,8 @@ def expand_sweeps(cls, sets: dict[str, str]) -> list[dict[str, str]]:
     """`--set epsilon=0.1,0.25` on a scalar field is a sweep: one config per value (the
     cartesian product over swept fields). On a tuple field (hidden=64,64) a comma is part of
     the one value."""
-    tuple_fields = {f.name for f in dataclasses.fields(cls.Config)
-                    if isinstance(getattr(cls.Config(), f.name), tuple)}
+    tuple_fields = {name for name, kind in field_types(cls.Config).items()
+                    if is_tuple_type(kind)}
     choices = [[text] if key in tuple_fields else [v.strip() for v in text.split(",")]
                for key, text in sets.items()]
     return [dict(zip(sets, values)) for values in itertools.product(*choices)]

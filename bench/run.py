@@ -6,6 +6,7 @@ from its own fields.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import functools
@@ -283,17 +284,30 @@ def _write_curve(rows: dict[int, dict], curve_path: Path) -> None:
             writer.writerows(rows[s] for s in sorted(rows))
 
 
-def curve_evaluator(method, spec, policies: tuple[str, ...], episodes: int):
+def curve_evaluator(method, spec, policies: tuple[str, ...], episodes: int, seed: int = 0):
     """Mean raw reward and cost returns of each policy, for the training curves (Fig. 2); a
-    prompted method (CDT) is prompted with the task's lowest threshold."""
-    envs = make_vector_env(spec, episodes)
+    prompted method (CDT) is prompted with the task's lowest threshold.
+
+    An evaluation in the middle of training leaves training's random streams as it found
+    them (as does building its simulators): it draws from its own, seeded from (job seed,
+    step), and restores torch's (CPU and CUDA), NumPy's and Python's global generators
+    afterwards. So a job trains the same with
+    or without curves, and different seeds stay independent after an evaluation."""
+    def own_streams(step: int):
+        return own_random_streams(int(np.random.SeedSequence([seed, step]).generate_state(1)[0]))
+
+    with own_streams(0):  # building a simulator may draw from NumPy's global generator
+        envs = make_vector_env(spec, episodes)
 
     def evaluate(step: int) -> dict:
+        with own_streams(step):
+            return _evaluate_curve_point(step)
+
+    def _evaluate_curve_point(step: int) -> dict:
         out = {}
         for name in policies or (None,):
             if name is not None:
                 method.policy = name
-            torch.manual_seed(step)
             episodes_ = evaluate_policy(method.act, spec, episodes, 2_000_000 + step,
                                         reset=method.reset, envs=envs,
                                         threshold=spec.thresholds[0], observe=method.observe)
@@ -303,6 +317,20 @@ def curve_evaluator(method, spec, policies: tuple[str, ...], episodes: int):
         return out
 
     return evaluate, envs
+
+
+@contextlib.contextmanager
+def own_random_streams(seed: int):
+    """Inside: every global generator (torch CPU and CUDA, NumPy, Python) seeded with `seed`;
+    after: each back in the state it had before, whatever was drawn inside."""
+    saved = _rng_state()
+    try:
+        torch.manual_seed(seed)  # seeds the CUDA generators too
+        np.random.seed(seed)
+        random.seed(seed)
+        yield
+    finally:
+        _set_rng_state(saved)
 
 
 def worker_name() -> str:
@@ -376,7 +404,8 @@ def _execute(job: Job, missing: list[tuple[float, str]], started: float, status:
         evaluate, curve_envs = None, None
         if job.eval_every and not getattr(method, "trains_itself", False):
             evaluate, curve_envs = curve_evaluator(method, spec, job.policies,
-                                                   PROFILES[job.profile].curve_episodes)
+                                                   PROFILES[job.profile].curve_episodes,
+                                                   job.seed)
         try:
             final_stats, resumed_from = train(
                 method, data, job.steps, config.batch_size, job.seed, job.device,

@@ -1,36 +1,66 @@
-"""A hyperparameter sweep from the records (paper Fig. 4: LSPC-S and LSPC-O against epsilon)."""
+"""A hyperparameter sweep from the records (paper Fig. 4: LSPC-S and LSPC-O against the
+latent restriction).
+
+Fig. 4 of the paper moves the restriction of both policies together. LSPC's `epsilon` is
+LSPC-O's restriction and `safe_epsilon` LSPC-S's (0.25 by default, A.3.1; None: the same as
+`epsilon`), so the paper's sweep is
+
+    bench run --methods LSPC --set epsilon=0.1,0.25,0.5,0.75,1.0 --set safe_epsilon=None
+
+while `--set epsilon=...` alone moves LSPC-O only (LSPC-S keeps its 0.25 box). Both are
+kept apart here: the records of a sweep over `key` are grouped by their other --set values
+too (the `with` column), and each group is its own line.
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
 
 from bench.records import load_records
 
+# "epsilon=0.1, hidden=64,64": a new setting starts after ", " with a name and "="
+_SETTING_START = re.compile(r",\s*(?=[A-Za-z_][A-Za-z0-9_]*=)")
+
+
+def variant_settings(variant: str) -> dict[str, str]:
+    """The --set values of a record's variant ("epsilon=0.1, safe_epsilon=None") by name."""
+    settings = {}
+    for part in _SETTING_START.split(variant or ""):
+        name, sep, value = part.partition("=")
+        if sep:
+            settings[name.strip()] = value.strip()
+    return settings
+
 
 def sweep_frame(results: Path, key: str) -> pd.DataFrame:
-    """Mean and std of normalized reward and cost per (task, method, value of `key`), over
-    seeds and thresholds, from the records whose --set values name `key`."""
+    """Mean and std of normalized reward and cost per (task, method, other --set values,
+    value of `key`), over seeds and thresholds, from the records whose --set values name
+    `key`. `with` holds the other values ("safe_epsilon=None" in the paper's Fig. 4 sweep)."""
+    columns = ["task", "method", "with", key, "reward", "reward_std", "cost", "cost_std", "n"]
     rows = []
     for record in load_records(results):
-        if f"{key}=" not in (record.get("variant") or ""):
+        settings = variant_settings(record.get("variant") or "")
+        if key not in settings:
             continue
         rows.append({"task": record["task"], "method": record["method"],
+                     "with": ", ".join(f"{k}={v}" for k, v in settings.items() if k != key),
                      key: record["config"][key],
                      "reward": record["normalized_reward"], "cost": record["normalized_cost"]})
     if not rows:
-        return pd.DataFrame(columns=["task", "method", key, "reward", "reward_std", "cost",
-                                     "cost_std", "n"])
+        return pd.DataFrame(columns=columns)
     frame = pd.DataFrame(rows)
-    out = frame.groupby(["task", "method", key]).agg(
+    out = frame.groupby(["task", "method", "with", key]).agg(
         reward=("reward", "mean"), reward_std=("reward", "std"), cost=("cost", "mean"),
         cost_std=("cost", "std"), n=("reward", "size"))
-    return out.reset_index().sort_values(["task", "method", key])
+    return out.reset_index().sort_values(["task", "method", "with", key])[columns]
 
 
 def plot_sweep(frame: pd.DataFrame, key: str, path: Path) -> Path:
-    """Reward and cost against `key`, one row of two panels per task; cost 1 = threshold."""
+    """Reward and cost against `key`, one row of two panels per task, a line per policy
+    (LSPC-S and LSPC-O) and other settings; cost 1 = threshold."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -40,10 +70,12 @@ def plot_sweep(frame: pd.DataFrame, key: str, path: Path) -> Path:
     fig, axes = plt.subplots(len(tasks), 2, figsize=(9, 3.2 * len(tasks)), squeeze=False)
     for row, task in zip(axes, tasks):
         part = frame[frame.task == task]
-        for method, curve in part.groupby("method"):
+        several = part["with"].nunique() > 1  # e.g. both sweeps: name the other settings
+        for (method, other), curve in part.groupby(["method", "with"]):
+            label = f"{method} [{other}]" if several and other else method
             for ax, metric in zip(row, ("reward", "cost")):
                 ax.errorbar(curve[key], curve[metric], yerr=curve[f"{metric}_std"].fillna(0),
-                            marker="o", capsize=3, label=method)
+                            marker="o", capsize=3, label=label)
         row[0].set_ylabel(f"{task}\nnormalized reward")
         row[1].set_ylabel("normalized cost")
         row[1].axhline(1.0, color="red", linestyle="--", linewidth=1, label="threshold")

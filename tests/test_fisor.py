@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import pickle
+import re
 import sys
 import textwrap
 
@@ -328,6 +329,10 @@ STANDIN = {
             def load(self, model_location):
                 with open(model_location, "rb") as handle:
                     return self.replace(**pickle.load(handle))
+
+            def update_actor(agent, batch):  # never called: the official line the harness reads
+                if agent.actor_objective == "feasibility":
+                    unsafe_weights = unsafe_condition * jnp.clip(cost_exp_adv, 0, agent.cost_ub)
         """,
     "jaxrl5/data/dsrl_datasets.py": """
         import numpy as np
@@ -443,6 +448,7 @@ def test_official_run_records_with_our_data_and_evaluation(local_ballrun, standi
     assert record["method"] == "FISOR" and record["implementation"] == "official"
     assert record["config"]["implementation"] == "official"
     assert record["official_commit"] is None  # the stand-in is no git checkout
+    assert record["official_min_cost_weight"] == record["config"]["min_cost_weight"] == 0.0
     assert record["official_versions"]["python"] == sys.version.split()[0]
     assert record["eval_episodes"] == 2 and len(record["cost_returns"]) == 2
     run_dir = next(p for p in (results / "bullet/BallRun/FISOR").glob("run-*") if p.is_dir())
@@ -502,3 +508,72 @@ def test_the_adapter_serves_the_saved_agent_after_a_reload(standin, tmp_path):
     np.testing.assert_array_equal(other.act(obs), actions)
     method._close_server()
     other._close_server()
+
+
+def _floor(standin, floor):
+    """The stand-in as branch master (floor 0) or metadrive_imitation (floor 1)."""
+    path = standin / "jaxrl5/agents/fisor/fisor.py"
+    text = re.sub(r"jnp\.clip\(cost_exp_adv, [0-9.]+,", f"jnp.clip(cost_exp_adv, {floor},",
+                  path.read_text())
+    path.write_text(text)
+
+
+def _metadrive_arrays(spec, n=100):
+    rng = np.random.default_rng(0)
+    arrays = fake_arrays(n=n)
+    arrays["observations"] = rng.normal(size=(n, spec.obs_dim)).astype(np.float32)
+    arrays["next_observations"] = rng.normal(size=(n, spec.obs_dim)).astype(np.float32)
+    arrays["actions"] = rng.uniform(-1, 1, (n, spec.act_dim)).astype(np.float32)
+    return arrays
+
+
+def test_the_official_floor_of_the_infeasible_weights_is_what_the_record_says(standin,
+                                                                             tmp_path):
+    """MetaDrive's config says min_cost_weight=1 (branch metadrive_imitation); a master
+    checkout clips at 0: that job is refused before it trains, and a record says what ran."""
+    from algorithms import build_config
+
+    spec = get_task("easysparse")
+    config = dataclasses.replace(build_config(FISOR, "easysparse"),
+                                 implementation="official", batch_size=8)
+    assert config.min_cost_weight == 1.0
+    method = FISOR.create(spec, config, None, 0)  # the stand-in as master
+    with pytest.raises(OfficialFISORError, match=(
+            "min_cost_weight=1 on easysparse, but the official checkout in FISOR_HOME clips "
+            r"the infeasible weights at 0 \(jaxrl5/agents/fisor/fisor.py, as on branch master\)"
+            ".*checkout metadrive_imitation.*--set min_cost_weight=0")):
+        list(method.fit(_metadrive_arrays(spec), 2, 0, 2, tmp_path))
+    assert not (tmp_path / "official" / "train.log").exists()  # refused before it ran
+
+    _floor(standin, 1)  # the stand-in as metadrive_imitation
+    method = FISOR.create(spec, config, None, 0)
+    assert [step for step, _ in method.fit(_metadrive_arrays(spec), 2, 0, 2, tmp_path)] == [2]
+    assert method.record_fields()["official_min_cost_weight"] == 1.0
+    other = FISOR.create(spec, config, None, 1)
+    _floor(standin, 0)  # the checkout changed since: a reloaded model says what trained it
+    other.load_state_dict(method.state_dict())
+    assert other.record_fields()["official_min_cost_weight"] == 1.0
+
+    from algorithms.fisor_official import official_min_cost_weight
+
+    assert official_min_cost_weight(standin) == 0.0
+    (standin / "jaxrl5/agents/fisor/fisor.py").write_text("class FISOR: pass\n")
+    with pytest.raises(OfficialFISORError, match="floor of the infeasible weights that would "
+                                                 "run is unknown"):
+        official_min_cost_weight(standin)
+
+
+def test_a_metadrive_run_on_the_wrong_branch_is_refused_before_any_job(data_dirs, standin,
+                                                                        tmp_path, capsys):
+    from tasks.datasets import local_path, write_dsrl_file
+
+    spec = get_task("easysparse")
+    write_dsrl_file(local_path(spec, "smoke"), _metadrive_arrays(spec), {"source": "local"})
+    results = tmp_path / "results"
+    assert main(["run", "--tasks", "easysparse", "--methods", "FISOR", "--profile", "smoke",
+                 "--results", str(results), "--jobs", "1", "--quiet",
+                 "--fisor-impl", "official"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: FISOR min_cost_weight=1 on easysparse, but the official "
+                          "checkout") and "Traceback" not in err
+    assert not results.exists()

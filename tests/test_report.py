@@ -248,3 +248,45 @@ def test_the_harness_note_lists_few_commits_and_counts_many():
                                      "2026-01-04", "2026-01-05"]})
     assert harness_note(many) == ("0.1.0 (5 commits, the newest record from dddddddd), "
                                   "0.2.0 (hhhhhhhh)")
+
+
+def test_a_sweep_plots_both_policies_and_keeps_the_two_fig4_sweeps_apart(tmp_path, monkeypatch):
+    """Fig. 4 moves both restrictions (epsilon with safe_epsilon=None); epsilon alone moves
+    LSPC-O's only. Records of both sweeps in one folder give separate lines, and a sweep of
+    safe_epsilon is not one of epsilon."""
+    import reports.figures
+    from bench.records import SCHEMA
+    from reports.sweep import sweep_frame
+
+    variants = {"epsilon=0.1": (0.1, 0.25), "epsilon=0.5": (0.5, 0.25),
+                "epsilon=0.1, safe_epsilon=None": (0.1, None),
+                "epsilon=0.5, safe_epsilon=None": (0.5, None),
+                "safe_epsilon=0.75": (0.25, 0.75)}
+    for i, (variant, (eps, safe_eps)) in enumerate(variants.items()):
+        for j, method in enumerate(("LSPC-S", "LSPC-O")):
+            path = tmp_path / f"run{i}" / method / "thr10-seed0-abc.json"
+            path.parent.mkdir(parents=True)
+            path.write_text(json.dumps({
+                "schema": SCHEMA, "status": "ok", "task": "easysparse", "suite": "metadrive",
+                "seed": 0, "threshold": 10.0, "method": method,
+                "variant": variant, "config": {"epsilon": eps, "safe_epsilon": safe_eps},
+                "normalized_reward": eps + j, "normalized_cost": 0.5}))
+    frame = sweep_frame(tmp_path, "epsilon")
+    assert len(frame) == 8  # 2 policies x 2 sweeps x 2 values; the safe_epsilon sweep is not one
+    assert set(frame["with"]) == {"", "safe_epsilon=None"}
+    assert set(frame["method"]) == {"LSPC-S", "LSPC-O"}
+    assert (frame["n"] == 1).all()
+
+    figures = []
+    monkeypatch.setattr(reports.figures, "_save",
+                        lambda fig, path: figures.append(fig) or [path.with_suffix(".png")])
+    assert main(["plot", "--kind", "sweep", "--field", "epsilon", "--results",
+                 str(tmp_path)]) == 0
+    labels = figures[0].axes[0].get_legend_handles_labels()[1]
+    assert sorted(labels) == ["LSPC-O", "LSPC-O [safe_epsilon=None]", "LSPC-S",
+                              "LSPC-S [safe_epsilon=None]"]
+
+    from reports.sweep import variant_settings
+
+    assert variant_settings("epsilon=0.1, hidden=64,64, safe_epsilon=None") == {
+        "epsilon": "0.1", "hidden": "64,64", "safe_epsilon": "None"}

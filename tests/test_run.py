@@ -175,6 +175,17 @@ def test_lspc_records_both_policies_and_an_epsilon_sweep(local_ballrun, tmp_path
     assert main(["report", "--results", str(results)]) == 0
     assert "LSPC-S [epsilon=0.1, batch_size=64]" in capsys.readouterr().out
 
+    # the paper's Fig. 4: both restrictions move together (LSPC-S's box is epsilon)
+    assert run(results, "--methods", "LSPC", "--set", "epsilon=0.1,0.9",
+               "--set", "safe_epsilon=None", "--set", "batch_size=64") == 0
+    coupled = [json.loads(p.read_text()) for p in records_in(results).values()]
+    coupled = [r for r in coupled if "safe_epsilon=None" in r["variant"]]
+    assert len(coupled) == 12 and all(r["config"]["safe_epsilon"] is None for r in coupled)
+    capsys.readouterr()
+    assert main(["plot", "--kind", "sweep", "--field", "epsilon", "--results",
+                 str(results)]) == 0
+    assert (results / "sweep-epsilon.png").stat().st_size > 10_000
+
 
 def test_a_method_from_outside_the_repository(local_ballrun, tmp_path, capsys, monkeypatch):
     example = Path(__file__).resolve().parent.parent / "examples" / "plugin_method"
@@ -204,3 +215,54 @@ def test_tensorboard_events_beside_the_csv_curve(local_ballrun, tmp_path):
     assert [point.step for point in logged] == [10, 20]  # smoke: log every 10 of 20 steps
     curve = (events.parent / "curve.csv").read_text().splitlines()
     assert len(curve) == 3 and float(curve[2].split(",")[1]) == pytest.approx(logged[1].value)
+
+
+def test_an_evaluation_during_training_leaves_every_random_stream_as_it_was():
+    import random
+
+    import torch
+
+    from algorithms import build_config
+    from algorithms.lspc import LSPC
+    from bench.run import curve_evaluator, seed_everything
+
+    method = LSPC(SPEC, build_config(LSPC, SPEC.name), None, 0)
+    evaluate, envs = curve_evaluator(method, SPEC, LSPC.policies, 1)
+    try:
+        def draws(seed, evaluated):
+            seed_everything(seed)
+            random.seed(seed)
+            if evaluated:
+                evaluate(5)  # LSPC-S draws its latents from torch's generator
+            return (torch.rand(4).tolist(), np.random.rand(4).tolist(), random.random())
+
+        for seed in (0, 1, 2):  # as if the evaluation had not happened
+            assert draws(seed, evaluated=True) == draws(seed, evaluated=False)
+        after = [draws(seed, evaluated=True) for seed in (0, 1, 2)]
+        assert len({str(d) for d in after}) == 3  # seeds stay independent after it
+    finally:
+        envs.close()
+
+
+def test_curves_do_not_change_what_is_trained(local_ballrun, tmp_path):
+    import torch
+
+    def trained(results, *extra):
+        assert run(results, "--methods", "LSPC", "--set", "batch_size=64", *extra) == 0
+        records = {(r["method"], r["threshold"]): r for r in
+                   (json.loads(p.read_text()) for p in records_in(results).values())}
+        state = torch.load(next(results.rglob("checkpoint.pt")), weights_only=False)["state"]
+        return records, state
+
+    plain, plain_state = trained(tmp_path / "plain")
+    curved, curved_state = trained(tmp_path / "curves", "--eval-every", "3")
+    curve = next((tmp_path / "curves").rglob("curve.csv")).read_text()
+    assert "LSPC-S/reward_return" in curve  # the curve run did evaluate during training
+    for name in ("q_ens", "v_ens", "cvae", "encoder"):
+        for key, value in plain_state[name].items():
+            assert torch.equal(value, curved_state[name][key]), (name, key)
+    assert plain.keys() == curved.keys()
+    for key, record in plain.items():
+        for field in ("final_train_stats", "reward_returns", "cost_returns",
+                      "normalized_reward", "normalized_cost"):
+            assert record[field] == curved[key][field], (key, field)

@@ -1,6 +1,7 @@
 """Oracle tests: our methods' losses against the reference implementations (osrl-lib; the
-LSPC authors' code from a checkout named by LSPC_OFFICIAL_HOME), run apart from the default
-suite (`pytest tests_oracle`); each skips without what it needs (see its module docstring)."""
+LSPC authors' code from a checkout named by LSPC_OFFICIAL_HOME; FISOR's official code
+through FISOR_HOME and FISOR_PYTHON), run apart from the default suite (`pytest
+tests_oracle`); each skips without what it needs (see its module docstring)."""
 
 import os
 
