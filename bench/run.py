@@ -424,28 +424,35 @@ def _execute(job: Job, missing: list[tuple[float, str]], started: float, status:
         (run_dir / "training.pt").unlink(missing_ok=True)  # the final state supersedes it
 
     paths = []
-    envs = make_vector_env(spec, job.eval_episodes)  # built once, reseeded per threshold
-    try:
-        for threshold, name in missing:
-            if job.policies:
-                method.policy = name
-            paths.append(_evaluate_and_record(job, spec, method, envs, threshold, name, run_dir,
-                                              data_attrs, final_stats, train_seconds, started,
-                                              resumed_from, cuda_graph))
-    finally:
-        envs.close()
+    for threshold, name in missing:
+        if job.policies:
+            method.policy = name
+        paths.append(_evaluate_and_record(job, spec, method, threshold, name, run_dir,
+                                          data_attrs, final_stats, train_seconds, started,
+                                          resumed_from, cuda_graph))
     return {"job": job.label, "status": "ok", "paths": paths, "resumed_from": resumed_from,
             "seconds": time.time() - started}
 
 
-def evaluation_fields(job: Job, spec, method, envs, threshold: float, seed: int) -> dict:
+def evaluation_fields(job: Job, spec, method, threshold: float, seed: int) -> dict:
     """Evaluate `method` (its current policy) on `spec` at `threshold`: the job's episodes,
     env seeds from `seed`. Returns the fields every record has, main or transfer: what was
-    trained (the job), on which data, the episodes and their DSRL-normalized scores."""
+    trained (the job), on which data, the episodes and their DSRL-normalized scores.
+
+    The episodes depend on (job, threshold, episode index) only, never on what ran before in
+    the process: fresh simulators for each evaluation (a reused one carries its state over;
+    Bullet's worlds ignore reset seeds and draw from NumPy's global generator), every global
+    generator seeded from `seed` while it runs and given back afterwards. So a run resumed
+    between two thresholds writes what an unbroken one writes."""
     t0 = time.time()
-    torch.manual_seed(seed)  # stochastic policies: same draws on a resume
-    episodes = evaluate_policy(method.act, spec, job.eval_episodes, seed, reset=method.reset,
-                               envs=envs, threshold=threshold, observe=method.observe)
+    with own_random_streams(seed):
+        envs = make_vector_env(spec, job.eval_episodes)
+        try:
+            episodes = evaluate_policy(method.act, spec, job.eval_episodes, seed,
+                                       reset=method.reset, envs=envs, threshold=threshold,
+                                       observe=method.observe)
+        finally:
+            envs.close()
     norm_r, norm_c = spec.normalize(np.asarray(episodes["reward_returns"]),
                                     np.asarray(episodes["cost_returns"]), threshold)
     return {
@@ -463,11 +470,11 @@ def evaluation_fields(job: Job, spec, method, envs, threshold: float, seed: int)
     }
 
 
-def _evaluate_and_record(job, spec, method, envs, threshold, name, run_dir, data_attrs,
+def _evaluate_and_record(job, spec, method, threshold, name, run_dir, data_attrs,
                          final_stats, train_seconds, started, resumed_from=0,
                          cuda_graph=False) -> str:
     seed = eval_seed(job, list(spec.thresholds).index(threshold))
-    record = {"method": name, **evaluation_fields(job, spec, method, envs, threshold, seed),
+    record = {"method": name, **evaluation_fields(job, spec, method, threshold, seed),
               "dataset_attrs": data_attrs, "final_train_stats": final_stats,
               "train_seconds": train_seconds, "resumed_from_step": resumed_from,
               "cuda_graph": cuda_graph,

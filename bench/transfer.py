@@ -26,7 +26,6 @@ import torch
 from bench.plan import Job
 from bench.records import utc_now, write_json_atomic
 from bench.run import build_method, eval_seed, evaluation_fields
-from tasks.envs import make_vector_env
 from tasks.registry import TaskSpec, UnknownNameError, get_task, suite_tasks
 
 TRANSFER = "transfer"
@@ -90,14 +89,10 @@ def evaluate_transfer(job: Job, target: str, threads: int = 1) -> dict:
                                                           target_spec.act_dim):
             raise ValueError(f"{job.task} and {target} differ in observation or action size")
         method, checkpoint = load_trained(job, source_spec)
-        envs = make_vector_env(target_spec, job.eval_episodes)
-        try:
-            for threshold, name in todo:
-                if job.policies:
-                    method.policy = name
-                _record(job, target_spec, method, envs, threshold, name, checkpoint)
-        finally:
-            envs.close()
+        for threshold, name in todo:
+            if job.policies:
+                method.policy = name
+            _record(job, target_spec, method, threshold, name, checkpoint)
     except Exception as err:  # reported by the caller, never silent
         return {"job": label, "status": "error", "error": f"{type(err).__name__}: {err}"}
     return {"job": label, "status": "ok"}
@@ -116,11 +111,11 @@ def _from_main_record(job: Job, threshold: float, name: str) -> Path:
     return write_json_atomic(path, record)
 
 
-def _record(job, spec, method, envs, threshold, name, checkpoint) -> Path:
+def _record(job, spec, method, threshold, name, checkpoint) -> Path:
     # the thresholds are the source task's (the agent was trained or prompted for them); the
     # seeds are those of the same threshold in `bench run`
     seed = eval_seed(job, list(get_task(job.task).thresholds).index(threshold))
-    record = {"method": name, **evaluation_fields(job, spec, method, envs, threshold, seed),
+    record = {"method": name, **evaluation_fields(job, spec, method, threshold, seed),
               "transfer_from": job.task,
               "checkpoint": str(checkpoint.relative_to(job.results)),
               "job": dataclasses.asdict(job)}

@@ -409,3 +409,88 @@ def test_a_failed_cluster_attempt_leaves_no_plan(local_ballrun, tmp_path, monkey
                "--scheduler", "tcp://127.0.0.1:1") == 2
     assert "no Dask scheduler" in capsys.readouterr().err
     assert not list((results / ".plans").glob("*.json"))
+
+
+# --------------------------------------------------- resumed during evaluation (item 1)
+
+SLOW_ACTOR = '''
+import time
+
+from algorithms.bc import BCAll
+
+
+class SlowBC(BCAll):
+    """BC whose every action takes a while, so a kill lands inside an evaluation."""
+
+    def act(self, obs):
+        time.sleep(0.02)
+        return super().act(obs)
+'''
+
+
+@pytest.fixture
+def local_carrun(data_dirs):
+    from conftest import rollout_arrays
+    from tasks.datasets import local_path, write_dsrl_file
+    from tasks.registry import get_task
+
+    spec = get_task("CarRun")
+    return write_dsrl_file(local_path(spec, "smoke"), rollout_arrays(spec, episodes=12),
+                           {"source": "local", "seed": 0})
+
+
+def test_a_record_redone_alone_equals_the_unbroken_one(local_carrun, tmp_path):
+    """The issue's reproduction: run, copy, delete thr40's record, rerun, compare."""
+    import shutil
+
+    from test_scheduler import records
+
+    whole = tmp_path / "A"
+    assert main(["run", "--tasks", "CarRun", "--methods", "BC-All", "--profile", "smoke",
+                 "--results", str(whole), "--jobs", "1", "--quiet"]) == 0
+    copy = tmp_path / "B"
+    shutil.copytree(whole, copy)
+    (thr40,) = copy.rglob("thr40-seed0-*.json")
+    thr40.unlink()
+    assert main(["run", "--tasks", "CarRun", "--methods", "BC-All", "--profile", "smoke",
+                 "--results", str(copy), "--jobs", "1", "--quiet"]) == 0
+    assert records(copy) == records(whole)
+
+
+def test_sigkill_during_evaluation_then_resume_gives_the_unbroken_records(local_carrun,
+                                                                          tmp_path):
+    import signal
+    import time
+
+    import subprocess
+    import sys
+
+    from test_scheduler import ROOT, records
+
+    plugin = tmp_path / "plugin"
+    plugin.mkdir()
+    (plugin / "slow_bc.py").write_text(SLOW_ACTOR)
+    env = {**os.environ, "PYTHONPATH": f"{plugin}:{ROOT}", "OMP_NUM_THREADS": "1"}
+
+    def bench(*argv, env):
+        return subprocess.Popen([sys.executable, "-m", "bench", *argv], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+    args = ["run", "--tasks", "CarRun", "--methods", "SlowBC", "--method-module",
+            "slow_bc:SlowBC", "--profile", "smoke", "--jobs", "1", "--quiet"]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    first = bench(*args, "--results", str(whole), env=env)
+    assert first.wait(timeout=600) == 0, first.stdout.read()
+
+    proc = bench(*args, "--results", str(killed), env=env)
+    deadline = time.time() + 300
+    while not list(killed.rglob("thr10-seed0-*.json")):  # the first threshold recorded
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read()
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # in the middle of the second evaluation
+    proc.wait()
+    assert 1 <= len(records(killed)) < 3
+    again = bench(*args, "--results", str(killed), env=env)
+    out, _ = again.communicate(timeout=600)
+    assert again.returncode == 0, out
+    assert records(killed) == records(whole)
