@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from bench.plan import Job
-from bench.records import utc_now, write_json_atomic
+from bench.records import read_record, set_aside, slug, utc_now, write_json_atomic
 from bench.run import build_method, eval_seed, evaluation_fields
 from tasks.registry import TaskSpec, UnknownNameError, get_task, suite_tasks
 
@@ -46,14 +46,21 @@ def source_task(name: str) -> TaskSpec:
 
 def transfer_record_path(results: Path, source: str, target: str, name: str, threshold: float,
                          seed: int, job_hash: str) -> Path:
-    return (Path(results) / TRANSFER / source / target / name.replace("/", "-")
+    return (Path(results) / TRANSFER / source / target / slug(name)
             / f"thr{threshold:g}-seed{seed}-{job_hash}.json")
 
 
 def missing_transfers(job: Job, target: str) -> list[tuple[float, str]]:
-    return [(t, name) for t in job.thresholds for name in job.recorded_as
-            if not transfer_record_path(Path(job.results), job.task, target, name, t, job.seed,
-                                        job.job_hash).exists()]
+    """(threshold, name) pairs of this agent on `target` without a valid record (a damaged
+    one counts as missing; it is set aside when its evaluation is redone)."""
+    out = []
+    for t in job.thresholds:
+        for name in job.recorded_as:
+            path = transfer_record_path(Path(job.results), job.task, target, name, t, job.seed,
+                                        job.job_hash)
+            if not path.exists() or read_record(path)[1] is not None:
+                out.append((t, name))
+    return out
 
 
 def load_trained(job: Job, spec: TaskSpec):
@@ -108,6 +115,8 @@ def _from_main_record(job: Job, threshold: float, name: str) -> Path:
         "created": utc_now()}
     path = transfer_record_path(Path(job.results), job.task, job.task, name, threshold,
                                 job.seed, job.job_hash)
+    if path.exists():  # only a damaged record is redone: keep it aside
+        set_aside(path)
     return write_json_atomic(path, record)
 
 
@@ -121,6 +130,8 @@ def _record(job, spec, method, threshold, name, checkpoint) -> Path:
               "job": dataclasses.asdict(job)}
     path = transfer_record_path(Path(job.results), job.task, spec.name, name, threshold,
                                 job.seed, job.job_hash)
+    if path.exists():  # only a damaged record is redone: keep it aside
+        set_aside(path)
     return write_json_atomic(path, record)
 
 

@@ -494,3 +494,35 @@ def test_sigkill_during_evaluation_then_resume_gives_the_unbroken_records(local_
     out, _ = again.communicate(timeout=600)
     assert again.returncode == 0, out
     assert records(killed) == records(whole)
+
+
+# ------------------------------------------------------------ a plan without data (item 11)
+
+
+def test_a_dry_run_needs_no_data(data_dirs, tmp_path, capsys):
+    results = tmp_path / "results"
+    assert main(["run", "--suite", "all", "--profile", "paper", "--methods", "BC-All,LSPC",
+                 "--results", str(results), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "training jobs" in out and "estimated:" in out
+    assert "no data yet for 28 task(s)" in out
+    assert "python -m bench collect --task AntRun --profile paper" in out
+    assert not list(results.rglob("*.json"))  # a dry run writes no plan, no record
+    # the real run still refuses, in one line, before anything is trained
+    assert main(["run", "--tasks", "AntRun", "--profile", "paper", "--methods", "BC-All",
+                 "--results", str(results)]) == 2
+    assert "no dataset for AntRun" in capsys.readouterr().err
+
+
+def test_transfer_counts_a_damaged_record_as_missing(tmp_path):
+    from bench.plan import Job
+    from bench.transfer import missing_transfers, transfer_record_path
+
+    job = Job("BC-All", "easysparse", "metadrive", 0, None, (10.0, 20.0), {}, "quick", 10, 2,
+              "", "local", "x", "abc", str(tmp_path))
+    good = transfer_record_path(tmp_path, "easysparse", "hardmean", "BC-All", 10.0, 0, "abc")
+    torn = transfer_record_path(tmp_path, "easysparse", "hardmean", "BC-All", 20.0, 0, "abc")
+    _write(good.parent, good.name, {**GOOD, "task": "hardmean", "suite": "metadrive"})
+    _write(torn.parent, torn.name, '{"schema": 1, "status": "ok", "meth')
+    assert missing_transfers(job, "hardmean") == [(20.0, "BC-All")]
+    assert len(load_records(tmp_path, transfer_from="easysparse").damaged) == 1
