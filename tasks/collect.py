@@ -598,11 +598,10 @@ def _versions() -> str:
             found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             found[package] = "missing"
-    try:
-        from bench import __version__ as bench_version
-    except ImportError:
-        bench_version = "unknown"
-    found["bench"] = str(bench_version)
+    try:  # the harness's own version, from its package metadata (tasks imports nothing of ours)
+        found["bench"] = metadata.version("lspc-bench")
+    except metadata.PackageNotFoundError:
+        found["bench"] = "unknown"
     found["collector"] = COLLECTOR_VERSION
     return json.dumps(found, sort_keys=True)
 
