@@ -18,6 +18,7 @@ EXAMPLES = {
     "report": "python -m bench report --format latex --layout summary",
     "plot": "python -m bench plot --kind curves --task CarRun",
     "status": "python -m bench status --results results",
+    "claims": "python -m bench claims --results results [--format markdown|json]",
     "transfer": "python -m bench transfer --from easysparse --profile quick",
     "speed": "python -m bench speed --method LSPC --batch 1024 --steps 20 --json",
 }
@@ -442,6 +443,31 @@ def _transfer_dry_run(jobs, targets, args) -> int:
     return code
 
 
+def cmd_claims(args) -> int:
+    from reports.aggregate import ReportError
+    from reports.claims import check_claims, load_claims, ours_frame, render_claims
+    from reports.tables import PAPER_CSV
+
+    if bool(args.input) == bool(args.results):
+        raise UserError("give either --results DIR (records) or --input CSV (numbers)")
+    try:
+        if args.suite:
+            from tasks.registry import suite_tasks
+
+            suite_tasks(args.suite)
+        ours = ours_frame(args.results and Path(args.results), args.input and Path(args.input),
+                          _csv(args.suite) if args.suite else None,
+                          _csv(args.methods) if args.methods else None,
+                          getattr(args, "profile", None))
+        from reports.aggregate import read_published
+
+        rows = check_claims(ours, read_published(PAPER_CSV), load_claims(args.claims))
+    except ReportError as err:
+        raise UserError(str(err)) from None
+    print(render_claims(rows, args.format))
+    return 0
+
+
 def cmd_status(args) -> int:
     from bench.status import format_status
 
@@ -468,11 +494,28 @@ def cmd_report(args) -> int:
         return 0
     from reports.tables import ReportError, report
 
+    if args.claims and args.format in ("csv", "json"):
+        raise UserError(f"--claims appends a ledger to a table; for {args.format} use "
+                        f"`python -m bench claims --format json`")
     try:
         print(report(Path(args.results), args.format, args.layout,
                      _csv(args.suite) if args.suite else None,
                      _csv(args.methods) if args.methods else None, args.profile, args.spread,
                      args.by_threshold, Path(args.input) if args.input else None, args.compare))
+        if args.claims:
+            from reports.aggregate import read_published
+            from reports.claims import check_claims, load_claims, ours_frame, render_claims
+            from reports.tables import PAPER_CSV
+
+            ours = ours_frame(None if args.input else Path(args.results),
+                              Path(args.input) if args.input else None,
+                              _csv(args.suite) if args.suite else None,
+                              _csv(args.methods) if args.methods else None, args.profile)
+            rows = check_claims(ours, read_published(PAPER_CSV), load_claims())
+            fmt = {"markdown": "markdown", "html": "markdown"}.get(args.format, "text")
+            heading = ("\n### The paper's claims on these numbers\n" if fmt == "markdown"
+                       else "\nThe paper's claims on these numbers:\n")
+            print(heading + "\n" + render_claims(rows, fmt))
     except (ReportError, OSError) as err:
         raise UserError(str(err)) from None
     return 0
@@ -754,6 +797,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reproduced beside published numbers ('paper': the LSPC paper's)")
     p.add_argument("--profile", choices=["smoke", "quick", "paper"],
                    help="only records of this profile")
+    p.add_argument("--claims", action="store_true",
+                   help="append the ledger of the paper's claims (as `bench claims`)")
     p.add_argument("--transfer", metavar="SOURCE",
                    help="the MetaDrive transfer matrix from SOURCE (e.g. easysparse), from "
                         "the records `bench transfer` wrote; runs nothing")
@@ -761,6 +806,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reward and cost against a swept config field (e.g. epsilon), with a plot")
     p.add_argument("--plot", help="where the sweep plot goes (default RESULTS/sweep-FIELD.png)")
     p.set_defaults(func=cmd_report)
+
+    p = add("claims", "the paper's claims (section 5) checked on records or a CSV, each "
+                      "beside the paper's own numbers on the same tasks")
+    p.add_argument("--results", help="a records folder")
+    p.add_argument("--input", metavar="CSV", help="numbers (columns suite,task,method,reward,"
+                   "cost), e.g. reports/paper_results.csv")
+    p.add_argument("--suite", help="comma-separated suites (default: all present)")
+    p.add_argument("--methods", help="comma-separated methods (default: all present)")
+    p.add_argument("--profile", choices=["smoke", "quick", "paper"],
+                   help="only records of this profile")
+    p.add_argument("--claims", metavar="JSON",
+                   help="claims of your own (default: reports/paper_claims.json)")
+    p.add_argument("--format", choices=["text", "markdown", "json"], default="text")
+    p.set_defaults(func=cmd_claims)
 
     p = add("plot", "figures (PNG + PDF): training curves, a sweep, a dataset's scatter, the "
                     "transfer chart")
