@@ -643,7 +643,11 @@ def plan_stages(budget: CollectBudget, spec: TaskSpec) -> list[Stage]:
             stages.append(Stage(name, a * 1000 + j, seg, tuple(schedule[done:done + count]),
                                 parent, _lineage_name(limit)))
             parent, done = name, done + count
-    return stages
+    # round robin over the agents, segment by segment: every agent's progress shows early (a
+    # task its unconstrained agent cannot learn is seen in the first hour, not the last). Each
+    # stage depends on its parent's saved state only, so the order changes no data
+    segment_of = {stage.name: int(stage.name.rsplit("seg", 1)[1]) for stage in stages}
+    return sorted(stages, key=lambda stage: (segment_of[stage.name], stage.agent // 1000))
 
 
 def _schedule(budget: CollectBudget, limit: float, n_epochs: int, scale: float) -> list[float]:

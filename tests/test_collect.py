@@ -175,12 +175,14 @@ def tiny_study(monkeypatch):
 
 def test_study_stages_segments_and_annealed_limits():
     stages = collect.plan_stages(TINY_STUDY, SPEC)
-    assert [s.name for s in stages] == ["agent0-seg0", "agent0-seg1", "agent0-seg2",
-                                        "agent1-seg0", "agent1-seg1", "agent1-seg2"]
+    # round robin: every agent's first segment, then every agent's second, ...
+    assert [s.name for s in stages] == ["agent0-seg0", "agent1-seg0", "agent0-seg1",
+                                        "agent1-seg1", "agent0-seg2", "agent1-seg2"]
     by = {s.name: s for s in stages}
     assert by["agent0-seg0"].parent is None and by["agent0-seg2"].parent == "agent0-seg1"
     # flat at 2 for the first third of the epochs, rising to 10 by two thirds, then flat
-    assert [lim for s in stages[:3] for lim in s.cost_limits] == [2.0, 10.0, 10.0]
+    assert [lim for j in range(3) for lim in by[f"agent0-seg{j}"].cost_limits] == [2.0, 10.0,
+                                                                                   10.0]
     longer = dataclasses.replace(TINY_STUDY, env_steps_per_agent=2000, segment_steps=1000,
                                  anneal_window=(0.1, 0.9))
     limits = [lim for s in collect.plan_stages(longer, SPEC) if s.lineage == "limit 10"
@@ -208,7 +210,7 @@ def test_study_collection_card_resume_and_datasets(local_dir, tiny_study, monkey
     calls = []
 
     def interrupted(spec, budget, steps, seed, agent, *args, **kwargs):
-        if agent == 1001:  # agent1-seg1: agent 0 and the first segment of agent 1 are saved
+        if agent == 1001:  # agent1-seg1: both agents' first segments and agent0-seg1 saved
             raise KeyboardInterrupt
         calls.append(agent)
         return real_train(spec, budget, steps, seed, agent, *args, **kwargs)
@@ -217,11 +219,10 @@ def test_study_collection_card_resume_and_datasets(local_dir, tiny_study, monkey
     monkeypatch.setattr(collect, "_train_agent", interrupted)
     with pytest.raises(KeyboardInterrupt):
         collect_task(SPEC, tiny_study, seed=2, progress=False)
-    assert calls == [0, 1, 2, 1000] and not out.exists()
+    assert calls == [0, 1000, 1] and not out.exists()
     monkeypatch.setattr(collect, "_train_agent", real_train)
     summary = collect_task(SPEC, tiny_study, seed=2, progress=False)
-    assert summary["resumed_stages"] == ["agent0-seg0", "agent0-seg1", "agent0-seg2",
-                                         "agent1-seg0"]
+    assert summary["resumed_stages"] == ["agent0-seg0", "agent1-seg0", "agent0-seg1"]
     a, b = _arrays(reference["path"]), _arrays(out)
     for key in KEYS:  # resumed per segment, the same data as the unbroken collection
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
