@@ -22,6 +22,7 @@ from pathlib import Path
 
 from bench.plan import Job
 from bench.records import load_records
+from tasks.files import write_text_atomic
 from tasks.registry import get_task
 
 ASSUMED_SECONDS_PER_ENV_STEP = {"bullet": 0.002, "safetygym": 0.002, "metadrive": 0.0045}
@@ -50,11 +51,8 @@ def remember_speed(method: str, task: str, steps_per_s: float, device: str = "cp
     """Keep a one-thread steps/s measurement of (method, task) on `device` for estimates."""
     cache = read_cache()
     cache[_cache_key(method, task, device)] = steps_per_s
-    path = cache_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    # a temporary file of its own (two dry runs at once never share one)
+    write_text_atomic(cache_path(), json.dumps(cache, indent=1, sort_keys=True))
 
 
 def _cache_device(key: str) -> str:

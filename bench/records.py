@@ -12,9 +12,10 @@ import json
 import os
 import platform
 import subprocess
-import tempfile
 from functools import lru_cache
 from pathlib import Path
+
+from tasks.files import write_text_atomic
 
 SCHEMA = 1
 
@@ -41,27 +42,12 @@ def artifact_dir(results: Path, suite: str, task: str, method: str, seed: int,
 
 
 def write_json_atomic(path: Path, payload: dict, overwrite: bool = False) -> Path:
+    """A JSON file written whole or not at all (tasks.files); records are never overwritten."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; records are never overwritten")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".json.tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=1, sort_keys=True, default=_jsonable)
-        os.chmod(tmp, file_mode())  # mkstemp makes it 0600: a colleague could not read it
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
-def file_mode() -> int:
-    """The mode a plain open() would give a new file under the process umask."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
+    text = json.dumps(payload, indent=1, sort_keys=True, default=_jsonable)
+    return write_text_atomic(path, text)
 
 
 def _jsonable(value):

@@ -23,7 +23,6 @@ import dataclasses
 import datetime as _dt
 import json
 import math
-import os
 import random
 import shutil
 import time
@@ -35,6 +34,7 @@ import numpy as np
 
 from tasks.composition import GridFilter
 from tasks.datasets import KEYS, local_path, split_trajectories, write_dsrl_file
+from tasks.files import write_atomic, write_text_atomic
 from tasks.registry import TASKS, TaskSpec
 
 #: bump when a change to this file changes what a given (task, profile, seed) collects;
@@ -576,10 +576,11 @@ def _load_partial(path: Path, fingerprint: str) -> dict[str, np.ndarray] | None:
 
 
 def _save_partial(path: Path, arrays: dict[str, np.ndarray], fingerprint: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez(tmp, fingerprint=np.asarray(fingerprint), **arrays)
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:  # a handle: np.savez would append .npz to a name
+            np.savez(handle, fingerprint=np.asarray(fingerprint), **arrays)
+
+    write_atomic(path, write)
 
 
 def partial_dir(out_path: Path, seed: int) -> Path:
@@ -896,8 +897,8 @@ def collect_task(spec: TaskSpec, profile: str = "quick", seed: int = 0, out_path
     }
     write_dsrl_file(out_path, arrays, attrs)
     card_path = card_path_for(out_path)
-    _write_text_atomic(card_path, json.dumps({**card, "timing": timing}, indent=1,
-                                             sort_keys=True) + "\n")
+    write_text_atomic(card_path, json.dumps({**card, "timing": timing}, indent=1,
+                                            sort_keys=True) + "\n")
     shutil.rmtree(partial, ignore_errors=True)
     try:
         partial.parent.rmdir()  # the .partial folder itself, when nothing else is pending
@@ -943,20 +944,6 @@ def card_path_for(path: Path) -> Path:
     """Where the dataset card of a local file lies: `<file>.card.json` beside it."""
     path = Path(path)
     return path.with_name(path.name + ".card.json")
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _json_float(value: float):

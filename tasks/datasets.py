@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from tasks.files import write_atomic
 from tasks.registry import TaskSpec
 
 KEYS = ("observations", "next_observations", "actions", "rewards", "costs", "terminals",
@@ -177,11 +177,7 @@ def write_dsrl_file(path: Path, arrays: dict[str, np.ndarray], attrs: dict) -> P
     """Write a DSRL-layout file atomically (temp file, then rename), gzip as DSRL does."""
     import h5py
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".hdf5.tmp")
-    os.close(fd)
-    try:
+    def write(tmp: Path) -> None:
         with h5py.File(tmp, "w") as handle:
             for key in KEYS:
                 value = np.asarray(arrays[key])
@@ -189,12 +185,8 @@ def write_dsrl_file(path: Path, arrays: dict[str, np.ndarray], attrs: dict) -> P
                 handle.create_dataset(key, data=value.astype(dtype), compression="gzip")
             for key, value in attrs.items():
                 handle.attrs[key] = value
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a dataset is for every user
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+
+    return write_atomic(Path(path), write)
 
 
 @dataclass(frozen=True)
@@ -251,10 +243,8 @@ def download_official(spec: TaskSpec, mirror: str | None = None, timeout: float 
     if target.exists():
         return target
     url = f"{mirror.rstrip('/')}/{spec.dataset_file}" if mirror else spec.dataset_url
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".download")
-    os.close(fd)
-    try:
+
+    def fetch(tmp: Path) -> None:
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
                 for block in iter(lambda: response.read(1 << 20), b""):
@@ -264,9 +254,6 @@ def download_official(spec: TaskSpec, mirror: str | None = None, timeout: float 
                 f"could not download {url} ({err}). Without network, place the file in "
                 f"{official_dir()} by hand, or collect local data: "
                 f"`python -m bench collect --task {spec.name}`.") from err
-        read_dsrl_file(Path(tmp), spec)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return target
+        read_dsrl_file(tmp, spec)  # validated before it takes the official name
+
+    return write_atomic(target, fetch)

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import re
+import stat
 import sys
-import tempfile
 from pathlib import Path
+
+from tasks.files import write_atomic
 
 PACKAGE = "safety_gymnasium"
 
@@ -77,15 +78,9 @@ def patch_installed(root: Path | None = None, check: bool = False) -> dict[str, 
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, path.stat().st_mode)
-        os.replace(tmp, path)  # a new size and mtime: the stale .pyc is recompiled
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    # a new size and mtime: the stale .pyc is recompiled; the module keeps its own mode
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"),
+                 mode=stat.S_IMODE(path.stat().st_mode))
 
 
 def main(argv: list[str] | None = None) -> int:
