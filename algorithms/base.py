@@ -48,6 +48,15 @@ class OfflineMethod(abc.ABC):
     #: trains as a whole rather than step by step (an external process: FISOR's official
     #: code); the runner then iterates `fit` instead of calling train_step
     trains_itself: ClassVar[bool] = False
+    #: --precision bf16: the networks (attributes, dotted for a part: "cvae.decoder") whose
+    #: hidden layers then run in bfloat16, by the one rule of algorithms/nets.py
+    #: ("Precision"): their heads and everything computed from their outputs (targets,
+    #: advantages, weights, losses, log-probabilities) stay fp32, and so do the weights and
+    #: the optimizers. Empty: the method trains in fp32 only.
+    bf16_networks: ClassVar[tuple[str, ...]] = ()
+    #: the precision it trains and acts in (set by set_precision; a run option, not a
+    #: hyperparameter)
+    precision: str = "fp32"
 
     @classmethod
     def create(cls, spec: TaskSpec, config, threshold: float | None, seed: int,
@@ -55,6 +64,32 @@ class OfflineMethod(abc.ABC):
         """What the runner trains: cls(...) by default; a method with more than one
         implementation picks one from its config here (FISOR: native or official)."""
         return cls(spec, config, threshold, seed, device)
+
+    @classmethod
+    def check_precision(cls, config, precision: str) -> None:
+        """A ConfigError unless this method (with this config) can train in `precision`;
+        checked when a run is planned, before anything trains."""
+        from algorithms.nets import PRECISIONS
+
+        if precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {precision!r}: {' or '.join(PRECISIONS)}")
+        if precision != "fp32" and not cls.bf16_networks:
+            raise ConfigError(f"{cls.__name__} trains in fp32 only: it names no networks to "
+                              "run in bf16 (its class attribute bf16_networks)")
+
+    def set_precision(self, precision: str) -> None:
+        """Train and act in `precision`: each network of `bf16_networks` gets its compute
+        dtype (none for fp32, where every network computes as it always has)."""
+        import operator
+
+        from algorithms.nets import PRECISIONS, set_compute_dtype
+
+        type(self).check_precision(self.config, precision)
+        for path in self.bf16_networks:
+            if not set_compute_dtype(operator.attrgetter(path)(self), PRECISIONS[precision]):
+                raise TypeError(f"{type(self).__name__}.bf16_networks names {path!r}, which "
+                                "holds no network with a compute_dtype (algorithms/nets.py)")
+        self.precision = precision
 
     @classmethod
     def steps_for(cls, profile: str, task: str) -> int:

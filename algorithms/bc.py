@@ -44,6 +44,8 @@ class BCAll(OfflineMethod):
     profile_steps = {"smoke": 20, "quick": 2500, "paper": 100_000}
     task_steps = paper_steps_on("metadrive", 200_000)  # OSRL bc_configs' MetaDrive update_steps
     graph_safe = True
+    #: --precision bf16: the actor's hidden layers; its tanh head and the MSE stay fp32
+    bf16_networks = ("actor",)
 
     def __init__(self, spec, config, threshold, seed, device="cpu"):
         super().__init__(spec, config, threshold, seed, device)

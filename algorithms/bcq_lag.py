@@ -181,6 +181,10 @@ class BCQLag(OfflineMethod):
     overrides = OVERRIDES
     task_steps = METADRIVE_STEPS
     profile_steps = {"smoke": 10, "quick": 300, "paper": 100_000}
+    #: --precision bf16: the hidden layers of the critics, the perturbation actor (and their
+    #: targets) and the VAE; heads, soft clipped double-Q targets, the PID Lagrangian and
+    #: every loss stay fp32
+    bf16_networks = ("critics", "critics_target", "actor", "actor_target", "vae")
 
     def __init__(self, spec, config, threshold, seed, device="cpu"):
         super().__init__(spec, config, threshold, seed, device)

@@ -210,6 +210,9 @@ class BEARLag(OfflineMethod):
     overrides = OVERRIDES
     task_steps = METADRIVE_STEPS
     profile_steps = {"smoke": 10, "quick": 300, "paper": 300_000}
+    #: --precision bf16: the hidden layers of the actor, the critics (and their targets) and
+    #: the VAE; heads, targets, the MMD, the PID Lagrangian, alpha and every loss stay fp32
+    bf16_networks = ("actor", "actor_target", "critics", "critics_target", "vae")
 
     def __init__(self, spec, config, threshold, seed, device="cpu"):
         super().__init__(spec, config, threshold, seed, device)

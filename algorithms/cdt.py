@@ -59,6 +59,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from algorithms.base import OfflineMethod, paper_steps_on
+from algorithms.nets import full_precision, low_precision
 from tasks.datasets import split_trajectories, to_go
 
 
@@ -324,14 +325,17 @@ class Block(nn.Module):
         # causal: a query sees the keys at or before its own position
         mask = torch.zeros(len(positions), length, device=x.device).masked_fill_(
             torch.arange(length, device=x.device) > positions[:, None], float("-inf"))
-        if self.training and self.attention_dropout > 0:
-            attended = DroppedCausalAttention.apply(q.contiguous(), k.contiguous(),
-                                                    v.contiguous(), mask,
-                                                    self.attention_dropout, self.attention_chunk)
-        elif outputs is None:
-            attended = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        else:
-            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        # attention in fp32, softmax included, also where the projections ran in bf16
+        q, k, v = q.float(), k.float(), v.float()
+        with full_precision(x):
+            if self.training and self.attention_dropout > 0:
+                attended = DroppedCausalAttention.apply(
+                    q.contiguous(), k.contiguous(), v.contiguous(), mask,
+                    self.attention_dropout, self.attention_chunk)
+            elif outputs is None:
+                attended = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            else:
+                attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         x = x + self.drop(self.proj(attended.transpose(1, 2).reshape(batch, -1, dim)))
         return x + self.mlp(self.norm2(x))
 
@@ -339,6 +343,8 @@ class Block(nn.Module):
 class CDTNet(nn.Module):
     """(returns-to-go, costs-to-go, states, actions, timesteps) -> Gaussian action mean and log
     std at each state token, log-probabilities of the two cost classes at each action token."""
+
+    compute_dtype: torch.dtype | None = None
 
     def __init__(self, obs_dim: int, act_dim: int, seq_len: int, episode_len: int,
                  config: Config):
@@ -380,12 +386,13 @@ class CDTNet(nn.Module):
             self.cost_emb((self.cost_offset - costs_to_go)[..., None]),
             self.state_emb(states), self.action_emb(actions)], dim=2) + time
         x = self.emb_drop(self.emb_norm(tokens.reshape(batch, 4 * steps, self.dim)))
-        for block in self.blocks[:-1]:
-            x = block(x)
         # the heads read the state tokens (4t + 2) and the action tokens (4t + 3) only
         read = torch.arange(4 * steps, device=x.device).view(steps, 4)[:, 2:].reshape(-1)
-        x = self.blocks[-1](x, read)
-        x = self.out_norm(x).reshape(batch, steps, 2, self.dim)
+        with low_precision(self.compute_dtype, x):  # the blocks' projections and MLPs
+            for block in self.blocks[:-1]:
+                x = block(x)
+            x = self.blocks[-1](x, read)
+        x = self.out_norm(x.float()).reshape(batch, steps, 2, self.dim)
         mean, log_std = self.action_head(x[:, :, 0]).chunk(2, -1)
         cost_logp = F.log_softmax(self.cost_head(x[:, :, 1]), -1)
         return mean, log_std, cost_logp
@@ -432,6 +439,10 @@ class CDT(OfflineMethod):
     profile_steps = {"smoke": 10, "quick": 8, "paper": 100_000}
     task_steps = paper_steps_on("metadrive", 200_000)  # OSRL update_steps on MetaDrive
     overrides = OVERRIDES
+    #: --precision bf16: the transformer blocks' projections and MLPs (CDTNet.forward); the
+    #: embeddings, LayerNorms, residual stream, attention (softmax included), the action and
+    #: cost heads, log-likelihood, entropy and cross entropy stay fp32
+    bf16_networks = ("net",)
 
     def __init__(self, spec, config, threshold, seed, device="cpu"):
         super().__init__(spec, config, threshold, seed, device)

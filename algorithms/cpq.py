@@ -193,6 +193,9 @@ class CPQ(OfflineMethod):
     overrides = OVERRIDES
     task_steps = METADRIVE_STEPS
     profile_steps = {"smoke": 10, "quick": 800, "paper": 100_000}
+    #: --precision bf16: the hidden layers of the actor, the critics and their targets and the
+    #: VAE; heads, backups, the OOD KL and its quantile, alpha and every loss stay fp32
+    bf16_networks = ("actor", "q_ens", "qc_ens", "q_target", "qc_target", "vae")
 
     def __init__(self, spec, config, threshold, seed, device="cpu"):
         super().__init__(spec, config, threshold, seed, device)

@@ -57,7 +57,7 @@ from torch import nn
 
 from algorithms.base import ConfigError, OfflineMethod
 from algorithms.nets import (EnsembleMLP, done_flags, ensemble_eval, exp_weights, expectile_loss,
-                             mlp, optimizer_step, soft_update)
+                             low_precision, mlp, optimizer_step, soft_update)
 
 IMPLEMENTATIONS = ("native", "official")
 
@@ -273,10 +273,14 @@ class NoisePredictor(nn.Module):
                                       for _ in range(cfg.actor_blocks)])
         self.out = _xavier(nn.Linear(cfg.actor_hidden, act_dim))
 
+    compute_dtype: torch.dtype | None = None
+
     def forward(self, obs, noisy_actions, t):
         cond = self.time_mlp(self.time(t))
-        x = self.inp(torch.cat([noisy_actions, obs, cond], -1))
-        return self.out(F.mish(self.blocks(x)))
+        with low_precision(self.compute_dtype, obs):  # the input layer and the blocks
+            x = self.inp(torch.cat([noisy_actions, obs, cond], -1)).float()  # fp32 stream
+            x = self.blocks(x)
+        return self.out(F.mish(x))
 
 
 def diffusion_loss(model: NoisePredictor, alpha_bars, obs, actions, weights):
@@ -328,6 +332,18 @@ class FISOR(OfflineMethod):
     #: `bench speed --method FISOR --threads 1`), far from the paper's budget: the EMA actor
     #: (rate 0.001 per actor update) still holds 30% of its initial weights after 1,200 updates
     profile_steps = {"smoke": 10, "quick": 600, "paper": 1_000_000}
+    #: --precision bf16: the hidden layers of the critics (and targets) and the noise
+    #: predictor's input layer and residual blocks (NoisePredictor.forward); the Fourier
+    #: features and time MLP, the residual stream and LayerNorms, the noise head, the DDPM
+    #: schedule and reverse steps, the feasibility weights and every loss stay fp32
+    bf16_networks = ("q_ens", "q_target", "v_ens", "actor", "actor_target")
+
+    @classmethod
+    def check_precision(cls, config, precision):
+        super().check_precision(config, precision)
+        if precision != "fp32" and config.implementation == "official":
+            raise ConfigError("FISOR implementation 'official' runs the authors' JAX code as "
+                              "it is, in fp32: --precision bf16 is for the native port")
 
     @classmethod
     def create(cls, spec, config, threshold, seed, device="cpu"):

@@ -227,6 +227,11 @@ class LSPC(OfflineMethod):
     overrides = OVERRIDES
     graph_safe = True
     profile_steps = {"smoke": 10, "quick": 3000, "paper": 1_000_000}
+    #: --precision bf16: the hidden layers of the critics (Q, Q^c and their targets; V, V^c),
+    #: of the CVAE's encoder and decoder and of the latent safety encoder; their heads (values,
+    #: Q values, means and log-stds, the decoder's tanh action), TD targets, advantages, the
+    #: AWR weights, expectile, MSE and ELBO terms stay fp32
+    bf16_networks = ("q_ens", "q_target", "v_ens", "cvae", "encoder")
 
     def __init__(self, spec, config, threshold, seed, device="cpu"):
         super().__init__(spec, config, threshold, seed, device)

@@ -10,7 +10,8 @@ It is not a registered method. It serves two purposes:
 It is self-contained: the CVAE, the latent safety encoder, the expectile loss, the AWR weights
 and the soft update are written again here in a few lines each, so that a mistake in the
 shared pieces (algorithms/nets.py, algorithms/lspc.py) shows up as a difference instead of
-being made on both sides. Only `mlp` (a stack of Linear and ReLU layers) is shared; the CVAE
+being made on both sides. Only `mlp` (a stack of Linear and ReLU layers, plain nn.ReLU here
+as those codebases write it) is shared; the CVAE
 and the encoder keep the fused modules' parameter names, so weights copy over by state dict.
 """
 
@@ -46,8 +47,8 @@ class ReferenceCVAE(nn.Module):
 
     def __init__(self, obs_dim: int, act_dim: int, cfg: Config):
         super().__init__()
-        self.encoder = mlp(obs_dim + act_dim, 2 * cfg.latent_dim, cfg.hidden)
-        self.decoder = mlp(obs_dim + cfg.latent_dim, act_dim, cfg.hidden)
+        self.encoder = mlp(obs_dim + act_dim, 2 * cfg.latent_dim, cfg.hidden, nn.ReLU)
+        self.decoder = mlp(obs_dim + cfg.latent_dim, act_dim, cfg.hidden, nn.ReLU)
         self.latent_dim, self.bounds = cfg.latent_dim, cfg.vae_log_std_bounds
 
     def encode(self, obs, actions):
@@ -64,7 +65,7 @@ class ReferenceSafetyEncoder(nn.Module):
 
     def __init__(self, obs_dim: int, cfg: Config):
         super().__init__()
-        self.net = mlp(obs_dim, 2 * cfg.latent_dim, cfg.hidden)
+        self.net = mlp(obs_dim, 2 * cfg.latent_dim, cfg.hidden, nn.ReLU)
         self.latent_dim, self.bounds = cfg.latent_dim, cfg.encoder_log_std_bounds
 
     def forward(self, obs):
@@ -77,7 +78,7 @@ class ReferenceLSPC:
         self.cfg = cfg
 
         def critic(in_dim):
-            return mlp(in_dim, 1, cfg.hidden).to(device)
+            return mlp(in_dim, 1, cfg.hidden, nn.ReLU).to(device)
 
         self.q1, self.q2 = critic(obs_dim + act_dim), critic(obs_dim + act_dim)
         self.qc1, self.qc2 = critic(obs_dim + act_dim), critic(obs_dim + act_dim)

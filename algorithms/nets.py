@@ -1,7 +1,27 @@
-"""Network pieces shared by the methods (written once, used by every method file)."""
+"""Network pieces shared by the methods (written once, used by every method file).
+
+Precision (`--precision bf16`). A method names, once, the networks whose matmuls may run in
+bfloat16 (its class attribute `bf16_networks`, consumed by OfflineMethod.set_precision, which
+sets each network's `compute_dtype`). Within such a network the rule is the same everywhere:
+- its hidden layers (every Linear but the last, with their activations; a transformer's or a
+  residual network's blocks) run under torch.autocast in bf16: their matmuls take bf16
+  copies of the fp32 weights and return bf16 activations;
+- its last layer, the head that gives a value, a Q value, an action, a log-std or a noise
+  estimate, runs in fp32 on the fp32 copy of the last hidden activation, so every output of
+  a network is fp32; so do LayerNorms and residual streams (a bf16 branch added to an fp32
+  stream gives fp32), and CDT's attention (softmax included);
+- everything computed from the outputs is outside every network, hence fp32: TD targets,
+  advantages and exponentiated AWR weights, expectile and MSE losses, log-probabilities,
+  KL terms, the DDPM noise schedule, the Lagrangian and dual updates;
+- the weights stay fp32 (the master copy: gradients arrive in fp32 through autocast's casts)
+  and so does every optimizer's state.
+With `compute_dtype` None (fp32, the default) every network computes exactly what it did
+before precision existed, operation for operation.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import torch
@@ -12,9 +32,55 @@ from torch import nn
 #: traffic on large batches (the 5120-row VAE and actor batches of BEAR-Lag)
 RELU = functools.partial(nn.ReLU, inplace=True)
 
+#: --precision: the dtype of the hidden layers' matmuls (None: the weights' own, fp32)
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
 
-def mlp(in_dim: int, out_dim: int, hidden: tuple[int, ...], activation=nn.ReLU,
-        output_activation: type[nn.Module] | None = None) -> nn.Sequential:
+
+def low_precision(dtype: torch.dtype | None, like: torch.Tensor):
+    """Autocast to `dtype` on the device of `like` (nothing where dtype is None). The cast
+    weights are not cached across calls (cache_enabled=False): each forward casts its own,
+    which keeps a CUDA graph's capture self-contained."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(like.device.type, dtype=dtype, cache_enabled=False)
+
+
+def full_precision(like: torch.Tensor):
+    """No autocast on the device of `like`: an fp32 island inside a bf16 network."""
+    return torch.autocast(like.device.type, enabled=False)
+
+
+def set_compute_dtype(module: nn.Module, dtype: torch.dtype | None) -> int:
+    """Set `compute_dtype` on the outermost networks in `module` that have one (a network
+    that has one decides for the networks inside it); returns how many were set."""
+    if hasattr(module, "compute_dtype"):
+        module.compute_dtype = dtype
+        return 1
+    return sum(set_compute_dtype(child, dtype) for child in module.children())
+
+
+class MLP(nn.Sequential):
+    """Linear layers with activations between them (and after the last, if given). With a
+    compute_dtype, every layer before the last Linear runs in it; the last Linear and what
+    follows it run in fp32 (algorithms/nets.py, "Precision")."""
+
+    compute_dtype: torch.dtype | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.compute_dtype is None:
+            return super().forward(x)
+        head = max(i for i, layer in enumerate(self) if isinstance(layer, nn.Linear))
+        with low_precision(self.compute_dtype, x):
+            for layer in list(self)[:head]:
+                x = layer(x)
+        x = x.float()
+        for layer in list(self)[head:]:
+            x = layer(x)
+        return x
+
+
+def mlp(in_dim: int, out_dim: int, hidden: tuple[int, ...], activation=RELU,
+        output_activation: type[nn.Module] | None = None) -> MLP:
     layers: list[nn.Module] = []
     sizes = (in_dim, *hidden)
     for a, b in zip(sizes[:-1], sizes[1:]):
@@ -22,7 +88,7 @@ def mlp(in_dim: int, out_dim: int, hidden: tuple[int, ...], activation=nn.ReLU,
     layers.append(nn.Linear(sizes[-1], out_dim))
     if output_activation is not None:
         layers.append(output_activation())
-    return nn.Sequential(*layers)
+    return MLP(*layers)
 
 
 class TanhActor(nn.Module):
@@ -56,15 +122,18 @@ class EnsembleMLP(nn.Module):
             self.weights.append(nn.Parameter(torch.stack([layer.weight.T for layer in layers])))
             self.biases.append(nn.Parameter(torch.stack([layer.bias[None] for layer in layers])))
 
+    compute_dtype: torch.dtype | None = None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 2:
             x = x.expand(self.members, *x.shape)
         last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            x = torch.baddbmm(b, x, w)
-            if i < last:
-                x = torch.relu(x)
-        return x
+        with low_precision(self.compute_dtype, x):  # the hidden layers
+            for i in range(last):
+                # ReLU in place: the same values and gradients (baddbmm's backward does not
+                # read its output), one pass less over the activations
+                x = torch.baddbmm(self.biases[i], x, self.weights[i]).relu_()
+        return torch.baddbmm(self.biases[last], x.float(), self.weights[last])  # the head
 
     @torch.no_grad()
     def load_members(self, modules: list[nn.Sequential]) -> None:
@@ -159,11 +228,11 @@ def ensemble_eval(net, inputs) -> torch.Tensor:
     outputs = []
     for m in range(net.members):
         h = inputs if shared else inputs[m]
-        for i, (w, b) in enumerate(zip(net.weights, net.biases)):
-            h = torch.addmm(b[m, 0], h, w[m])  # biases are (members, 1, out)
-            if i < last:
-                h = h.relu_()
-        outputs.append(h)
+        with low_precision(net.compute_dtype, h):  # the hidden layers
+            for i in range(last):
+                h = torch.addmm(net.biases[i][m, 0], h, net.weights[i][m]).relu_()
+        # the head; biases are (members, 1, out)
+        outputs.append(torch.addmm(net.biases[last][m, 0], h.float(), net.weights[last][m]))
     return torch.stack(outputs)
 
 
@@ -178,9 +247,13 @@ class SquashedGaussianActor(nn.Module):
         self.head = nn.Linear(hidden[-1], 2 * act_dim)  # mean and log std
         self.log_std_bounds = log_std_bounds
 
+    compute_dtype: torch.dtype | None = None
+
     def forward(self, obs: torch.Tensor):
         """Mean and clamped log std of the pre-tanh Gaussian."""
-        mean, log_std = self.head(self.trunk(obs)).chunk(2, -1)
+        with low_precision(self.compute_dtype, obs):  # the trunk
+            hidden = self.trunk(obs)
+        mean, log_std = self.head(hidden.float()).chunk(2, -1)
         return mean, log_std.clamp(*self.log_std_bounds)
 
     def sample(self, obs: torch.Tensor) -> torch.Tensor:

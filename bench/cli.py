@@ -20,7 +20,7 @@ EXAMPLES = {
     "status": "python -m bench status --results results",
     "claims": "python -m bench claims --results results [--format markdown|json]",
     "transfer": "python -m bench transfer --from easysparse --profile quick",
-    "speed": "python -m bench speed --method LSPC --batch 1024 --steps 20 --json",
+    "speed": "python -m bench speed --method all --precision bf16 --steps 10 --rounds 3",
 }
 
 #: tasks.collect.COLLECT_PROFILES' names, spelled out so that `--help` needs no numpy (a test
@@ -276,7 +276,8 @@ def cmd_run(args) -> int:
     jobs = plan_jobs(specs, methods, seeds, args.profile, Path(args.results), args.data, sets,
                      steps=args.steps, device=args.device, eval_every=args.eval_every,
                      method_modules=method_modules, checkpoint_every=args.checkpoint_every,
-                     tensorboard=args.tensorboard, missing_data=missing_data)
+                     tensorboard=args.tensorboard, missing_data=missing_data,
+                     precision=args.precision, data_profile=args.data_profile)
     if args.tensorboard:
         try:
             import tensorboard  # noqa: F401
@@ -394,7 +395,7 @@ def cmd_transfer(args) -> int:
     seeds = args.seeds if args.seeds is not None else list(PROFILES[args.profile].seeds)
     results = Path(args.results)
     jobs = plan_jobs([source], methods, seeds, args.profile, results, args.data,
-                     steps=args.steps, device=args.device)
+                     steps=args.steps, device=args.device, precision=args.precision)
     targets = ([source_task(name).name for name in _csv(args.targets)] if args.targets
                else [spec.name for spec in suite_tasks("metadrive")])
     if args.dry_run:
@@ -574,21 +575,33 @@ def cmd_speed(args) -> int:
 
     names = (list(METHODS) if args.method == "all"
              else [get_method(m.strip())[0] for m in args.method.split(",") if m.strip()])
+    from algorithms.base import ConfigError
+
     results = []
     for name in names:
-        results.append(measure(name, args.task, args.batch, args.steps, args.rounds,
-                               args.device, args.threads, reference=not args.no_reference))
+        try:
+            results.append(measure(name, args.task, args.batch, args.steps, args.rounds,
+                                   args.device, args.threads, reference=not args.no_reference,
+                                   precision=args.precision))
+        except ConfigError as err:  # --method all --precision bf16: one that cannot, named
+            if len(names) == 1:
+                raise
+            print(f"{name}: skipped ({err})", file=sys.stderr)
+            continue
         # for `bench run --dry-run`: one-thread CPU speeds, or a GPU's (threads aside)
         if args.batch is None and (results[-1]["threads"] == 1 or args.device != "cpu"):
             from bench.estimate import remember_speed
 
-            remember_speed(name, results[-1]["task"], results[-1]["steps_per_s"], args.device)
+            remember_speed(name, results[-1]["task"], results[-1]["steps_per_s"], args.device,
+                           args.precision)
         if not args.json and len(names) == 1:
             for key, value in results[-1].items():
                 print(f"{key:32s} {value:.3f}" if isinstance(value, float)
                       else f"{key:32s} {value}")
     if args.json:
         print(json.dumps(results[0] if len(names) == 1 else results, indent=1))
+    elif len(names) > 1 and args.precision != "fp32":
+        print(speed_precision_table(results))
     elif len(names) > 1:
         from tabulate import tabulate
 
@@ -602,6 +615,34 @@ def cmd_speed(args) -> int:
                        headers=["method", "batch", "steps/s", "GFLOP/step", "GFLOP/s",
                                 "speedup (same run)"]))
     return 0
+
+
+def speed_precision_table(results: list[dict]) -> str:
+    """`bench speed --precision bf16` over several methods: each one's low-precision step,
+    its fp32 step and the fp32 reference (LSPC's straightforward step, osrl-lib's where
+    installed), steps/s measured in the same run, and the three ratios."""
+    from tabulate import tabulate
+
+    def rate(r, key):
+        return f"{r[key]:.2f}" if key in r else "-"
+
+    def times(r, key):
+        return f"{r[key]:.2f}x" if key in r else "-"
+
+    rows = []
+    for r in results:
+        ref = next((k[len("speedup_vs_"):] for k in r if k.startswith("speedup_vs_")
+                    and k not in ("speedup_vs_fp32", "speedup_vs_eager")), None)
+        rows.append((r["method"], r["batch_size"], rate(r, "steps_per_s"),
+                     rate(r, "fp32_steps_per_s"),
+                     f"{r[ref + '_steps_per_s']:.2f} ({ref})" if ref else "-",
+                     times(r, "speedup_vs_fp32"),
+                     times(r, f"speedup_vs_{ref}") if ref else "-",
+                     times(r, f"fp32_speedup_vs_{ref}") if ref else "-"))
+    precision = results[0]["precision"] if results else "bf16"
+    return tabulate(rows, headers=["method", "batch", f"{precision} steps/s", "fp32 steps/s",
+                                   "fp32 reference steps/s", f"{precision} / fp32",
+                                   f"{precision} / reference", "fp32 / reference"])
 
 
 def cmd_plot(args) -> int:
@@ -655,6 +696,13 @@ def _plot(args) -> int:
     for path in paths:
         print(path)
     return 0
+
+
+def add_precision(p, help_text: str = "") -> None:
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help=help_text or (
+        "fp32 (default), or bf16: each method's hidden layers in bfloat16 (a GPU's tensor "
+        "cores), heads, targets, losses, weights and optimizers in fp32 (README, Precision); "
+        "a bf16 job is a job of its own, with records of its own"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -728,6 +776,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_STEPS, help="training steps (default: the method's profile)")
     p.add_argument("--device", type=_device, default="cpu",
                    help="torch device to train on: cpu, cuda or cuda:N (default cpu)")
+    add_precision(p)
+    p.add_argument("--data-profile", choices=list(COLLECT_PROFILE_NAMES),
+                   help="with local data: the collection to train on (default: --profile's; "
+                        "study: the DSRL-like files of `bench collect --profile study`)")
     p.add_argument("--eval-every", type=_EVERY,
                    help="evaluate every N steps during training for the curves (paper Fig. 2; "
                         "default: the profile's, 20000 for paper, none otherwise)")
@@ -765,6 +817,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", choices=["auto", "dsrl", "local"], default="auto")
     p.add_argument("--device", type=_device, default="cpu",
                    help="torch device: cpu, cuda or cuda:N (default cpu)")
+    add_precision(p)
     p.add_argument("--jobs", type=_COUNT, default=0, help="jobs at once (default: one per core)")
     p.add_argument("--format", choices=["markdown", "latex"], default="markdown",
                    help="what is printed (both are written)")
@@ -848,6 +901,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_STEPS, help="torch threads (default: torch's)")
     p.add_argument("--device", type=_device, default="cpu",
                    help="torch device: cpu, cuda or cuda:N (default cpu)")
+    add_precision(p, "time this precision's step; bf16 also times the same method's fp32 "
+                     "step and the fp32 reference in the same run (default fp32)")
     p.add_argument("--no-reference", action="store_true",
                    help="skip the reference step (LSPC's straightforward one, osrl-lib's for "
                         "the OSRL baselines where osrl-lib is installed)")

@@ -7,6 +7,7 @@ per device; another task's number where the task has none), or from a short meas
 now (the fastest of three steps on synthetic data of the task's shapes, one thread, on the
 job's device, then cached). Speeds are kept per device because they differ up to fifty-fold
 between a CPU core and a GPU (README, "On a GPU"); a GPU job is never timed by CPU numbers.
+They are kept per precision too: a bf16 job is timed by bf16 numbers only.
 Evaluation time comes from records' eval_seconds where there are any; otherwise it is
 assumed at a per-suite cost per simulator step (ASSUMED_SECONDS_PER_ENV_STEP), and marked so.
 """
@@ -42,26 +43,31 @@ def read_cache() -> dict:
         return {}
 
 
-def _cache_key(method: str, task: str, device: str = "cpu") -> str:
-    # CPU keys stay "method|task", as caches written before devices were told apart
+def _cache_key(method: str, task: str, device: str = "cpu", precision: str = "fp32") -> str:
+    # fp32 CPU keys stay "method|task", as caches written before devices were told apart
+    if precision != "fp32":
+        return f"{method}|{task}|{device}|{precision}"
     return f"{method}|{task}" if device == "cpu" else f"{method}|{task}|{device}"
 
 
-def remember_speed(method: str, task: str, steps_per_s: float, device: str = "cpu") -> None:
+def remember_speed(method: str, task: str, steps_per_s: float, device: str = "cpu",
+                   precision: str = "fp32") -> None:
     """Keep a one-thread steps/s measurement of (method, task) on `device` for estimates."""
     cache = read_cache()
-    cache[_cache_key(method, task, device)] = steps_per_s
+    cache[_cache_key(method, task, device, precision)] = steps_per_s
     # a temporary file of its own (two dry runs at once never share one)
     write_text_atomic(cache_path(), json.dumps(cache, indent=1, sort_keys=True))
 
 
-def _cache_device(key: str) -> str:
+def _cache_device(key: str) -> tuple[str, str]:
+    """(device, precision) of a cache key."""
     parts = key.split("|")
-    return parts[2] if len(parts) > 2 else "cpu"
+    return (parts[2] if len(parts) > 2 else "cpu", parts[3] if len(parts) > 3 else "fp32")
 
 
 class SpeedBook:
-    """steps/s per (method, task, device) and evaluation seconds per (method, task), with
+    """steps/s per (method, task, device, precision) and evaluation seconds per (method,
+    task), with
     where each number came from. Evaluation runs the simulators on the CPU whatever the
     training device, so its times are not split by device."""
 
@@ -71,34 +77,35 @@ class SpeedBook:
         for record in load_records(results):
             key = (record.get("trained_as", record["method"]), record["task"])
             if record.get("train_seconds") and record.get("steps"):
-                self.train[(*key, record.get("device", "cpu"))].append(
+                self.train[(*key, record.get("device", "cpu"),
+                            record.get("precision", "fp32"))].append(
                     record["steps"] / record["train_seconds"])
             if record.get("eval_seconds"):
                 self.evals[key].append(record["eval_seconds"])
         self.cache = read_cache()
         self.measure = measure
 
-    def steps_per_s(self, method: str, task: str, device: str = "cpu"
+    def steps_per_s(self, method: str, task: str, device: str = "cpu", precision: str = "fp32"
                     ) -> tuple[float | None, str]:
-        if self.train.get((method, task, device)):
-            return statistics.median(self.train[method, task, device]), "records"
-        other = [v for (m, _, d), vs in self.train.items() if (m, d) == (method, device)
-                 for v in vs]
+        if self.train.get((method, task, device, precision)):
+            return statistics.median(self.train[method, task, device, precision]), "records"
+        other = [v for (m, _, d, p), vs in self.train.items()
+                 if (m, d, p) == (method, device, precision) for v in vs]
         if other:
             return statistics.median(other), "records (other tasks)"
-        key = _cache_key(method, task, device)
+        key = _cache_key(method, task, device, precision)
         if key in self.cache:
             return self.cache[key], "speed cache"
         other = [v for k, v in self.cache.items()
-                 if k.split("|")[0] == method and _cache_device(k) == device]
+                 if k.split("|")[0] == method and _cache_device(k) == (device, precision)]
         if other:  # the network's cost hardly depends on the task's observation size
             return statistics.median(other), "speed cache (other tasks)"
         if not self.measure:
             return None, "unknown"
         from bench.speed import quick_steps_per_s
 
-        rate = quick_steps_per_s(method, task, device=device)
-        remember_speed(method, task, rate, device)
+        rate = quick_steps_per_s(method, task, device=device, precision=precision)
+        remember_speed(method, task, rate, device, precision)
         self.cache[key] = rate
         return rate, "measured now"
 
@@ -175,7 +182,7 @@ def dry_run_table(jobs: list[Job], results: Path, n_workers: int, measure: bool 
         row = per_method.setdefault(job.method, {"jobs": 0, "evaluations": 0, "steps": set(),
                                                  "seconds": 0.0, "sources": set(),
                                                  "unknown": 0})
-        rate, source = book.steps_per_s(job.method, job.task, job.device)
+        rate, source = book.steps_per_s(job.method, job.task, job.device, job.precision)
         evaluation, eval_source = book.eval_seconds(job)
         row["jobs"] += 1
         row["evaluations"] += len(todo)

@@ -48,6 +48,7 @@ class Job:
     checkpoint_every: int = 0  # training steps between resumable checkpoints; 0: none
     tensorboard: bool = False  # the training curve also as TensorBoard events
     checkpoint_seconds: float = 0.0  # and wall seconds between checkpoints; 0: no time rule
+    precision: str = "fp32"  # "bf16": hidden layers in bfloat16 (a job, and records, of its own)
 
     @property
     def recorded_as(self) -> tuple[str, ...]:
@@ -107,7 +108,8 @@ class Job:
     def label(self) -> str:
         thr = "all" if self.train_threshold is None else f"{self.train_threshold:g}"
         variant = f" [{self.variant}]" if self.variant else ""
-        return f"{self.method}{variant} {self.task} thr={thr} seed={self.seed}"
+        precision = f" {self.precision}" if self.precision != "fp32" else ""
+        return f"{self.method}{variant}{precision} {self.task} thr={thr} seed={self.seed}"
 
 
 def plan_jobs(tasks: list[TaskSpec], methods: list[str], seeds: list[int], profile: str,
@@ -115,11 +117,15 @@ def plan_jobs(tasks: list[TaskSpec], methods: list[str], seeds: list[int], profi
               steps: int | None = None, device: str = "cpu",
               eval_every: int | None = None, method_modules: dict[str, str] | None = None,
               checkpoint_every: int | None = None, tensorboard: bool = False,
-              missing_data: list | None = None) -> list[Job]:
+              missing_data: list | None = None, precision: str = "fp32",
+              data_profile: str | None = None) -> list[Job]:
     """Every job of the grid; raises DatasetError/ConfigError before anything is trained.
 
     With `missing_data` (a list, for a dry run) a task without data is planned all the same
-    (data source "missing") and its DatasetError is appended there instead of raised."""
+    (data source "missing") and its DatasetError is appended there instead of raised.
+    `precision` "bf16" makes jobs of their own (the precision enters their hash; fp32 jobs
+    keep the hashes they always had). `data_profile`: which local collection to train on
+    (default: `profile`'s; "study" for the DSRL-like files); the data's hash is in every job's."""
     prof = PROFILES[profile]
     eval_every = prof.eval_every if eval_every is None else eval_every
     # not in the job hash: a checkpointed run resumes to the same state as an unbroken one
@@ -127,7 +133,7 @@ def plan_jobs(tasks: list[TaskSpec], methods: list[str], seeds: list[int], profi
     data_by_task = {}
     for spec in tasks:
         try:
-            path, source = resolve_path(spec, data, profile)
+            path, source = resolve_path(spec, data, data_profile or profile)
         except DatasetError as err:
             if missing_data is None:
                 raise
@@ -142,7 +148,9 @@ def plan_jobs(tasks: list[TaskSpec], methods: list[str], seeds: list[int], profi
         usable_sets = {k: v for k, v in (sets or {}).items()
                        if k in {f.name for f in dataclasses.fields(cls.Config)}}
         for spec, variant_sets in itertools.product(tasks, expand_sweeps(cls, usable_sets)):
-            config = dataclasses.asdict(build_config(cls, spec.name, variant_sets))
+            built = build_config(cls, spec.name, variant_sets)
+            cls.check_precision(built, precision)  # a method that cannot, before anything runs
+            config = dataclasses.asdict(built)
             variant = ", ".join(f"{k}={v}" for k, v in variant_sets.items())
             n_steps = steps if steps is not None else cls.steps_for(profile, spec.name)
             path, source, sha = data_by_task[spec.name]
@@ -156,6 +164,8 @@ def plan_jobs(tasks: list[TaskSpec], methods: list[str], seeds: list[int], profi
                         "train_threshold": train_threshold}
                     if eval_every:  # only then: keeps the hashes of runs without curves
                         payload["eval_every"] = eval_every
+                    if precision != "fp32":  # only then: fp32 jobs keep their hashes
+                        payload["precision"] = precision
                     job_hash = config_hash(payload)
                     jobs.append(Job(display, spec.name, spec.suite, seed, train_threshold,
                                     tuple(evaluated), config, profile, n_steps,
@@ -164,7 +174,8 @@ def plan_jobs(tasks: list[TaskSpec], methods: list[str], seeds: list[int], profi
                                     eval_every, (method_modules or {}).get(display, ""),
                                     checkpoint_every, tensorboard,
                                     checkpoint_seconds=(prof.checkpoint_seconds
-                                                        if checkpoint_every else 0.0)))
+                                                        if checkpoint_every else 0.0),
+                                    precision=precision))
     return jobs
 
 
@@ -190,10 +201,19 @@ def unknown_sets(methods: list[str], sets: dict[str, str]) -> list[str]:
 PLANS = ".plans"
 
 
+def job_fields(job: Job) -> dict:
+    """The job's fields as saved (plans, error records): an fp32 job as before precision
+    existed, without the field (a job saved without it reads as fp32)."""
+    fields = dataclasses.asdict(job)
+    if fields["precision"] == "fp32":
+        del fields["precision"]
+    return fields
+
+
 def _payload(jobs: list[Job]) -> list[dict]:
     # job paths are kept relative to the results folder, so that a copied or moved folder, or
     # `bench status --results` from anywhere, finds its records
-    return [{**dataclasses.asdict(job), "results": "."} for job in jobs]
+    return [{**job_fields(job), "results": "."} for job in jobs]
 
 
 def plan_file(jobs: list[Job], results: Path, extra: dict | None = None, folder: str = PLANS,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import dataclasses
 import functools
 import json
 import math
@@ -27,7 +26,7 @@ from algorithms import get_method, load_method_module
 from bench.evaluate import evaluate_policy
 from bench.graphs import GraphedTrainStep, training_step
 from bench.locks import JobLock
-from bench.plan import Job
+from bench.plan import Job, job_fields
 from bench.profiles import PROFILES
 from bench.records import SCHEMA, provenance, utc_now, write_json_atomic
 from tasks.datasets import file_sha256, read_dsrl_file, split_trajectories, to_go
@@ -359,7 +358,7 @@ def execute(job: Job, threads: int = 1) -> dict:
             step = getattr(err, "step", status.get("step"))
             for threshold, name in missing:
                 write_json_atomic(job.error_path(threshold, name), {
-                    "schema": SCHEMA, "status": "error", "job": dataclasses.asdict(job),
+                    "schema": SCHEMA, "status": "error", "job": job_fields(job),
                     "error": f"{type(err).__name__}: {err}", "traceback": trace,
                     "step": step, "worker": worker_name(), "created": utc_now()},
                     overwrite=True)
@@ -370,13 +369,15 @@ def execute(job: Job, threads: int = 1) -> dict:
 
 
 def build_method(job: Job, spec):
-    """The job's method, built from its recorded config (untrained)."""
+    """The job's method, built from its recorded config (untrained), in the job's precision."""
     if job.method_module:  # a method from outside the repository: register it in this worker
         load_method_module(job.method_module, replace=True)  # the planner checked its name
     _, cls = get_method(job.method)
     config = cls.Config(**{k: tuple(v) if isinstance(v, list) else v
                            for k, v in job.config.items()})
-    return cls.create(spec, config, job.train_threshold, job.seed, job.device)
+    method = cls.create(spec, config, job.train_threshold, job.seed, job.device)
+    method.set_precision(job.precision)
+    return method
 
 
 def _execute(job: Job, missing: list[tuple[float, str]], started: float, status: dict) -> dict:
@@ -466,6 +467,8 @@ def evaluation_fields(job: Job, spec, method, threshold: float, seed: int) -> di
         "normalized_rewards": norm_r.tolist(), "normalized_costs": norm_c.tolist(),
         "normalized_reward": float(norm_r.mean()), "normalized_cost": float(norm_c.mean()),
         "eval_seconds": time.time() - t0, "worker": worker_name(), "device": job.device,
+        # a record without it is fp32, as every record before precision existed
+        **({"precision": job.precision} if job.precision != "fp32" else {}),
         "created": utc_now(), "provenance": provenance(),
     }
 

@@ -4,6 +4,10 @@ FLOPs are counted with torch.utils.flop_counter on one step (matmuls and convolu
 work that dominates these MLPs). For LSPC the straightforward step (algorithms/
 lspc_reference.py) is timed in the same run, interleaved with the fused one, so the ratio
 survives a noisy shared machine. The machine's fp32 matmul peak is measured too.
+
+With precision "bf16" our step in bf16 (algorithms/nets.py, "Precision") is timed beside the
+same method's fp32 step (a second model from the same weights) and the fp32 reference, all
+interleaved in one run; the bf16 matmul peak is measured beside the fp32 one.
 """
 
 from __future__ import annotations
@@ -51,9 +55,10 @@ def count_flops(step, batch) -> float:
     return float(counter.get_total_flops())
 
 
-def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
-    """Best fp32 GEMM throughput on this device with the current thread count."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_peak_gflops(size: int = 2048, repeats: int = 10,
+                       dtype: torch.dtype = torch.float32) -> float:
+    """Best GEMM throughput on the CPU with the current thread count (fp32, or `dtype`)."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     torch.mm(a, b)
     best = float("inf")
     for _ in range(repeats):
@@ -81,10 +86,11 @@ def _time_steps(step, sampler, steps: int, device: str = "cpu") -> float:
 
 
 def contenders(method: str = "LSPC", task: str = "AntRun", batch_size: int | None = None,
-               device: str = "cpu", reference: bool = True):
-    """(method name, config, sampler, {"fused": our step, and the reference's}) on synthetic
-    data of the task's shapes. The reference: LSPC's straightforward step, or osrl-lib's step
-    of the same baseline where osrl-lib is installed (on the CPU only). batch_size None: the
+               device: str = "cpu", reference: bool = True, precision: str = "fp32"):
+    """(method name, config, sampler, {"fused": our step, and the others}) on synthetic data
+    of the task's shapes. The reference: LSPC's straightforward step, or osrl-lib's step of
+    the same baseline where osrl-lib is installed (on the CPU only), both fp32. In bf16, "fused"
+    is our bf16 step and "fp32" our fp32 step of the same method. batch_size None: the
     method's own."""
     spec = get_task(task)
     name, cls = get_method(method)
@@ -92,19 +98,31 @@ def contenders(method: str = "LSPC", task: str = "AntRun", batch_size: int | Non
     if batch_size is not None and "batch_size" in {f.name for f in dataclasses.fields(config)}:
         config = dataclasses.replace(config, batch_size=batch_size)
     batch_size = getattr(config, "batch_size", batch_size or 1024)
+    cls.check_precision(config, precision)
     torch.manual_seed(0)
     threshold = None if cls.threshold_agnostic else spec.thresholds[0]
-    model = cls(spec, config, threshold, 0, device)
+
+    def build(precision_of_copy: str, like=None):
+        # a second model takes the first one's state: what training_data kept (COptiDICE's
+        # statistics) and the weights, but never its optimizer state objects
+        model = cls(spec, config, threshold, 0, device)
+        model.set_precision(precision_of_copy)
+        if like is not None:
+            model.load_state_dict(like.state_dict())
+        return model
+
+    model = build(precision)
     # the method's own view of the data (a filter, statistics such as COptiDICE's, sequences)
     sampler = make_sampler(model, model.training_data(synthetic_arrays(spec)), batch_size, 0,
                            device)
-    steps = {"fused": model.train_step}
+    others = {}
     if uses_cuda_graph(model, device):
         # the runner replays this step from a CUDA graph: time that, beside the same step run
         # eagerly by a second model (the two must not share optimizer state)
-        eager = cls(spec, config, threshold, 0, device)
-        eager.load_state_dict(model.state_dict())  # with what training_data kept (COptiDICE)
-        steps = {"fused": training_step(model, device), "eager": eager.train_step}
+        others["eager"] = build(precision, model).train_step
+    if precision != "fp32":  # the same method in fp32, as the runner would run it
+        others["fp32"] = training_step(build("fp32", model), device)
+    steps = {"fused": training_step(model, device), **others}
     if reference and name == "LSPC":
         from algorithms.lspc_reference import ReferenceLSPC
 
@@ -119,10 +137,11 @@ def contenders(method: str = "LSPC", task: str = "AntRun", batch_size: int | Non
 
 def measure(method: str = "LSPC", task: str = "AntRun", batch_size: int | None = None,
             steps: int = 20, rounds: int = 3, device: str = "cpu", threads: int | None = None,
-            reference: bool = True) -> dict:
+            reference: bool = True, precision: str = "fp32") -> dict:
     if threads:
         torch.set_num_threads(threads)
-    name, _, sampler, steps_of = contenders(method, task, batch_size, device, reference)
+    name, _, sampler, steps_of = contenders(method, task, batch_size, device, reference,
+                                            precision)
     spec = get_task(task)
     batch_size = sampler.batch_size
     flops = {}
@@ -136,7 +155,8 @@ def measure(method: str = "LSPC", task: str = "AntRun", batch_size: int | None =
         for key, step in steps_of.items():
             seconds[key].append(_time_steps(step, sampler, steps, device) / steps)
     result = {"method": name, "task": spec.name, "batch_size": batch_size, "device": device,
-              "threads": torch.get_num_threads(), "steps_timed": steps * rounds}
+              "precision": precision, "threads": torch.get_num_threads(),
+              "steps_timed": steps * rounds}
     for key in steps_of:
         per_step = float(np.median(seconds[key]))
         prefix = "" if key == "fused" else key + "_"
@@ -148,13 +168,22 @@ def measure(method: str = "LSPC", task: str = "AntRun", batch_size: int | None =
         result[f"speedup_vs_{key}"] = result["steps_per_s"] / result[key + "_steps_per_s"]
         result[f"speedup_gflop_per_s_vs_{key}"] = (result["gflop_per_s"]
                                                    / result[key + "_gflop_per_s"])
+    for key in sorted(set(steps_of) - {"fused", "fp32"}):
+        if "fp32" in steps_of:  # and our fp32 step against the reference, in the same run
+            result[f"fp32_speedup_vs_{key}"] = (result["fp32_steps_per_s"]
+                                                / result[key + "_steps_per_s"])
     if device == "cpu":
         result["matmul_peak_gflop_per_s"] = matmul_peak_gflops()
-        result["fraction_of_peak"] = result["gflop_per_s"] / result["matmul_peak_gflop_per_s"]
+        peak = result["matmul_peak_gflop_per_s"]
+        if precision == "bf16":
+            result["bf16_matmul_peak_gflop_per_s"] = peak = matmul_peak_gflops(
+                dtype=torch.bfloat16)
+        result["fraction_of_peak"] = result["gflop_per_s"] / peak  # of its own precision's
     return result
 
 
-def quick_steps_per_s(method: str, task: str, steps: int = 3, device: str = "cpu") -> float:
+def quick_steps_per_s(method: str, task: str, steps: int = 3, device: str = "cpu",
+                      precision: str = "fp32") -> float:
     """A rough one-thread steps/s (one warm-up step, then the fastest of `steps` timed one by
     one; no FLOP count, no reference), for time estimates. The fastest, not the mean: the
     estimate is for the machine's own speed, and a step slowed by another process's burst
@@ -163,7 +192,8 @@ def quick_steps_per_s(method: str, task: str, steps: int = 3, device: str = "cpu
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        _, _, sampler, steps_of = contenders(method, task, device=device, reference=False)
+        _, _, sampler, steps_of = contenders(method, task, device=device, reference=False,
+                                             precision=precision)
         step = steps_of["fused"]
         for _ in range(getattr(step, "calls_to_warm", 1)):
             step(sampler.sample())

@@ -38,7 +38,7 @@ def progress(job: Job) -> tuple[int, int] | None:
 
 def _slot(job: Job) -> tuple:
     """What a job is for, whatever its data or config hash: one cell of one table."""
-    return (job.method, job.variant, job.task, job.seed, job.train_threshold)
+    return (job.method, job.variant, job.precision, job.task, job.seed, job.train_threshold)
 
 
 def status_rows(results: Path) -> tuple[list[tuple], list[tuple]]:
@@ -56,7 +56,8 @@ def status_rows(results: Path) -> tuple[list[tuple], list[tuple]]:
         if job in superseded:
             continue
         state = states[id(job)]
-        counts.setdefault((job.suite, job.method), Counter())[state] += 1
+        name = job.method if job.precision == "fp32" else f"{job.method} {job.precision}"
+        counts.setdefault((job.suite, name), Counter())[state] += 1
         if state == "running":
             done = progress(job)
             who = owner(job.lock_path())

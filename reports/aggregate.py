@@ -25,9 +25,16 @@ class ReportError(ValueError):
 
 
 def method_label(record: dict) -> str:
-    """A method's column name: a config made with --set values says so ("LSPC-O [epsilon=1]")."""
-    variant = record.get("variant") or ""
-    return f"{record['method']} [{variant}]" if variant else record["method"]
+    """A method's column name: a config made with --set values says so ("LSPC-O [epsilon=1]"),
+    and so does a precision other than fp32 ("LSPC-O [bf16]", "LSPC-O [epsilon=1, bf16]")."""
+    parts = [record.get("variant") or "", precision_of(record)]
+    tags = ", ".join(part for part in parts if part and part != "fp32")
+    return f"{record['method']} [{tags}]" if tags else record["method"]
+
+
+def precision_of(record: dict) -> str:
+    """The precision a record was trained in: a record without one is fp32."""
+    return record.get("precision") or "fp32"
 
 
 def records_frame(results: Path) -> pd.DataFrame:

@@ -45,7 +45,9 @@ def sweep_frame(results: Path, key: str) -> pd.DataFrame:
         settings = variant_settings(record.get("variant") or "")
         if key not in settings:
             continue
-        rows.append({"task": record["task"], "method": record["method"],
+        precision = record.get("precision") or "fp32"
+        rows.append({"task": record["task"], "method": record["method"]
+                     + ("" if precision == "fp32" else f" [{precision}]"),
                      "with": ", ".join(f"{k}={v}" for k, v in settings.items() if k != key),
                      key: record["config"][key],
                      "reward": record["normalized_reward"], "cost": record["normalized_cost"]})

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.records import load_records
-from reports.aggregate import ReportError, task_label
+from reports.aggregate import ReportError, method_label, task_label
 from reports.figures import _save
 from reports.highlight import SAFE_BELOW, highlight
 from reports.render import Section, Table, render_latex, render_markdown
@@ -25,7 +25,7 @@ from tasks.registry import suite_tasks
 
 def transfer_frame(results: Path, source: str) -> pd.DataFrame:
     """Per (target, method, seed): the mean over thresholds of normalized reward and cost."""
-    rows = [{"target": r["task"], "method": r["method"], "seed": r["seed"],
+    rows = [{"target": r["task"], "method": method_label(r), "seed": r["seed"],
              "threshold": r["threshold"], "reward": r["normalized_reward"],
              "cost": r["normalized_cost"], "data_source": r.get("data_source"),
              "profile": r.get("profile"), "steps": r.get("steps")}
