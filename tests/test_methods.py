@@ -84,17 +84,21 @@ def module_weights(method) -> dict:
             for key, value in module.state_dict().items()}
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("name", [name for name, cls in METHODS.items() if cls.graph_safe])
-def test_a_graphed_step_trains_as_the_eager_one(name, device):
+def test_a_graphed_step_trains_as_the_eager_one(name, precision, device):
     """On a GPU the runner replays a graph-safe method's step from a CUDA graph (bench/
     graphs.py). From the same start, batches and seed it must reach the same weights and
-    statistics as the eager step, random draws included."""
+    statistics as the eager step, random draws included; in bf16 too (autocast regions
+    inside the captured step)."""
     from bench.graphs import GraphedTrainStep, optimizers_of, training_step
 
     if not device.startswith("cuda"):
         pytest.skip("CUDA graphs need a GPU: run with --device cuda there")
     torch.manual_seed(0)
     eager, graphed = build(name, device=device), build(name, seed=1, device=device)
+    eager.set_precision(precision)
+    graphed.set_precision(precision)
     data = eager.training_data(fake_arrays())  # sets what some keep of the data (COptiDICE)
     graphed.load_state_dict(eager.state_dict())
     sampler = make_sampler(eager, data, 32, seed=0, device=device)

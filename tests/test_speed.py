@@ -35,3 +35,29 @@ def test_speed_of_an_unknown_method_is_one_clear_message(capsys):
     assert main(["speed", "--method", "BCQ-Lagg"]) != 0
     err = capsys.readouterr().err
     assert "unknown method 'BCQ-Lagg'" in err and "BCQ-Lag" in err and "Traceback" not in err
+
+
+def test_speed_in_bf16_times_the_fp32_step_and_the_reference_in_the_same_run(capsys):
+    assert main(["speed", "--method", "LSPC", "--steps", "1", "--rounds", "1", "--batch",
+                 "64", "--precision", "bf16", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["precision"] == "bf16" and result["batch_size"] == 64
+    for key in ("steps_per_s", "fp32_steps_per_s", "reference_steps_per_s",
+                "speedup_vs_fp32", "speedup_vs_reference", "fp32_speedup_vs_reference",
+                "bf16_matmul_peak_gflop_per_s", "matmul_peak_gflop_per_s"):
+        assert result[key] > 0, key
+    assert result["speedup_vs_fp32"] == pytest.approx(
+        result["steps_per_s"] / result["fp32_steps_per_s"])
+    # the same update in both precisions: the same matmuls, the same FLOPs counted
+    assert result["gflop_per_step"] == pytest.approx(result["fp32_gflop_per_step"])
+
+
+def test_speed_of_several_methods_in_bf16_is_one_table_with_the_ratios(capsys):
+    assert main(["speed", "--method", "BC-All,COptiDICE", "--steps", "1", "--rounds", "1",
+                 "--batch", "32", "--precision", "bf16"]) == 0
+    out = capsys.readouterr().out
+    header = out.splitlines()[0]
+    for column in ("bf16 steps/s", "fp32 steps/s", "fp32 reference steps/s", "bf16 / fp32",
+                   "bf16 / reference", "fp32 / reference"):
+        assert column in header
+    assert [line.split()[0] for line in out.splitlines()[2:]] == ["BC-All", "COptiDICE"]
