@@ -125,15 +125,27 @@ class EnsembleMLP(nn.Module):
     compute_dtype: torch.dtype | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 2:
-            x = x.expand(self.members, *x.shape)
         last = len(self.weights) - 1
         with low_precision(self.compute_dtype, x):  # the hidden layers
-            for i in range(last):
-                # ReLU in place: the same values and gradients (baddbmm's backward does not
-                # read its output), one pass less over the activations
-                x = torch.baddbmm(self.biases[i], x, self.weights[i]).relu_()
+            if x.device.type == "cpu":
+                # on the CPU one member at a time (addmm): the same numbers as the batched
+                # matmul, and about 15% faster with gradients at batch 1024 (bmm's backward
+                # over the expanded shared input is slow there)
+                x = torch.stack([self._hidden(x if x.dim() == 2 else x[m], m)
+                                 for m in range(self.members)])
+            else:
+                x = x.expand(self.members, *x.shape) if x.dim() == 2 else x
+                for i in range(last):
+                    # ReLU in place: the same values and gradients (baddbmm's backward does
+                    # not read its output), one pass less over the activations
+                    x = torch.baddbmm(self.biases[i], x, self.weights[i]).relu_()
         return torch.baddbmm(self.biases[last], x.float(), self.weights[last])  # the head
+
+    def _hidden(self, x: torch.Tensor, m: int) -> torch.Tensor:
+        """Member m's last hidden activation."""
+        for i in range(len(self.weights) - 1):
+            x = torch.addmm(self.biases[i][m, 0], x, self.weights[i][m]).relu_()
+        return x
 
     @torch.no_grad()
     def load_members(self, modules: list[nn.Sequential]) -> None:

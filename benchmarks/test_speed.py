@@ -69,3 +69,23 @@ def test_speed_ratios_in_one_run(method, rounds):
           f"steps/s ({result[key + '_gflop_per_s']:.0f} GFLOP/s), peak "
           f"{result['matmul_peak_gflop_per_s']:.0f} GFLOP/s: {ratio:.2f}x")
     assert ratio >= TARGETS.get(method, 1.0), f"{method} at {ratio:.2f}x of {key}"
+
+
+#: issue 21's targets for --precision bf16, each against a step timed in the same run: LSPC
+#: against the straightforward fp32 step, every other method against its own fp32 step
+BF16_TARGETS = {"LSPC": ("reference", 2.5)}
+
+
+@pytest.mark.parametrize("method,rounds", METHODS)
+def test_bf16_ratios_in_one_run(method, rounds):
+    """Our bf16 step beside our fp32 step (and LSPC's straightforward fp32 step), interleaved
+    in one process (`bench speed --precision bf16`)."""
+    result = measure(method, TASK, steps=2 if method == "CDT" else 5,
+                     rounds=3 if method == "CDT" else 5, precision="bf16")
+    key, target = BF16_TARGETS.get(method, ("fp32", 1.5))
+    ratio = result[f"speedup_vs_{key}"]
+    print(f"\n{method}: bf16 {result['steps_per_s']:.2f} steps/s, fp32 "
+          f"{result['fp32_steps_per_s']:.2f}" + (f", reference {result['reference_steps_per_s']:.2f}"
+                                                 if "reference_steps_per_s" in result else "")
+          + f": {ratio:.2f}x vs {key}")
+    assert ratio >= target, f"{method} bf16 at {ratio:.2f}x of {key}"
