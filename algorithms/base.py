@@ -85,6 +85,12 @@ class OfflineMethod(abc.ABC):
         from algorithms.nets import PRECISIONS, set_compute_dtype
 
         type(self).check_precision(self.config, precision)
+        if precision == "bf16" and str(self.device).startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_bf16_supported():
+                raise ConfigError(f"{self.device}: this GPU has no bfloat16 arithmetic "
+                                  "(Ampere or newer has it); train in fp32 there")
         for path in self.bf16_networks:
             if not set_compute_dtype(operator.attrgetter(path)(self), PRECISIONS[precision]):
                 raise TypeError(f"{type(self).__name__}.bf16_networks names {path!r}, which "

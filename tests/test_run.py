@@ -266,3 +266,20 @@ def test_curves_do_not_change_what_is_trained(local_ballrun, tmp_path):
         for field in ("final_train_stats", "reward_returns", "cost_returns",
                       "normalized_reward", "normalized_cost"):
             assert record[field] == curved[key][field], (key, field)
+
+
+def test_data_profile_picks_the_local_collection_to_train_on(local_ballrun, tmp_path):
+    """--data-profile study trains on `bench collect --profile study`'s files whatever budget
+    --profile gives the run; the data's hash is in the job's, so the jobs are apart."""
+    from bench.plan import plan_jobs
+    from tasks.datasets import DatasetError
+
+    path, _ = local_ballrun  # the smoke collection
+    (job,) = plan_jobs([SPEC], ["BC-All"], [0], "quick", tmp_path, "local",
+                       data_profile="smoke")
+    assert job.data_path == str(path) and job.profile == "quick"
+    with pytest.raises(DatasetError, match="BallRun-local-study.hdf5"):
+        plan_jobs([SPEC], ["BC-All"], [0], "smoke", tmp_path, "local", data_profile="study")
+    assert main(["run", "--tasks", "BallRun", "--methods", "BC-All", "--data", "local",
+                 "--data-profile", "smoke", "--profile", "quick", "--results",
+                 str(tmp_path / "r"), "--dry-run"]) == 0
