@@ -143,15 +143,15 @@ def track(job, steps: int, path: str, threads: int = 1) -> str:
     for step in range(1, steps + 1):
         stats = method.train_step(sampler.sample())
         rows.append({"step": step, **{key: float(stats[key]) for key in TRACKED}})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
-    return str(path)
+    from tasks.files import write_atomic
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    return str(write_atomic(Path(path), write))
 
 
 def read_tracking(path: Path) -> dict[str, np.ndarray]:
@@ -285,9 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     missing = sum(bool(job.missing()) for p in PRECISIONS for job in jobs[p])
     page = render(args, side_by_side(seed_means(load_records(args.results), hashes)), tracking,
                   command, missing)
-    (args.results / "precision-equivalence.md").write_text(page)
+    from tasks.files import write_text_atomic
+
+    write_text_atomic(args.results / "precision-equivalence.md", page)
     if args.out:
-        Path(args.out).write_text(page)
+        write_text_atomic(Path(args.out), page)
     print(page)
     for outcome in failed:
         print(f"FAILED {outcome['job']}: {outcome.get('error', '?')}", file=sys.stderr)
