@@ -261,6 +261,8 @@ class ResidualBlock(nn.Module):
 class NoisePredictor(nn.Module):
     """eps_theta(a_t, s, t): the residual MLP on [a_t, s, MLP(Fourier(t))] (DDPM, MLPResNet)."""
 
+    compute_dtype: torch.dtype | None = None  # the input layer's and the blocks', where set
+
     def __init__(self, obs_dim: int, act_dim: int, cfg: Config):
         super().__init__()
         self.time = FourierTime(cfg.time_dim)
@@ -272,8 +274,6 @@ class NoisePredictor(nn.Module):
         self.blocks = nn.Sequential(*[ResidualBlock(cfg.actor_hidden, cfg.actor_dropout)
                                       for _ in range(cfg.actor_blocks)])
         self.out = _xavier(nn.Linear(cfg.actor_hidden, act_dim))
-
-    compute_dtype: torch.dtype | None = None
 
     def forward(self, obs, noisy_actions, t):
         cond = self.time_mlp(self.time(t))
