@@ -38,6 +38,8 @@ METHODS: dict[str, type[OfflineMethod]] = {
     "LSPC-code": LSPCCode,  # the authors' code's choices; records LSPC-S-code and LSPC-O-code
     "FISOR": FISOR,  # native port; config implementation="official" runs the authors' code
 }
+#: the methods this repository ships; METHODS grows past them when plugins load
+BUILT_IN: tuple[str, ...] = tuple(METHODS)
 ENTRY_POINT_GROUP = "bench.methods"
 _entry_points_loaded = False
 #: what a method's name may hold: it names a folder of records and a column of the tables
