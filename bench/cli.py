@@ -136,6 +136,14 @@ def _device(text: str) -> str:
     return "cpu" if device.type == "cpu" else text  # "cpu:0" is the CPU too
 
 
+def _name_damaged(frame) -> None:
+    """The damaged records a reader left out of `frame`, named on stderr (never averaged in)."""
+    from bench.records import damaged_note
+
+    if frame.attrs.get("damaged"):
+        print(damaged_note(frame.attrs["damaged"]), file=sys.stderr)
+
+
 def _selected_tasks(args) -> list:
     from tasks.registry import get_task, suite_tasks
 
@@ -419,6 +427,7 @@ def cmd_transfer(args) -> int:
         frame = transfer_frame(results, source.name)
     except ReportError as err:
         raise UserError(str(err)) from None
+    _name_damaged(frame)
     table = transfer_table(frame, source.name)
     out = Path(args.out) if args.out else results / "transfer" / f"{source.name}-matrix"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -472,8 +481,13 @@ def cmd_claims(args) -> int:
 def cmd_status(args) -> int:
     from bench.status import format_status
 
-    print(format_status(Path(args.results)))
-    return 0
+    text, unreadable = format_status(Path(args.results))
+    print(text)
+    for problem in unreadable:
+        print(f"error: {problem}; its jobs are not counted above. Delete it (a plan is only "
+              "the list of jobs: rerunning their `bench run` selection writes it again)",
+              file=sys.stderr)
+    return 2 if unreadable else 0
 
 
 def cmd_report(args) -> int:
@@ -485,6 +499,7 @@ def cmd_report(args) -> int:
         from reports.sweep import plot_sweep, sweep_frame
 
         frame = sweep_frame(Path(args.results), args.sweep)
+        _name_damaged(frame)
         if frame.empty:
             raise UserError(f"no records of a sweep over {args.sweep!r} under {args.results}; "
                             f"run one with `--set {args.sweep}=v1,v2,...`")
@@ -534,6 +549,7 @@ def _report_transfer(args) -> int:
         frame = transfer_frame(Path(args.results), source)
     except ReportError as err:
         raise UserError(str(err)) from None
+    _name_damaged(frame)
     if args.format in ("markdown", "latex"):
         print(render_transfer(transfer_table(frame, source), args.format))
     elif args.format in ("csv", "json"):
@@ -670,7 +686,9 @@ def _plot(args) -> int:
         if not args.task:
             raise UserError("--kind transfer needs --task, the source (easysparse, ...)")
         source = source_task(args.task).name
-        paths = plot_transfer(transfer_frame(results, source), source,
+        frame = transfer_frame(results, source)  # a ReportError is one line (cmd_plot)
+        _name_damaged(frame)
+        paths = plot_transfer(frame, source,
                               Path(args.out or results / "transfer" / f"{source}-matrix-chart"))
     elif args.kind == "datasets":
         from tasks.registry import suite_tasks
@@ -689,6 +707,7 @@ def _plot(args) -> int:
         from reports.sweep import plot_sweep, sweep_frame
 
         frame = sweep_frame(results, args.field)
+        _name_damaged(frame)
         if frame.empty:
             raise UserError(f"no records of a sweep over {args.field!r} under {results}")
         paths = [plot_sweep(frame, args.field, Path(args.out or results / f"sweep-{args.field}"))]

@@ -41,9 +41,10 @@ def _slot(job: Job) -> tuple:
     return (job.method, job.variant, job.precision, job.task, job.seed, job.train_threshold)
 
 
-def status_rows(results: Path) -> tuple[list[tuple], list[tuple]]:
+def status_rows(results: Path) -> tuple[list[tuple], list[tuple], list[str]]:
     """(counts per suite and method, with a total row per suite when it has several
-    methods; details of running and failed jobs). A failed job of an older plan whose cell a
+    methods; details of running and failed jobs and damaged records; the plans that could
+    not be read, each named with what is wrong). A failed job of an older plan whose cell a
     newer job of another hash fills (its data or config changed) is superseded: not counted."""
     counts: dict[tuple[str, str], Counter] = {}
     details = []
@@ -64,7 +65,10 @@ def status_rows(results: Path) -> tuple[list[tuple], list[tuple]]:
             where = f"{who.get('host', '?')}:{who.get('pid', '?')}"
             details.append((job.label, "running",
                             f"step {done[0]:,}/{done[1]:,}" if done else "starting", where))
-        elif state == "failed":
+        for path, problem in job.damaged():  # counted as not done: `bench run` redoes it
+            details.append((job.label, "damaged record", f"{path}: {problem}",
+                            "bench run moves it aside and redoes the job"))
+        if state == "failed":
             error = job.failed()
             step = error.get("step")
             details.append((job.label, "failed", error.get("error", "?"),
@@ -81,19 +85,20 @@ def status_rows(results: Path) -> tuple[list[tuple], list[tuple]]:
         if len(methods) > 1:
             total = sum((counts[suite, m] for m in methods), Counter())
             rows.append((suite, "all", *(total[s] for s in STATES), sum(total.values())))
-    details += [("(plan left out)", "unreadable", problem, "") for problem in problems]
-    return rows, details
+    return rows, details, problems
 
 
-def format_status(results: Path) -> str:
+def format_status(results: Path) -> tuple[str, list[str]]:
+    """The status page, and the unreadable plans it left out (the caller says so and exits 2:
+    their jobs are unknown, so the counts may be short)."""
     from tabulate import tabulate
 
     from bench.transfer import transfer_progress
 
-    rows, details = status_rows(results)
+    rows, details, problems = status_rows(results)
     if not rows:
         return (f"no plan under {results}: start one with `python -m bench run --results "
-                f"{results} ...`" + "".join(f"\n{d[2]}" for d in details))
+                f"{results} ...`"), problems
     text = tabulate(rows, headers=["suite", "method", *STATES, "jobs"])
     if details:
         text += "\n\n" + tabulate(details, headers=["job", "state", "detail", ""])
@@ -107,4 +112,4 @@ def format_status(results: Path) -> str:
         text += ("\n\nfailed jobs: fix the cause, then rerun the same selection with `bench run "
                  "... --retry-failed`; to forget a failure instead, delete its .error.json "
                  "beside the record it would have written")
-    return text
+    return text, problems

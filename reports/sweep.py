@@ -41,7 +41,8 @@ def sweep_frame(results: Path, key: str) -> pd.DataFrame:
     `key`. `with` holds the other values ("safe_epsilon=None" in the paper's Fig. 4 sweep)."""
     columns = ["task", "method", "with", key, "reward", "reward_std", "cost", "cost_std", "n"]
     rows = []
-    for record in load_records(results):
+    scan = load_records(results)
+    for record in scan:
         settings = variant_settings(record.get("variant") or "")
         if key not in settings:
             continue
@@ -52,12 +53,14 @@ def sweep_frame(results: Path, key: str) -> pd.DataFrame:
                      key: record["config"][key],
                      "reward": record["normalized_reward"], "cost": record["normalized_cost"]})
     if not rows:
-        return pd.DataFrame(columns=columns)
-    frame = pd.DataFrame(rows)
-    out = frame.groupby(["task", "method", "with", key]).agg(
-        reward=("reward", "mean"), reward_std=("reward", "std"), cost=("cost", "mean"),
-        cost_std=("cost", "std"), n=("reward", "size"))
-    return out.reset_index().sort_values(["task", "method", "with", key])[columns]
+        out = pd.DataFrame(columns=columns)
+    else:
+        out = pd.DataFrame(rows).groupby(["task", "method", "with", key]).agg(
+            reward=("reward", "mean"), reward_std=("reward", "std"), cost=("cost", "mean"),
+            cost_std=("cost", "std"), n=("reward", "size"))
+        out = out.reset_index().sort_values(["task", "method", "with", key])[columns]
+    out.attrs["damaged"] = list(scan.damaged)  # named by the caller, never averaged in
+    return out
 
 
 def plot_sweep(frame: pd.DataFrame, key: str, path: Path) -> Path:

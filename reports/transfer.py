@@ -25,15 +25,20 @@ from tasks.registry import suite_tasks
 
 def transfer_frame(results: Path, source: str) -> pd.DataFrame:
     """Per (target, method, seed): the mean over thresholds of normalized reward and cost."""
+    scan = load_records(results, transfer_from=source)
     rows = [{"target": r["task"], "method": method_label(r), "seed": r["seed"],
              "threshold": r["threshold"], "reward": r["normalized_reward"],
              "cost": r["normalized_cost"], "data_source": r.get("data_source"),
              "profile": r.get("profile"), "steps": r.get("steps")}
-            for r in load_records(results, transfer_from=source)]
+            for r in scan]
     if not rows:
         raise ReportError(f"no transfer records from {source} under {results}; run "
-                          f"`python -m bench transfer --from {source}`")
-    return pd.DataFrame(rows)
+                          f"`python -m bench transfer --from {source}`"
+                          + (f" ({len(scan.damaged)} damaged record(s) left out)"
+                             if scan.damaged else ""))
+    frame = pd.DataFrame(rows)
+    frame.attrs["damaged"] = list(scan.damaged)  # named by the caller, never averaged in
+    return frame
 
 
 def transfer_matrix(frame: pd.DataFrame) -> pd.DataFrame:

@@ -72,11 +72,14 @@ def file_sha256(path: Path) -> str:
 
 
 def resolve_path(spec: TaskSpec, source: str = "auto", profile: str = "quick") -> tuple[Path, str]:
-    """Where the task's data is, and which source it is; a clear DatasetError if it is nowhere."""
+    """Where the task's data is, and which source it is; a clear DatasetError if it is nowhere,
+    or if a locally collected file sits under the official name (every reader, planner and
+    record would then call it official DSRL data)."""
     if source not in SOURCES:
         raise DatasetError(f"unknown data source {source!r}; use one of {', '.join(SOURCES)}")
     official, local = official_path(spec), local_path(spec, profile)
     if source in ("auto", "dsrl") and official.exists():
+        _refuse_local_under_official_name(official, spec, profile)
         return official, "dsrl"
     if source in ("auto", "local") and local.exists():
         return local, "local"
@@ -89,15 +92,25 @@ def resolve_path(spec: TaskSpec, source: str = "auto", profile: str = "quick") -
         f"`python -m bench collect --task {spec.name} --profile {profile}`.")
 
 
-def load_dataset(spec: TaskSpec, source: str = "auto", profile: str = "quick") -> Dataset:
-    path, kind = resolve_path(spec, source, profile)
-    arrays, attrs = read_dsrl_file(path, spec)
-    if kind == "dsrl" and attrs.get("source") == "local":
+def _refuse_local_under_official_name(path: Path, spec: TaskSpec, profile: str) -> None:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = {key: _plain(value) for key, value in f.attrs.items()}
+    except OSError:
+        return  # not readable: read_dsrl_file names that when the file is read
+    if attrs.get("source") == "local":
         raise DatasetError(
             f"{path} has the official file's name but its attributes say it was collected "
             f"locally ({attrs.get('collector', 'bench collect')}); move it to "
             f"{local_path(spec, str(attrs.get('profile', profile)))} so that nothing reports it "
             "as official DSRL data")
+
+
+def load_dataset(spec: TaskSpec, source: str = "auto", profile: str = "quick") -> Dataset:
+    path, kind = resolve_path(spec, source, profile)
+    arrays, attrs = read_dsrl_file(path, spec)
     return Dataset(arrays, path, kind, file_sha256(path), attrs)
 
 

@@ -80,7 +80,9 @@ def test_run_sets_damaged_records_aside_and_redoes_their_jobs(local_ballrun, tmp
     first[0].write_text(original[: len(original) // 2])  # a torn write
     capsys.readouterr()
     assert main(["status", "--results", str(results)]) == 0
-    assert "done" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert _status_lines(out)["bullet", "BC-All"] == ["0", "0", "0", "1", "1"]  # not done
+    assert f"{first[0]}:" in out and "damaged record" in out  # named, with what is wrong
     assert run(results, "--methods", "BC-All") == 0
     out = capsys.readouterr().out
     assert "damaged record" in out and "moved to" in out and "1 to run" in out
@@ -146,11 +148,12 @@ def test_an_unreadable_plan_is_named_not_a_traceback(local_ballrun, tmp_path, ca
     (results / ".plans" / "torn.json").write_text('{"jobs": [')
     (results / ".plans" / "alien.json").write_text('{"jobs": [{"what": 1}]}')
     capsys.readouterr()
-    assert main(["status", "--results", str(results)]) == 0
-    out = capsys.readouterr().out
-    assert "broken.json: not a plan" in out and "torn.json: unreadable plan" in out
-    assert "alien.json" in out and "Traceback" not in out
-    assert _status_lines(out)["bullet", "BC-All"] == ["1", "0", "0", "0", "1"]
+    assert main(["status", "--results", str(results)]) == 2
+    out, err = capsys.readouterr()
+    assert "broken.json: not a plan" in err and "torn.json: unreadable plan" in err
+    assert "alien.json" in err and "Traceback" not in out + err
+    assert len(err.strip().splitlines()) == 3  # one line a plan
+    assert _status_lines(out)["bullet", "BC-All"] == ["1", "0", "0", "0", "1"]  # the rest shown
 
 
 FAILS_ON_SMALL_DATA = '''
@@ -373,9 +376,13 @@ def test_report_messages_say_what_there_is(tmp_path, capsys):
     assert "CarRun" in capsys.readouterr().out
     assert main(["report", "--results", str(tmp_path), "--suite", "bulet"]) == 2
     assert "Did you mean bullet?" in capsys.readouterr().err
+    # a method the paper has no number for: its difference is a dash, not "+nan"
+    _write(tmp_path / "bullet" / "CarRun" / "LSPC-S-code", "thr10-seed0-abc.json",
+           {**GOOD, "method": "LSPC-S-code"})
     assert main(["report", "--results", str(tmp_path), "--compare", "paper"]) == 0
     out = capsys.readouterr().out
-    assert "nan" not in out
+    (row,) = [line for line in out.splitlines() if "LSPC-S-code" in line and "CarRun" in line]
+    assert "nan" not in out and "–" in row
 
 
 def test_local_data_under_an_official_name_is_not_official(data_dirs, tmp_path, capsys):
@@ -391,6 +398,12 @@ def test_local_data_under_an_official_name_is_not_official(data_dirs, tmp_path, 
     assert main(["datasets", "--tasks", "BallRun", "--format", "json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["source"] == "local" and "under the official name" in row["profile"]
+    # nor is it trained on as official data: the run is refused before it plans anything
+    results = tmp_path / "results"
+    assert run(results, "--methods", "BC-All", "--data", "auto") == 2
+    err = capsys.readouterr().err
+    assert "collected locally" in err and "Traceback" not in err
+    assert not records_in(results) and not list(results.rglob("*.json"))
 
 
 def test_a_failed_cluster_attempt_leaves_no_plan(local_ballrun, tmp_path, monkeypatch, capsys):
@@ -526,3 +539,28 @@ def test_transfer_counts_a_damaged_record_as_missing(tmp_path):
     _write(torn.parent, torn.name, '{"schema": 1, "status": "ok", "meth')
     assert missing_transfers(job, "hardmean") == [(20.0, "BC-All")]
     assert len(load_records(tmp_path, transfer_from="easysparse").damaged) == 1
+
+
+def test_transfer_and_sweep_readers_name_damaged_records(tmp_path, capsys):
+    from bench.transfer import transfer_record_path
+
+    good = transfer_record_path(tmp_path, "easysparse", "hardmean", "BC-All", 10.0, 0, "abc")
+    torn = transfer_record_path(tmp_path, "easysparse", "hardmean", "BC-All", 20.0, 0, "abc")
+    _write(good.parent, good.name, {**GOOD, "task": "hardmean", "suite": "metadrive"})
+    _write(torn.parent, torn.name, '{"schema": 1, "status": "ok", "meth')
+    assert main(["report", "--results", str(tmp_path), "--transfer", "easysparse",
+                 "--format", "csv"]) == 0
+    out, err = capsys.readouterr()
+    assert "left out 1 damaged record(s)" in err and str(torn) in err
+    assert "0.5" in out  # the valid record alone
+
+    cell = tmp_path / "sweep" / "bullet" / "CarRun" / "LSPC-O"
+    swept = {**GOOD, "method": "LSPC-O", "variant": "epsilon=0.1", "config": {"epsilon": 0.1}}
+    _write(cell, "thr10-seed0-abc.json", swept)
+    _write(cell, "thr10-seed1-abc.json", {**swept, "seed": 1, "normalized_cost": "high"})
+    assert main(["report", "--results", str(tmp_path / "sweep"), "--sweep", "epsilon",
+                 "--plot", str(tmp_path / "sweep.png")]) == 0
+    out, err = capsys.readouterr()
+    assert "left out 1 damaged record(s)" in err and "thr10-seed1-abc.json" in err
+    (row,) = [line for line in out.splitlines() if "LSPC-O" in line]
+    assert row.split()[-1] == "1"  # n: the damaged one is not averaged in
