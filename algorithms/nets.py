@@ -108,8 +108,8 @@ class EnsembleMLP(nn.Module):
 
     Input (B, in) is shared by every member, or (members, B, in) gives each its own;
     output is (members, B, out). Each member is initialised exactly as an nn.Linear stack
-    would be, so an ensemble of two is a fused twin critic. On a GPU each layer is one
-    batched matmul; on the CPU the hidden layers run one member at a time (the same numbers).
+    would be, so an ensemble of two is a fused twin critic. Each layer is one batched matmul,
+    except the hidden layers of a bf16 ensemble on the CPU, which run one member at a time.
     """
 
     compute_dtype: torch.dtype | None = None
@@ -128,10 +128,12 @@ class EnsembleMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         last = len(self.weights) - 1
         with low_precision(self.compute_dtype, x):  # the hidden layers
-            if x.device.type == "cpu":
-                # one member at a time (addmm): the same numbers and gradients as the
-                # batched matmul, bit for bit, and LSPC's step about 15% faster here (bmm's
-                # backward over the expanded shared input is slow on the CPU)
+            if x.device.type == "cpu" and self.compute_dtype is not None:
+                # bf16 on the CPU: one member at a time (addmm), faster than bmm's backward
+                # over the expanded shared input. Not in fp32: its forward is the same, but
+                # some gradients are summed in another order (the last bits of an input
+                # gradient past two members, of a first-layer weight gradient at large
+                # batches on two threads), and fp32 keeps the numbers it always had
                 x = torch.stack([self._hidden(x if x.dim() == 2 else x[m], m)
                                  for m in range(self.members)])
             else:

@@ -408,6 +408,9 @@ def cmd_transfer(args) -> int:
                else [spec.name for spec in suite_tasks("metadrive")])
     if args.dry_run:
         return _transfer_dry_run(jobs, targets, args)
+    if not _writable(results):  # it writes at least its plans and its matrix
+        raise UserError(f"--results {args.results}: cannot write there (read-only or not "
+                        "yours); give a folder you can write to")
     save_plan(jobs, results)
     save_transfer_plan(jobs, targets, results)
     untrained = sum(bool(job.missing()) for job in jobs)
@@ -724,12 +727,20 @@ def add_precision(p, help_text: str = "") -> None:
         "a bf16 job is a job of its own, with records of its own"))
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A usage error is one line (what is wrong, where to read more) and exit 2, not the whole
+    usage block before it."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m bench", description="Safe offline RL benchmark harness (LSPC paper).",
         epilog="examples:\n  " + "\n  ".join(EXAMPLES.values()),
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     def add(name, help_text):
         return sub.add_parser(name, help=help_text, description=help_text,
@@ -832,7 +843,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=["smoke", "quick", "paper"], default="quick",
                    help="budget of the agents trained first where missing")
     p.add_argument("--steps", type=_STEPS, help="training steps (default: the method's profile)")
-    p.add_argument("--results", default="results")
+    p.add_argument("--results", default="results", type=_results_folder)
     p.add_argument("--data", choices=["auto", "dsrl", "local"], default="auto")
     p.add_argument("--device", type=_device, default="cpu",
                    help="torch device: cpu, cuda or cuda:N (default cpu)")
@@ -849,11 +860,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_transfer)
 
     p = add("status", "done / running / failed / pending jobs of a results folder")
-    p.add_argument("--results", default="results")
+    p.add_argument("--results", default="results", type=_results_folder)
     p.set_defaults(func=cmd_status)
 
     p = add("report", "tables from the records (bold = safe, blue = best safe)")
-    p.add_argument("--results", default="results")
+    p.add_argument("--results", default="results", type=_results_folder)
     p.add_argument("--format", choices=["markdown", "latex", "html", "csv", "json"],
                    default="markdown")
     p.add_argument("--layout", choices=["suite", "summary"], default="suite",
@@ -881,7 +892,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("claims", "the paper's claims (section 5) checked on records or a CSV, each "
                       "beside the paper's own numbers on the same tasks")
-    p.add_argument("--results", help="a records folder")
+    p.add_argument("--results", help="a records folder", type=_results_folder)
     p.add_argument("--input", metavar="CSV", help="numbers (columns suite,task,method,reward,"
                    "cost), e.g. reports/paper_results.csv")
     p.add_argument("--suite", help="comma-separated suites (default: all present)")
@@ -901,7 +912,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", help="for curves and dataset; for transfer, the source task")
     p.add_argument("--suite", help="for datasets: bullet, safetygym or metadrive")
     p.add_argument("--field", default="epsilon", help="for sweep: the swept config field")
-    p.add_argument("--results", default="results")
+    p.add_argument("--results", default="results", type=_results_folder)
     p.add_argument("--data", choices=["auto", "dsrl", "local"], default="auto")
     p.add_argument("--profile", choices=list(COLLECT_PROFILE_NAMES), default="quick",
                    help="for dataset(s): which local collection")

@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 extras="${1:-bullet,safetygym,metadrive,test}"
 # .venv may already be something else: a PEP 832 redirect file that a tool (tox 4.67) wrote,
 # or a folder that is no virtual environment; the project's environment takes the name
-if [ -e .venv ] && { [ ! -d .venv ] || [ ! -f .venv/pyvenv.cfg ]; }; then
-  echo "setup: .venv is not a virtual environment here (a redirect file or a stray folder); replacing it" >&2
+# (a link to a working environment elsewhere is kept; a dangling link is replaced)
+if { [ -L .venv ] && [ ! -e .venv ]; } || { [ -e .venv ] && { [ ! -d .venv ] || [ ! -f .venv/pyvenv.cfg ]; }; }; then
+  echo "setup: .venv is not a virtual environment here (a redirect file, a stray folder or a dangling link); replacing it" >&2
   rm -rf .venv
 fi
 python3 -m venv .venv

@@ -18,9 +18,20 @@ from pathlib import Path
 
 def umask_mode() -> int:
     """The mode a plain open() would give a new file under the process umask."""
-    mask = os.umask(0)
+    return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    try:  # Linux says it without changing it (os.umask would, for a moment, in every thread)
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
-    return 0o666 & ~mask
+    return mask
 
 
 def write_atomic(path: Path, write: Callable[[Path], None], mode: int | None = None,

@@ -23,7 +23,7 @@ exit 0
 """
 
 
-@pytest.mark.parametrize("what", ["redirect file", "stray folder", "nothing"])
+@pytest.mark.parametrize("what", ["redirect file", "stray folder", "dangling link", "nothing"])
 def test_setup_makes_the_project_venv_whatever_dot_venv_is(what, tmp_path):
     if shutil.which("bash") is None:
         pytest.skip("needs bash")
@@ -39,6 +39,8 @@ def test_setup_makes_the_project_venv_whatever_dot_venv_is(what, tmp_path):
     elif what == "stray folder":
         (repo / ".venv").mkdir()
         (repo / ".venv" / "junk").write_text("x")
+    elif what == "dangling link":  # a link to an environment since deleted
+        (repo / ".venv").symlink_to(tmp_path / "gone")
     env = {**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}", "CALLS": str(tmp_path / "calls")}
     done = subprocess.run(["bash", "scripts/setup.sh"], cwd=repo, env=env, capture_output=True,
                           text=True, timeout=60)

@@ -315,3 +315,35 @@ def test_the_equivalence_script_on_a_smoke_budget(local_ballrun, tmp_path, capsy
     assert script.main([str(results), "--budget", "smoke", "--report-only",
                         "--track-steps", "20"]) == 0
     assert capsys.readouterr().out.count("| BallRun |") == 8
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_an_fp32_ensemble_computes_the_batched_matmuls_bit_for_bit(threads):
+    """fp32 keeps the numbers it always had: an ensemble's output and every gradient (weights
+    and input, 4 members, 1024 rows) equal the plain baddbmm chain's exactly. A member-by-member
+    forward gives the same outputs but sums some gradients in another order."""
+    from algorithms.nets import EnsembleMLP
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(0)
+        net = EnsembleMLP(41, 1, (256, 256), 4)
+        x = torch.randn(1024, 41, requires_grad=True)
+        ours = net(x)
+        ours.square().sum().backward()
+        grads = [p.grad.clone() for p in net.parameters()] + [x.grad.clone()]
+        net.zero_grad()
+        x.grad = None
+
+        h = x.expand(4, *x.shape)
+        for i, (w, b) in enumerate(zip(net.weights, net.biases)):
+            h = torch.baddbmm(b, h, w)
+            if i < len(net.weights) - 1:
+                h = torch.relu(h)
+        h.square().sum().backward()
+        assert torch.equal(ours, h)
+        for mine, plain in zip(grads, [p.grad for p in net.parameters()] + [x.grad]):
+            assert torch.equal(mine, plain)
+    finally:
+        torch.set_num_threads(before)

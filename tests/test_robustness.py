@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -104,17 +105,26 @@ def test_set_aside_never_overwrites(tmp_path):
 # ------------------------------------------------------ files readable by colleagues (item 8)
 
 
-def test_records_and_plans_follow_the_umask(local_ballrun, tmp_path):
-    old = os.umask(0o022)
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_every_file_follows_the_umask(data_dirs, tmp_path, umask, mode):
+    """Datasets, their cards, records, plans, checkpoints, curves: every file as open() would
+    make it under the process umask, so a colleague sharing the folder reads them all."""
+    from tasks.files import umask_mode
+
+    old = os.umask(umask)
     try:
+        assert umask_mode() == mode and os.umask(umask) == umask  # read, not changed
+        assert main(["collect", "--tasks", "BallRun", "--profile", "smoke", "--jobs", "1"]) == 0
         results = tmp_path / "results"
-        assert run(results, "--methods", "BC-All") == 0
+        assert run(results, "--methods", "BC-All,LSPC", "--eval-every", "5") == 0
     finally:
         os.umask(old)
-    files = records_in(results) + sorted((results / ".plans").glob("*.json"))
-    assert files
+    files = [p for folder in (results, *data_dirs) for p in Path(folder).rglob("*")
+             if p.is_file()]
+    kinds = {p.suffix for p in files}
+    assert {".json", ".hdf5", ".pt", ".csv"} <= kinds, kinds
     for path in files:
-        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+        assert stat.S_IMODE(path.stat().st_mode) == mode, path
 
 
 # ------------------------------------------------------- plans and status (items 3, 4, 6)
@@ -217,7 +227,7 @@ def test_out_of_range_numbers_are_refused_when_parsed(flag, value, tmp_path, cap
         run(results, "--methods", "BC-All", f"{flag}={value}")
     assert exit_.value.code == 2
     err = capsys.readouterr().err
-    assert flag in err and "Traceback" not in err
+    assert flag in err and "Traceback" not in err and err.count("\n") == 1
     assert not results.exists()
 
 
@@ -229,7 +239,8 @@ def test_out_of_range_numbers_are_refused_when_parsed(flag, value, tmp_path, cap
 def test_other_commands_check_their_numbers(argv, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(argv)
-    assert exit_.value.code == 2 and "Traceback" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err and err.count("\n") == 1
 
 
 # --------------------------------------------------------- plugins and method names (4, 7)
@@ -297,7 +308,8 @@ def test_empty_methods_is_an_error(local_ballrun, tmp_path, capsys):
     assert "--methods is empty" in capsys.readouterr().err
 
 
-def test_a_broken_entry_point_is_skipped_and_named(monkeypatch, capsys):
+def test_a_broken_entry_point_is_skipped_and_named(local_ballrun, tmp_path, monkeypatch,
+                                                   capsys):
     import algorithms
 
     class Entry:
@@ -308,17 +320,35 @@ def test_a_broken_entry_point_is_skipped_and_named(monkeypatch, capsys):
     def boom():
         raise ImportError("no module named acme_internal")
 
+    class Impostor(algorithms.BCAll):
+        name = "BC-All"
+
     entries = [Entry("Broken", "acme.broken:M", boom),
                Entry("Thing", "acme.thing:T", lambda: object),
+               Entry("BC-All", "acme.impostor:Impostor", lambda: Impostor),
                Entry("Fine", "acme.fine:F", lambda: algorithms.BCAll)]
     monkeypatch.setattr(algorithms.metadata, "entry_points", lambda group: entries)
     monkeypatch.setattr(algorithms, "_entry_points_loaded", False)
     monkeypatch.setattr(algorithms, "METHODS", dict(algorithms.METHODS))
     problems = algorithms.load_entry_points()
-    assert len(problems) == 2 and "'Broken'" in problems[0] and "'acme'" in problems[0]
+    assert len(problems) == 3 and "'Broken'" in problems[0] and "'acme'" in problems[0]
     assert "not an OfflineMethod" in problems[1]
+    assert "'BC-All'" in problems[2] and "acme.impostor:Impostor" in problems[2]
+    assert algorithms.METHODS["BC-All"] is algorithms.BCAll  # never silently replaced
     assert "Fine" in algorithms.METHODS and "LSPC" in algorithms.METHODS
     assert "warning: skipped the method entry point 'Broken'" in capsys.readouterr().err
+
+    # end to end, as a user meets it: the commands that load plugins still work
+    monkeypatch.setattr(algorithms, "_entry_points_loaded", False)
+    monkeypatch.setattr(algorithms, "METHODS", dict(algorithms.METHODS))
+    assert main(["methods"]) == 0
+    out, err = capsys.readouterr()
+    assert "LSPC" in out and "BC-All" in out and "Traceback" not in err
+    assert "skipped the method entry point 'Broken'" in err
+    assert run(tmp_path / "results", "--methods", "BC-All") == 0
+    assert len(records_in(tmp_path / "results")) == 3
+    record = json.loads(records_in(tmp_path / "results")[0].read_text())
+    assert record["method"] == "BC-All"
 
 
 # ------------------------------------------------- folders, CSVs and messages (items 4, 9)
@@ -332,15 +362,27 @@ def test_results_folder_problems_are_one_line(local_ballrun, tmp_path, capsys):
     assert run(results, "--methods", "BC-All") == 0
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
-    with pytest.raises(SystemExit) as exit_:
-        run(a_file, "--methods", "BC-All")
-    assert exit_.value.code == 2 and "is a file" in capsys.readouterr().err
+    for argv in (["run", "--tasks", "BallRun", "--methods", "BC-All"],
+                 ["transfer", "--from", "easysparse"], ["status"], ["report"], ["claims"],
+                 ["plot", "--kind", "sweep"]):
+        with pytest.raises(SystemExit) as exit_:
+            main([*argv, "--results", str(a_file)])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and "is a file" in err and err.count("\n") == 1, argv
 
-    # read-only, for root too: every folder immutable (chattr +i), as a colleague's share
+    # read-only, as a colleague's share: folders without write permission, or for root (whom
+    # permissions do not stop) immutable ones (chattr +i)
     folders = [results, *(p for p in results.rglob("*") if p.is_dir())]
-    if shutil.which("chattr") is None or subprocess.run(
-            ["chattr", "+i", *map(str, folders)], capture_output=True).returncode != 0:
-        pytest.skip("chattr +i is not available on this filesystem")
+    if os.geteuid() != 0:
+        lock = [["chmod", "a-w"], ["chmod", "u+w"]]
+    elif shutil.which("chattr") and subprocess.run(
+            ["chattr", "+i", str(a_file)], capture_output=True).returncode == 0:
+        subprocess.run(["chattr", "-i", str(a_file)], check=True)
+        lock = [["chattr", "+i"], ["chattr", "-i"]]
+    else:
+        pytest.skip("running as root where chattr +i is not available: nothing makes a "
+                    "folder read-only for root")
+    subprocess.run([*lock[0], *map(str, folders)], check=True)
     try:
         capsys.readouterr()
         assert run(results, "--methods", "BC-All") == 0  # everything recorded: writes nothing
@@ -349,7 +391,7 @@ def test_results_folder_problems_are_one_line(local_ballrun, tmp_path, capsys):
         err = capsys.readouterr().err
         assert "cannot write there" in err and "Traceback" not in err
     finally:
-        subprocess.run(["chattr", "-i", *map(str, folders)], check=True)
+        subprocess.run([*lock[1], *map(str, folders)], check=True)
 
 
 @pytest.mark.parametrize("content, message", [
@@ -362,6 +404,11 @@ def test_bad_published_csvs_are_one_line(content, message, tmp_path, capsys):
     path = tmp_path / "numbers.csv"
     path.write_text(content)
     assert main(["report", "--input", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+    cell = tmp_path / "results" / "bullet" / "CarRun" / "BC-All"  # ours, beside the bad CSV
+    _write(cell, "thr10-seed0-abc.json", GOOD)
+    assert main(["report", "--results", str(tmp_path / "results"), "--compare", str(path)]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and err.count("\n") == 1
 
@@ -564,3 +611,16 @@ def test_transfer_and_sweep_readers_name_damaged_records(tmp_path, capsys):
     assert "left out 1 damaged record(s)" in err and "thr10-seed1-abc.json" in err
     (row,) = [line for line in out.splitlines() if "LSPC-O" in line]
     assert row.split()[-1] == "1"  # n: the damaged one is not averaged in
+
+
+def test_an_interrupted_collection_says_its_segments_are_kept(data_dirs, monkeypatch, capsys):
+    import bench.cli as cli
+    import tasks.collect
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tasks.collect, "collect_task", interrupted)
+    assert cli.main(["collect", "--tasks", "BallRun", "--profile", "smoke", "--jobs", "1"]) == 130
+    err = capsys.readouterr().err
+    assert "segments are kept" in err and "records" not in err and "Traceback" not in err
