@@ -22,6 +22,7 @@ from algorithms.cdt import CDT
 from algorithms.coptidice import COptiDICE
 from algorithms.cpq import CPQ
 from algorithms.fisor import FISOR
+from algorithms.fisor_official import OfficialFISOR  # noqa: F401 (FISOR's second implementation)
 from algorithms.lspc import LSPC
 from algorithms.lspc_code import LSPCCode
 from tasks.registry import UnknownNameError

@@ -66,6 +66,12 @@ class OfflineMethod(abc.ABC):
         return cls(spec, config, threshold, seed, device)
 
     @classmethod
+    def check_environment(cls, config, task: str) -> None:
+        """A ConfigError unless what a job of `config` on `task` needs outside the harness is
+        in place (another checkout, another interpreter): checked when a run starts, before
+        hours of jobs. Nothing is needed by default."""
+
+    @classmethod
     def check_precision(cls, config, precision: str) -> None:
         """A ConfigError unless this method (with this config) can train in `precision`;
         checked when a run is planned, before anything trains."""

@@ -60,6 +60,8 @@ from algorithms.nets import (EnsembleMLP, done_flags, ensemble_eval, exp_weights
                              low_precision, mlp, optimizer_step, soft_update)
 
 IMPLEMENTATIONS = ("native", "official")
+#: the implementations other than this file's native port, by name; each registers itself
+OTHER_IMPLEMENTATIONS: dict[str, type[OfflineMethod]] = {}
 
 
 @dataclass(frozen=True)
@@ -346,12 +348,25 @@ class FISOR(OfflineMethod):
                               "it is, in fp32: --precision bf16 is for the native port")
 
     @classmethod
-    def create(cls, spec, config, threshold, seed, device="cpu"):
-        if config.implementation == "official":
-            from algorithms.fisor_official import OfficialFISOR
+    def implementation(cls, config) -> type[OfflineMethod]:
+        """The class that runs `config`: this native port, or one registered in
+        OTHER_IMPLEMENTATIONS (algorithms.fisor_official registers the authors' code)."""
+        if config.implementation == "native":
+            return cls
+        if config.implementation not in OTHER_IMPLEMENTATIONS:
+            raise ConfigError(f"FISOR implementation {config.implementation!r}: choose one of "
+                              f"{', '.join(IMPLEMENTATIONS)}")
+        return OTHER_IMPLEMENTATIONS[config.implementation]
 
-            return OfficialFISOR(spec, config, threshold, seed, device)
-        return cls(spec, config, threshold, seed, device)
+    @classmethod
+    def create(cls, spec, config, threshold, seed, device="cpu"):
+        return cls.implementation(config)(spec, config, threshold, seed, device)
+
+    @classmethod
+    def check_environment(cls, config, task):
+        implementation = cls.implementation(config)
+        if implementation is not cls:
+            implementation.check_environment(config, task)
 
     def __init__(self, spec, config, threshold, seed, device="cpu"):
         super().__init__(spec, config, threshold, seed, device)

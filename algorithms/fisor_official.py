@@ -1,6 +1,6 @@
 """FISOR through the authors' own code (ZhengYinan-AIR/FISOR, JAX), behind the common interface.
 
-`bench run --methods FISOR --fisor-impl official` (config implementation="official") builds
+`bench run --methods FISOR --set implementation=official` (config implementation="official") builds
 this class instead of the native port. The user provides the code and its environment:
     FISOR_HOME    a checkout of the official repository
     FISOR_PYTHON  the interpreter of an environment where it runs (its requirements.txt)
@@ -40,6 +40,7 @@ requirements.txt's jaxlib 0.4.9.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -54,8 +55,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from algorithms.base import OfflineMethod
-from algorithms.fisor import Config
+from algorithms.base import ConfigError, OfflineMethod
+from algorithms.fisor import OTHER_IMPLEMENTATIONS, Config
 
 DRIVER = Path(__file__).with_name("fisor_driver.py")
 PREFIX = "FISOR-DRIVER "
@@ -172,7 +173,7 @@ def official_overrides(config: Config) -> dict:
                for name, value in FIXED.items() if getattr(config, name) != value]
     if changed:
         raise OfficialFISORError("the official FISOR code cannot change " + ", ".join(changed)
-                                 + "; use --fisor-impl native for that")
+                                 + "; the native port can (--set implementation=native)")
     overrides: dict = {}
     for name, (section, key) in OFFICIAL_KEYS.items():
         value = getattr(config, name)
@@ -207,12 +208,33 @@ def check_official(timeout: float = 300.0) -> dict:
     return reports[0]
 
 
+@functools.lru_cache(maxsize=4)
+def _checked_home(home: str, python: str) -> Path:
+    """check_official once per (FISOR_HOME, FISOR_PYTHON) a process; the checkout's path."""
+    check_official()
+    return official_setup()[0]
+
+
 class OfficialFISOR(OfflineMethod):
     """The authors' FISOR as a harness method: trains as a subprocess, acts through one."""
 
     Config = Config
     threshold_agnostic = True
     trains_itself = True
+
+    @classmethod
+    def check_environment(cls, config, task):
+        """FISOR_HOME and FISOR_PYTHON set, the official modules importing there (checked once
+        a process), the checkout's floor of the infeasible weights equal to the config's, and
+        nothing set that the official code hard-codes."""
+        try:
+            home = _checked_home(os.environ.get("FISOR_HOME", ""),
+                                 os.environ.get("FISOR_PYTHON", ""))
+            check_min_cost_weight(config.min_cost_weight, official_min_cost_weight(home), home,
+                                  task)
+            official_overrides(config)
+        except OfficialFISORError as err:
+            raise ConfigError(str(err)) from None
 
     def __init__(self, spec, config, threshold, seed, device="cpu"):
         super().__init__(spec, config, threshold, seed, device)
@@ -431,3 +453,6 @@ def _stop_server(server: subprocess.Popen, log, scratch: Path | None) -> None:
     log.close()
     if scratch is not None:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+OTHER_IMPLEMENTATIONS["official"] = OfficialFISOR

@@ -250,7 +250,7 @@ def cmd_download(args) -> int:
 
 def cmd_run(args) -> int:
     from algorithms import METHODS, load_entry_points, load_method_module
-    from bench.plan import plan_jobs, unknown_sets
+    from bench.plan import check_environments, plan_jobs, unknown_sets
     from bench.profiles import PROFILES
     from bench.schedule import run_jobs
 
@@ -268,14 +268,6 @@ def cmd_run(args) -> int:
             raise UserError(f"--set takes key=value, not {item!r}")
         key, value = item.split("=", 1)
         sets[key.strip()] = value.strip()
-    if args.fisor_impl:  # FISOR's own setting: native port or the authors' code
-        from algorithms import get_method
-
-        if "FISOR" not in {get_method(name)[0] for name in methods}:
-            raise UserError("--fisor-impl: FISOR is not among the selected methods")
-        sets["implementation"] = args.fisor_impl
-        if args.fisor_impl == "native":  # the default config: no variant label in reports
-            del sets["implementation"]
     bad = unknown_sets(methods, sets)
     if bad:
         raise UserError(f"--set {', '.join(bad)}: no selected method has such a setting")
@@ -298,21 +290,7 @@ def cmd_run(args) -> int:
     sources = sorted({job.data_source for job in jobs})
     if args.dry_run:
         return _dry_run(jobs, args, missing_data)
-    official = [job for job in jobs if job.config.get("implementation") == "official"
-                and job.missing()]
-    if official:
-        from algorithms.fisor_official import (OfficialFISORError, check_min_cost_weight,
-                                               check_official, official_min_cost_weight,
-                                               official_setup)
-
-        try:  # before hours of jobs: FISOR_HOME, FISOR_PYTHON and the official imports,
-            check_official()  # and the floor of the weights the checkout hard-codes
-            home = official_setup()[0]
-            floor = official_min_cost_weight(home)
-            for job in official:
-                check_min_cost_weight(job.config["min_cost_weight"], floor, home, job.task)
-        except OfficialFISORError as err:
-            raise UserError(str(err)) from None
+    check_environments(jobs)  # what a method needs outside the harness (FISOR's official code)
     from bench.plan import save_plan
     from bench.records import set_aside
 
@@ -813,9 +791,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=_EVERY,
                    help="evaluate every N steps during training for the curves (paper Fig. 2; "
                         "default: the profile's, 20000 for paper, none otherwise)")
-    p.add_argument("--fisor-impl", choices=["native", "official"],
-                   help="FISOR: the native port (default) or the authors' JAX code, run from "
-                        "FISOR_HOME with FISOR_PYTHON")
     p.add_argument("--backend", choices=["local", "dask"], default="local",
                    help="local processes (joblib), or a Dask cluster (--scheduler)")
     p.add_argument("--scheduler", metavar="tcp://HOST:8786",

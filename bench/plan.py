@@ -17,7 +17,7 @@ from pathlib import Path
 from algorithms import build_config, get_method
 from algorithms.base import field_types, is_tuple_type
 from bench.profiles import PROFILES
-from bench.records import artifact_dir, config_hash, read_record, record_path
+from bench.records import artifact_dir, config_hash, read_record, record_path, write_json_atomic
 from tasks.datasets import DatasetError, file_sha256, resolve_path
 from tasks.registry import TaskSpec
 
@@ -91,6 +91,12 @@ class Job:
         return [(t, name) for t in self.thresholds for name in self.recorded_as
                 if not self.record_path(t, name).exists()
                 or read_record(self.record_path(t, name))[1] is not None]
+
+    def method_config(self):
+        """(method class, its Config) as this job records them."""
+        _, cls = get_method(self.method)
+        return cls, cls.Config(**{k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in self.config.items()})
 
     def damaged(self) -> list[tuple[Path, str]]:
         """(path, what is wrong) of each of this job's records that exists but is damaged."""
@@ -232,8 +238,6 @@ def save_plan(jobs: list[Job], results: Path, extra: dict | None = None, folder:
     named by its hash. `extra` fields are kept beside the jobs (a transfer's targets)."""
     path = plan_file(jobs, results, extra, folder, prefix)
     if not path.exists():
-        from bench.records import write_json_atomic
-
         write_json_atomic(path, {"jobs": _payload(jobs), **(extra or {})})
     return path
 
@@ -279,3 +283,17 @@ def load_plans(results: Path, problems: list | None = None) -> list[Job]:
             jobs.setdefault((job.job_hash, job.task, job.method, job.seed, job.train_threshold),
                             job)
     return list(jobs.values())
+
+
+def check_environments(jobs: list[Job]) -> None:
+    """Each method's own check of what its jobs need outside the harness (FISOR's official
+    code: its checkout and interpreter), once per (method, config, task), for the jobs that
+    still have something to record: a ConfigError before hours of jobs, not in each job."""
+    seen = set()
+    for job in jobs:
+        key = (job.method, job.job_hash, job.task)
+        if key in seen or not job.missing():
+            continue
+        seen.add(key)
+        cls, config = job.method_config()
+        cls.check_environment(config, job.task)

@@ -11,11 +11,12 @@ import hashlib
 import json
 import os
 import platform
-import subprocess
 from functools import lru_cache
 from pathlib import Path
 
+from bench import __version__
 from tasks.files import write_text_atomic
+from tasks.provenance import harness_commit, package_versions
 
 SCHEMA = 1
 
@@ -169,23 +170,11 @@ def set_aside(path: Path) -> Path:
 @lru_cache(maxsize=1)
 def provenance() -> dict:
     """Versions and code revision that produced a record."""
-    import numpy
-    import torch
-
-    repo = Path(__file__).resolve().parent.parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
-                             text=True, timeout=5).stdout.strip() or None
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                    cwd=repo, capture_output=True, text=True,
-                                    timeout=5).stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        sha, dirty = None, None
-    from bench import __version__
-
+    sha, dirty = harness_commit()
+    versions = package_versions(("torch", "numpy"))
     return {"bench_version": __version__, "git_sha": sha, "git_dirty": dirty,
-            "python": platform.python_version(), "torch": torch.__version__,
-            "numpy": numpy.__version__, "host_platform": platform.platform()}
+            "python": platform.python_version(), "torch": versions["torch"],
+            "numpy": versions["numpy"], "host_platform": platform.platform()}
 
 
 def utc_now() -> str:

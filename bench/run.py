@@ -372,9 +372,7 @@ def build_method(job: Job, spec):
     """The job's method, built from its recorded config (untrained), in the job's precision."""
     if job.method_module:  # a method from outside the repository: register it in this worker
         load_method_module(job.method_module, replace=True)  # the planner checked its name
-    _, cls = get_method(job.method)
-    config = cls.Config(**{k: tuple(v) if isinstance(v, list) else v
-                           for k, v in job.config.items()})
+    cls, config = job.method_config()
     method = cls.create(spec, config, job.train_threshold, job.seed, job.device)
     method.set_precision(job.precision)
     return method

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bench.locks import is_locked, owner
 from bench.plan import Job, load_plans
+from bench.transfer import transfer_progress
 
 STATES = ("done", "running", "failed", "pending")
 
@@ -92,8 +93,6 @@ def format_status(results: Path) -> tuple[str, list[str]]:
     """The status page, and the unreadable plans it left out (the caller says so and exits 2:
     their jobs are unknown, so the counts may be short)."""
     from tabulate import tabulate
-
-    from bench.transfer import transfer_progress
 
     rows, details, problems = status_rows(results)
     if not rows:

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from bench.plan import Job
+from bench.parallel import in_parallel, share_cores
+from bench.plan import PLANS, Job, PlanError, read_plan, save_plan
 from bench.records import read_record, set_aside, slug, utc_now, write_json_atomic
 from bench.run import build_method, eval_seed, evaluation_fields
 from tasks.registry import TaskSpec, UnknownNameError, get_task, suite_tasks
@@ -139,8 +140,6 @@ def save_transfer_plan(jobs: list[Job], targets: list[str], results: Path) -> Pa
     """Keep what a `bench transfer` evaluates (its agents and targets) for `bench status`:
     <results>/.plans/transfer/<source>-<hash>.json (the main plans' folder does not look
     inside)."""
-    from bench.plan import PLANS, save_plan
-
     return save_plan(jobs, results, {"source": jobs[0].task, "targets": list(targets)},
                      folder=f"{PLANS}/{TRANSFER}", prefix=f"{jobs[0].task}-")
 
@@ -148,8 +147,6 @@ def save_transfer_plan(jobs: list[Job], targets: list[str], results: Path) -> Pa
 def transfer_progress(results: Path) -> list[tuple]:
     """(source, recorded method, evaluations recorded, planned) for every saved transfer
     plan; an evaluation is one (agent, target, threshold) record."""
-    from bench.plan import PLANS, PlanError, read_plan
-
     pairs: dict[tuple, tuple[Job, str]] = {}  # one entry per (agent, target) across plans
     for path in sorted((Path(results) / PLANS / TRANSFER).glob("*.json")):
         try:
@@ -175,8 +172,6 @@ def run_transfers(jobs: list[Job], targets: list[str], n_jobs: int = 0,
                   progress: bool = True) -> list[dict]:
     """Every (trained job, target) evaluation whose records are missing, in parallel."""
     from tqdm import tqdm
-
-    from bench.schedule import in_parallel, share_cores
 
     pairs = [(job, target) for job in jobs for target in targets
              if missing_transfers(job, target)]

@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = {p: tracking_path(args, targets[p], p) for p in PRECISIONS}
     todo = [p for p in PRECISIONS if not paths[p].exists()]
     if todo and not args.report_only:
-        from bench.schedule import in_parallel, share_cores
+        from bench.parallel import in_parallel, share_cores
 
         print(f"tracking {args.track_steps:,} LSPC steps in {', '.join(todo)}", flush=True)
         n_jobs, threads = share_cores(min(args.jobs or 2, len(todo)), len(todo))

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build an environment for the authors' FISOR code (`bench run --fisor-impl official`, CPU).
+# Build an environment for the authors' FISOR code (`bench run --set implementation=official`, CPU).
 # Usage: bash scripts/setup_fisor_official.sh [TARGET]  (default: .fisor-official in the repo)
 #   TARGET holds the official checkout; its Python 3.9 venv goes to TARGET/.venv.
 #   If TARGET is not a checkout yet, it is cloned from FISOR_SOURCE

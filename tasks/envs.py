@@ -23,11 +23,8 @@ import warnings
 import gymnasium as gym
 import numpy as np
 
-from tasks.registry import TaskSpec
-
-
-class EnvUnavailableError(RuntimeError):
-    """The simulator for a task is not installed or not supported here; the message says why."""
+from tasks.metadrive_envs import make_metadrive_env
+from tasks.registry import EnvUnavailableError, TaskSpec  # noqa: F401 (raised to the callers)
 
 
 def _import_dsrl() -> None:
@@ -59,8 +56,6 @@ def make_env(spec: TaskSpec, seed: int | None = None) -> gym.Env:
     elif spec.suite == "safetygym":
         env = _make_safetygym(spec)
     elif spec.suite == "metadrive":
-        from tasks.metadrive_envs import make_metadrive_env
-
         env = make_metadrive_env(spec.name)
     else:
         raise EnvUnavailableError(f"{spec.name}: no simulator for the suite {spec.suite!r}")

@@ -31,7 +31,7 @@ import weakref
 
 import numpy as np
 
-from tasks.envs import EnvUnavailableError
+from tasks.registry import EnvUnavailableError
 
 #: road (start seed, block sequence), DSRL gym_envs.py: easy SCS from seed 0, medium XST from
 #: 100, hard TRO from 200 (paper Table 6: Straight-Curve-Straight, Intersection-Straight-

@@ -152,6 +152,10 @@ def _build() -> dict[str, TaskSpec]:
 TASKS: dict[str, TaskSpec] = _build()
 
 
+class EnvUnavailableError(RuntimeError):
+    """The simulator for a task is not installed or not supported here; the message says why."""
+
+
 class UnknownNameError(ValueError):
     """A task, suite or method name the harness does not know; the message suggests the fix."""
 

@@ -428,19 +428,19 @@ def run(results, *extra):
 
 def test_run_without_a_checkout_is_one_line(local_ballrun, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("FISOR_HOME", raising=False)
-    assert run(tmp_path / "r", "--fisor-impl", "official") == 2
+    assert run(tmp_path / "r", "--set", "implementation=official") == 2
     err = capsys.readouterr().err
     assert err.startswith("error: FISOR_HOME is not set") and err.count("\n") == 1
     assert not (tmp_path / "r").exists()
-    assert main(["run", "--tasks", "BallRun", "--methods", "BC-All", "--fisor-impl", "native",
-                 "--results", str(tmp_path / "r")]) == 2
-    assert "FISOR is not among the selected methods" in capsys.readouterr().err
+    assert main(["run", "--tasks", "BallRun", "--methods", "BC-All", "--set",
+                 "implementation=native", "--results", str(tmp_path / "r")]) == 2
+    assert "no selected method has such a setting" in capsys.readouterr().err
 
 
 def test_official_run_records_with_our_data_and_evaluation(local_ballrun, standin, tmp_path,
                                                            capsys):
     results = tmp_path / "results"
-    assert run(results, "--fisor-impl", "official") == 0
+    assert run(results, "--set", "implementation=official") == 0
     assert "FISOR (official) BallRun seed 0: step 10/10" in capsys.readouterr().err
     records = sorted(results.rglob("thr*-seed0-*.json"))
     assert len(records) == 3
@@ -466,7 +466,7 @@ def test_official_run_records_with_our_data_and_evaluation(local_ballrun, standi
     # seeded evaluation: the same episodes again from the checkpoint, without training
     record_path = records[0]
     record_path.unlink()
-    assert run(results, "--fisor-impl", "official") == 0
+    assert run(results, "--set", "implementation=official") == 0
     again = json.loads(record_path.read_text())
     assert again["reward_returns"] == record["reward_returns"]
     assert again["official_versions"] == record["official_versions"]  # kept in the checkpoint
@@ -476,7 +476,7 @@ def test_a_failing_official_run_is_an_error_with_its_output(local_ballrun, stand
                                                              monkeypatch, capsys):
     monkeypatch.setenv("FAKE_FISOR_FAIL_AT", "3")
     results = tmp_path / "results"
-    assert run(results, "--fisor-impl", "official") == 1
+    assert run(results, "--set", "implementation=official") == 1
     out = capsys.readouterr().out
     assert ("FAILED FISOR [implementation=official] BallRun thr=all seed=0: "
             "OfficialFISORError: official FISOR train on "
@@ -572,7 +572,7 @@ def test_a_metadrive_run_on_the_wrong_branch_is_refused_before_any_job(data_dirs
     results = tmp_path / "results"
     assert main(["run", "--tasks", "easysparse", "--methods", "FISOR", "--profile", "smoke",
                  "--results", str(results), "--jobs", "1", "--quiet",
-                 "--fisor-impl", "official"]) == 2
+                 "--set", "implementation=official"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: FISOR min_cost_weight=1 on easysparse, but the official "
                           "checkout") and "Traceback" not in err
