@@ -23,29 +23,16 @@ examples/configs/cdt_configs.py, examples/train/train_cdt.py). Choices, as OSRL'
 - at evaluation the prompt is (target reward, threshold) from OSRL's per-task table
   (TARGET_RETURNS), the action is the Gaussian's mean clipped to [-1, 1], and the prompt falls
   by each step's scaled reward and cost.
-- OSRL's data augmentation (`training_data`, `pareto_augmentation`): trajectories' (cost
-  return, reward return) points are thinned by a 10 x 50 grid (at most 10 per cell, cells of
-  <= 2 dropped), a polynomial of degree `deg` is fitted to the non-dominated points (low cost,
-  high reward), and 20% as many targets are drawn, costs evenly spaced over the data's range,
-  rewards uniform between frontier + min_reward and max_reward; each target relabels a copy
-  of a source trajectory (its returns-to-go and costs-to-go shifted so that they start at the
-  target). Sources as OSRL's get_nearest_point: the nearest point with cost <= the target's,
-  and, for a point nearest to k targets, k - 1 more drawn with weight 1 / (distance + beta)
-  among points within max_rew_decrease below it; targets and sources are paired in OSRL's
-  order (grouped by first nearest point), not target by target. Where the grid filter leaves
-  no trajectory (tiny data sets), nothing is added (OSRL fails there). Two more cases where
-  OSRL fails and this goes on, both seen on locally collected quick data, never on DSRL's: a
-  front with fewer distinct costs than deg + 1 gets the highest degree it supports; a
-  frontier above max_reward draws between the two, as numpy's legacy uniform does.
+- OSRL's data augmentation (tasks/augmentation.py): 20% as many copies of trajectories as
+  OSRL's grid filter keeps, relabelled with (cost return, reward return) targets above the
+  fitted Pareto frontier (degree `deg`, rewards up to `max_reward`).
 
 Same math, faster: OSRL passes a key padding mask to attention; padding only ever follows a
 window's real steps, so under the causal mask no real position attends to a padded one and
-the mask changes nothing that the losses read. We leave it out. The last block computes its
-outputs only at the state and action tokens, the ones the heads read (keys and values still
-come from every token), and attention with dropout runs a slice of the batch at a time with
-the weights recomputed in backward (DroppedCausalAttention); without dropout (evaluation)
-PyTorch's fused causal attention runs. tests/test_cdt.py checks both against the plain
-computation, tests_oracle/test_osrl_cdt.py the whole step against osrl-lib.
+the mask changes nothing that the losses read. We leave it out. The last transformer block
+computes its outputs only at the state and action tokens, the ones the heads read
+(algorithms/transformer.py has the blocks and their attention kernel). tests/test_cdt.py
+checks the padding, tests_oracle/test_osrl_cdt.py the whole step against osrl-lib.
 """
 
 from __future__ import annotations
@@ -59,7 +46,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from algorithms.base import OfflineMethod, paper_steps_on
-from algorithms.nets import full_precision, low_precision
+from algorithms.nets import low_precision
+from algorithms.transformer import Block
+from tasks.augmentation import append_relabelled, pareto_augmentation
 from tasks.datasets import split_trajectories, to_go
 
 
@@ -125,219 +114,6 @@ class Config:
     """extra sources are drawn with weight 1 / (distance + beta) (OSRL beta)"""
     target_reward: float | None = None
     """the prompt's reward return at every threshold; None: TARGET_RETURNS (OSRL target_returns)"""
-
-
-#: OSRL cdt_configs.py target_returns, as {task: {cost threshold: target reward return}}.
-#: mediumdense has no entry of its own in OSRL (it falls back to CarCircle's pairs, whose
-#: third cost, 50, is not a threshold of the task); we give it its siblings' (mediumsparse,
-#: mediummean) pairs.
-TARGET_RETURNS: dict[str, dict[float, float]] = {
-    "BallRun": {10.0: 500.0, 20.0: 500.0, 40.0: 700.0},
-    "CarRun": {10.0: 575.0, 20.0: 575.0, 40.0: 575.0},
-    "DroneRun": {10.0: 400.0, 20.0: 500.0, 40.0: 600.0},
-    "AntRun": {10.0: 700.0, 20.0: 750.0, 40.0: 800.0},
-    "BallCircle": {10.0: 700.0, 20.0: 750.0, 40.0: 800.0},
-    "CarCircle": {10.0: 450.0, 20.0: 500.0, 40.0: 550.0},  # OSRL's third pair is (550, 50)
-    "DroneCircle": {10.0: 700.0, 20.0: 750.0, 40.0: 800.0},
-    "AntCircle": {10.0: 300.0, 20.0: 350.0, 40.0: 400.0},
-    "CarButton1": {20.0: 35.0, 40.0: 35.0, 80.0: 35.0},
-    "CarButton2": {20.0: 40.0, 40.0: 40.0, 80.0: 40.0},
-    "CarGoal1": {20.0: 40.0, 40.0: 40.0, 80.0: 40.0},
-    "CarGoal2": {20.0: 30.0, 40.0: 30.0, 80.0: 30.0},
-    "CarPush1": {20.0: 15.0, 40.0: 15.0, 80.0: 15.0},
-    "CarPush2": {20.0: 12.0, 40.0: 12.0, 80.0: 12.0},
-    "SwimmerVelocity": {20.0: 160.0, 40.0: 160.0, 80.0: 160.0},
-    "HopperVelocity": {20.0: 1750.0, 40.0: 1750.0, 80.0: 1750.0},
-    "HalfCheetahVelocity": {20.0: 3000.0, 40.0: 3000.0, 80.0: 3000.0},
-    "Walker2dVelocity": {20.0: 2800.0, 40.0: 2800.0, 80.0: 2800.0},
-    "AntVelocity": {20.0: 2800.0, 40.0: 2800.0, 80.0: 2800.0},
-    **{task: {10.0: 300.0, 20.0: 350.0, 40.0: 400.0}
-       for task in ("easysparse", "easymean", "easydense", "hardsparse", "hardmean",
-                    "harddense")},
-    **{task: {10.0: 300.0, 20.0: 300.0, 40.0: 300.0}
-       for task in ("mediumsparse", "mediummean", "mediumdense")},
-}
-
-
-#: OSRL cdt_configs.py augmentation settings per task: (deg, max_reward, max_rew_decrease);
-#: mediumdense (no entry of its own in OSRL) takes its siblings'.
-_AUGMENT = {
-    "BallRun": (2, 1400.0, 200.0), "CarRun": (0, 600.0, 100.0), "DroneRun": (1, 700.0, 100.0),
-    "AntRun": (3, 1000.0, 150.0), "BallCircle": (2, 1000.0, 200.0),
-    "CarCircle": (4, 600.0, 100.0), "DroneCircle": (1, 1000.0, 100.0),
-    "AntCircle": (2, 500.0, 100.0),
-    "CarButton1": (0, 45.0, 10.0), "CarButton2": (0, 50.0, 10.0), "CarGoal1": (1, 50.0, 5.0),
-    "CarGoal2": (1, 35.0, 5.0), "CarPush1": (0, 20.0, 5.0), "CarPush2": (0, 15.0, 3.0),
-    "SwimmerVelocity": (1, 250.0, 50.0), "HopperVelocity": (1, 2000.0, 300.0),
-    "HalfCheetahVelocity": (1, 3000.0, 500.0), "Walker2dVelocity": (1, 3600.0, 800.0),
-    "AntVelocity": (1, 3000.0, 500.0),
-    **{task: (2, 500.0, 100.0) for task in ("easysparse", "easymean", "easydense")},
-    **{task: (0, 300.0, 100.0) for task in ("mediumsparse", "mediummean", "mediumdense")},
-    **{task: (1, 500.0, 100.0) for task in ("hardsparse", "hardmean", "harddense")},
-}
-OVERRIDES = {task: {"deg": deg, "max_reward": top, "max_rew_decrease": drop}
-             for task, (deg, top, drop) in _AUGMENT.items()}
-
-
-def non_dominated(costs: np.ndarray, rewards: np.ndarray) -> np.ndarray:
-    """Mask of the points no other point beats (cost <=, reward >=, one of them strictly);
-    equal points are all kept (oapackage's Pareto set, as OSRL uses it)."""
-    unique_costs, group = np.unique(costs, return_inverse=True)
-    best_at_cost = np.full(len(unique_costs), -np.inf)
-    np.maximum.at(best_at_cost, group, rewards)
-    best_below = np.concatenate([[-np.inf], np.maximum.accumulate(best_at_cost)[:-1]])
-    return (best_below[group] < rewards) & (best_at_cost[group] <= rewards)
-
-
-def grid_filter(costs, rewards, rng, cost_bins=10, reward_bins=50, max_per_bin=10,
-                min_per_bin=2) -> np.ndarray:
-    """OSRL's outlier filter: indices of the points in cells of a cost x reward grid holding
-    more than min_per_bin points, at most max_per_bin (drawn at random) per cell."""
-    keys = []
-    for values, bins in ((costs, cost_bins), (rewards, reward_bins)):
-        span = values.max() - values.min()
-        keys.append((values - values.min()) // (span / bins if span > 0 else 1.0))
-    cells: dict[tuple, list[int]] = {}
-    for i, key in enumerate(zip(*keys)):
-        cells.setdefault(key, []).append(i)
-    kept = []
-    for members in cells.values():
-        if len(members) > max_per_bin:
-            kept += rng.choice(members, max_per_bin, replace=False).tolist()
-        elif len(members) > min_per_bin:
-            kept += members
-    return np.asarray(kept, dtype=np.int64)
-
-
-def pareto_augmentation(costs, rewards, rng, deg, max_rew_decrease, beta, percent, max_reward,
-                        min_reward):
-    """(source trajectory index, target cost return, target reward return) triples of OSRL's
-    augmentation, from the trajectories' cost and reward returns (see the module docstring)."""
-    kept = grid_filter(costs, rewards, rng)
-    if len(kept) == 0:
-        return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
-    costs, rewards = costs[kept], rewards[kept]
-    front = non_dominated(costs, rewards)
-    # a front of fewer distinct costs than deg + 1 (one safe trajectory beating all others, as
-    # in small locally collected data) cannot fit the task's degree (polyfit's SVD fails on
-    # it); fit the highest degree it supports, a constant for a single point. DSRL's data
-    # always has a wide front, where this changes nothing.
-    deg = min(deg, len(np.unique(costs[front])) - 1)
-    frontier = np.poly1d(np.polyfit(costs[front], rewards[front], deg=deg))
-    count = int(percent * len(kept))
-    target_costs = np.linspace(costs.min(), costs.max(), count)
-    # low + (high - low) U, as numpy's legacy uniform that OSRL calls: where the fitted
-    # frontier plus min_reward lies above max_reward (a low-degree fit to data unlike
-    # DSRL's, e.g. locally collected), the draw falls between the two instead of failing
-    low = frontier(target_costs) + min_reward
-    target_rewards = low + (max_reward - low) * rng.random(len(target_costs))
-    nearest = []
-    for cost, reward in zip(target_costs, target_rewards):
-        allowed = np.nonzero(costs <= cost)[0]
-        nearest.append(allowed[np.argmin(np.hypot(costs[allowed] - cost,
-                                                  rewards[allowed] - reward))])
-    sources = []
-    for index in dict.fromkeys(nearest):  # first-occurrence order, as OSRL's Counter
-        sources.append(index)
-        extra = nearest.count(index) - 1
-        if extra:
-            near = np.nonzero((costs <= costs[index])
-                              & (rewards >= rewards[index] - max_rew_decrease))[0]
-            weight = 1.0 / (np.hypot(costs[near] - costs[index],
-                                     rewards[near] - rewards[index]) + beta)
-            sources += near[rng.choice(len(near), extra, p=weight / weight.sum())].tolist()
-    return kept[np.asarray(sources, np.int64)], target_costs, target_rewards
-
-
-class DroppedCausalAttention(torch.autograd.Function):
-    """softmax(q k^T / sqrt(d) + mask) with dropout on the attention weights, times v: the
-    math of nn.MultiheadAttention in training, computed a slice of the batch at a time so each
-    slice's (heads x queries x keys) weights stay in cache, and recomputed in backward instead
-    of kept (as FlashAttention does). PyTorch's fused attention has no CPU kernel with
-    dropout; its fallback materializes every intermediate of the whole batch, about 1.3x
-    slower here. Only the dropout's keep-mask (one byte per weight) is saved."""
-
-    @staticmethod
-    def forward(ctx, q, k, v, mask, p: float, chunk: int):
-        keep = torch.rand(*q.shape[:-1], k.shape[-2], device=q.device) >= p
-        scale, out = q.shape[-1] ** -0.5, torch.empty_like(q)
-        for i in range(0, q.shape[0], chunk):
-            part = slice(i, i + chunk)
-            weights = torch.softmax(q[part] @ k[part].transpose(-1, -2) * scale + mask, -1)
-            torch.matmul(weights * keep[part] * (1 / (1 - p)), v[part], out=out[part])
-        ctx.save_for_backward(q, k, v, mask, keep)
-        ctx.p, ctx.chunk = p, chunk
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        q, k, v, mask, keep = ctx.saved_tensors
-        p, chunk = ctx.p, ctx.chunk
-        scale = q.shape[-1] ** -0.5
-        dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-        for i in range(0, q.shape[0], chunk):
-            part = slice(i, i + chunk)
-            weights = torch.softmax(q[part] @ k[part].transpose(-1, -2) * scale + mask, -1)
-            kept = keep[part] * (1 / (1 - p))
-            torch.matmul((weights * kept).transpose(-1, -2), grad[part], out=dv[part])
-            d_weights = grad[part] @ v[part].transpose(-1, -2) * kept
-            d_scores = weights * (d_weights - (d_weights * weights).sum(-1, keepdim=True))
-            d_scores *= scale
-            torch.matmul(d_scores, k[part], out=dq[part])
-            torch.matmul(d_scores.transpose(-1, -2), q[part], out=dk[part])
-        return dq, dk, dv, None, None, None
-
-
-class Block(nn.Module):
-    """Pre-norm transformer block: x + attn(LN(x)), then x + MLP(LN(x)), causal attention.
-
-    `outputs`: the token positions whose outputs are wanted (None: all). The last block is
-    asked only for the state and action tokens, the ones the heads read: the others'
-    queries, out-projection and MLP would be computed for nothing (keys and values still
-    come from every token)."""
-
-    #: batch rows per slice of DroppedCausalAttention (64 x 8 heads x 40 x 40 floats: 3 MB)
-    attention_chunk = 64
-
-    def __init__(self, dim: int, heads: int, attention_dropout: float, residual_dropout: float):
-        super().__init__()
-        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.qkv = nn.Linear(dim, 3 * dim)  # nn.MultiheadAttention's in-projection
-        self.proj = nn.Linear(dim, dim)  # its out-projection
-        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim),
-                                 nn.Dropout(residual_dropout))
-        self.drop = nn.Dropout(residual_dropout)
-        self.heads, self.attention_dropout = heads, attention_dropout
-
-    def forward(self, x: torch.Tensor, outputs: torch.Tensor | None = None) -> torch.Tensor:
-        batch, length, dim = x.shape
-        split = (batch, length, self.heads, dim // self.heads)
-        normed = self.norm1(x)
-        if outputs is None:
-            q, k, v = self.qkv(normed).view(*split[:2], 3, *split[2:]).permute(2, 0, 3, 1, 4)
-            positions = torch.arange(length, device=x.device)
-        else:
-            k, v = F.linear(normed, self.qkv.weight[dim:], self.qkv.bias[dim:]).view(
-                *split[:2], 2, *split[2:]).permute(2, 0, 3, 1, 4)
-            x, positions = x[:, outputs], outputs
-            q = F.linear(normed[:, outputs], self.qkv.weight[:dim], self.qkv.bias[:dim]).view(
-                batch, len(outputs), *split[2:]).transpose(1, 2)
-        # causal: a query sees the keys at or before its own position
-        mask = torch.zeros(len(positions), length, device=x.device).masked_fill_(
-            torch.arange(length, device=x.device) > positions[:, None], float("-inf"))
-        # attention in fp32, softmax included, also where the projections ran in bf16
-        q, k, v = q.float(), k.float(), v.float()
-        with full_precision(x):
-            if self.training and self.attention_dropout > 0:
-                attended = DroppedCausalAttention.apply(
-                    q.contiguous(), k.contiguous(), v.contiguous(), mask,
-                    self.attention_dropout, self.attention_chunk)
-            elif outputs is None:
-                attended = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            else:
-                attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        x = x + self.drop(self.proj(attended.transpose(1, 2).reshape(batch, -1, dim)))
-        return x + self.mlp(self.norm2(x))
 
 
 class CDTNet(nn.Module):
@@ -435,10 +211,10 @@ class CDT(OfflineMethod):
     Config = Config
     threshold_agnostic = True
     wants = "sequences"
-    #: quick: one step at batch 2048 takes ~15 s on one core of our 2-core test machine
+    #: quick: a few steps, a step at batch 2048 being slow on a CPU (docs/performance.md)
     profile_steps = {"smoke": 10, "quick": 8, "paper": 100_000}
     task_steps = paper_steps_on("metadrive", 200_000)  # OSRL update_steps on MetaDrive
-    overrides = OVERRIDES
+    #: overrides: OSRL's per-task augmentation settings, OVERRIDES at the end of this file
     #: --precision bf16: the transformer blocks' projections and MLPs (CDTNet.forward); the
     #: embeddings, LayerNorms, residual stream, attention (softmax included), the action and
     #: cost heads, log-likelihood, entropy and cross entropy stay fp32
@@ -475,23 +251,7 @@ class CDT(OfflineMethod):
             trajectories.cost_returns, trajectories.reward_returns, rng, cfg.deg,
             cfg.max_rew_decrease, cfg.beta, cfg.augment_percent, cfg.max_reward,
             cfg.min_reward)
-        if len(sources) == 0:
-            return arrays
-        starts, ends = trajectories.starts[sources], trajectories.ends[sources]
-        index = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends)])
-        shift = np.repeat(np.arange(len(sources)), ends - starts)
-        copies = {key: value[index] for key, value in arrays.items()}
-        copies["returns_to_go"] = (copies["returns_to_go"]
-                                   + (target_rewards - trajectories.reward_returns[sources])[shift])
-        copies["costs_to_go"] = (copies["costs_to_go"]
-                                 + (target_costs - trajectories.cost_returns[sources])[shift])
-        last = np.cumsum(ends - starts) - 1  # every copy ends its own trajectory
-        copies["timeouts"] = copies["timeouts"].copy()
-        copies["timeouts"][last[copies["terminals"][last] == 0]] = 1
-        arrays["timeouts"] = arrays["timeouts"].copy()  # so does the data's last one
-        if not (arrays["terminals"][-1] or arrays["timeouts"][-1]):
-            arrays["timeouts"][-1] = 1
-        return {key: np.concatenate([arrays[key], copies[key]]) for key in arrays}
+        return append_relabelled(arrays, trajectories, sources, target_costs, target_rewards)
 
     def sequence_options(self, arrays):
         weights = None
@@ -599,3 +359,56 @@ class CDT(OfflineMethod):
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])
         self.alpha_optim.load_state_dict(state["alpha_optim"])
+
+
+#: OSRL cdt_configs.py target_returns, as {task: {cost threshold: target reward return}}.
+#: mediumdense has no entry of its own in OSRL (it falls back to CarCircle's pairs, whose
+#: third cost, 50, is not a threshold of the task); we give it its siblings' (mediumsparse,
+#: mediummean) pairs.
+TARGET_RETURNS: dict[str, dict[float, float]] = {
+    "BallRun": {10.0: 500.0, 20.0: 500.0, 40.0: 700.0},
+    "CarRun": {10.0: 575.0, 20.0: 575.0, 40.0: 575.0},
+    "DroneRun": {10.0: 400.0, 20.0: 500.0, 40.0: 600.0},
+    "AntRun": {10.0: 700.0, 20.0: 750.0, 40.0: 800.0},
+    "BallCircle": {10.0: 700.0, 20.0: 750.0, 40.0: 800.0},
+    "CarCircle": {10.0: 450.0, 20.0: 500.0, 40.0: 550.0},  # OSRL's third pair is (550, 50)
+    "DroneCircle": {10.0: 700.0, 20.0: 750.0, 40.0: 800.0},
+    "AntCircle": {10.0: 300.0, 20.0: 350.0, 40.0: 400.0},
+    "CarButton1": {20.0: 35.0, 40.0: 35.0, 80.0: 35.0},
+    "CarButton2": {20.0: 40.0, 40.0: 40.0, 80.0: 40.0},
+    "CarGoal1": {20.0: 40.0, 40.0: 40.0, 80.0: 40.0},
+    "CarGoal2": {20.0: 30.0, 40.0: 30.0, 80.0: 30.0},
+    "CarPush1": {20.0: 15.0, 40.0: 15.0, 80.0: 15.0},
+    "CarPush2": {20.0: 12.0, 40.0: 12.0, 80.0: 12.0},
+    "SwimmerVelocity": {20.0: 160.0, 40.0: 160.0, 80.0: 160.0},
+    "HopperVelocity": {20.0: 1750.0, 40.0: 1750.0, 80.0: 1750.0},
+    "HalfCheetahVelocity": {20.0: 3000.0, 40.0: 3000.0, 80.0: 3000.0},
+    "Walker2dVelocity": {20.0: 2800.0, 40.0: 2800.0, 80.0: 2800.0},
+    "AntVelocity": {20.0: 2800.0, 40.0: 2800.0, 80.0: 2800.0},
+    **{task: {10.0: 300.0, 20.0: 350.0, 40.0: 400.0}
+       for task in ("easysparse", "easymean", "easydense", "hardsparse", "hardmean",
+                    "harddense")},
+    **{task: {10.0: 300.0, 20.0: 300.0, 40.0: 300.0}
+       for task in ("mediumsparse", "mediummean", "mediumdense")},
+}
+
+
+#: OSRL cdt_configs.py augmentation settings per task: (deg, max_reward, max_rew_decrease);
+#: mediumdense (no entry of its own in OSRL) takes its siblings'.
+_AUGMENT = {
+    "BallRun": (2, 1400.0, 200.0), "CarRun": (0, 600.0, 100.0), "DroneRun": (1, 700.0, 100.0),
+    "AntRun": (3, 1000.0, 150.0), "BallCircle": (2, 1000.0, 200.0),
+    "CarCircle": (4, 600.0, 100.0), "DroneCircle": (1, 1000.0, 100.0),
+    "AntCircle": (2, 500.0, 100.0),
+    "CarButton1": (0, 45.0, 10.0), "CarButton2": (0, 50.0, 10.0), "CarGoal1": (1, 50.0, 5.0),
+    "CarGoal2": (1, 35.0, 5.0), "CarPush1": (0, 20.0, 5.0), "CarPush2": (0, 15.0, 3.0),
+    "SwimmerVelocity": (1, 250.0, 50.0), "HopperVelocity": (1, 2000.0, 300.0),
+    "HalfCheetahVelocity": (1, 3000.0, 500.0), "Walker2dVelocity": (1, 3600.0, 800.0),
+    "AntVelocity": (1, 3000.0, 500.0),
+    **{task: (2, 500.0, 100.0) for task in ("easysparse", "easymean", "easydense")},
+    **{task: (0, 300.0, 100.0) for task in ("mediumsparse", "mediummean", "mediumdense")},
+    **{task: (1, 500.0, 100.0) for task in ("hardsparse", "hardmean", "harddense")},
+}
+OVERRIDES = {task: {"deg": deg, "max_reward": top, "max_rew_decrease": drop}
+             for task, (deg, top, drop) in _AUGMENT.items()}
+CDT.overrides = OVERRIDES  # after the class, as the tables read best after the method

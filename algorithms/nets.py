@@ -9,7 +9,7 @@ sets each network's `compute_dtype`). Within such a network the rule is the same
 - its last layer, the head that gives a value, a Q value, an action, a log-std or a noise
   estimate, runs in fp32 on the fp32 copy of the last hidden activation, so every output of
   a network is fp32; so do LayerNorms and residual streams (a bf16 branch added to an fp32
-  stream gives fp32), and CDT's attention (softmax included);
+  stream gives fp32), and the attention of algorithms/transformer.py (softmax included);
 - everything computed from the outputs is outside every network, hence fp32: TD targets,
   advantages and exponentiated AWR weights, expectile and MSE losses, log-probabilities,
   KL terms, the DDPM noise schedule, the Lagrangian and dual updates;

@@ -90,7 +90,9 @@ def grid_bins(costs: np.ndarray, rewards: np.ndarray, window, cost_bins: int,
 def grid_filter(costs: np.ndarray, rewards: np.ndarray, window, cost_bins: int, reward_bins: int,
                 max_per_bin: int, min_per_bin: int, rng: np.random.Generator) -> np.ndarray:
     """Indices (sorted) of the trajectories DSRL's grid filter keeps: inside the window, in a bin
-    holding more than `min_per_bin`, at most `max_per_bin` drawn at random from each bin."""
+    holding more than `min_per_bin`, at most `max_per_bin` drawn at random from each bin.
+    CDT's augmentation thins by OSRL's own filter instead (tasks/augmentation.py,
+    `osrl_grid_filter`)."""
     bins = grid_bins(costs, rewards, window, cost_bins, reward_bins)
     kept = []
     for b in np.unique(bins[bins >= 0]):
