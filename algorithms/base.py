@@ -151,7 +151,7 @@ class OfflineMethod(abc.ABC):
         terminated | truncated (CDT lowers its returns-to-go and costs-to-go). Default: nothing."""
 
     def sequence_options(self, arrays: dict[str, np.ndarray]) -> dict:
-        """For `wants == "sequences"`: keyword arguments of bench.run.SequenceSampler beyond the
+        """For `wants == "sequences"`: keyword arguments of tasks.samplers.SequenceSampler beyond the
         data and batch (seq_len, trajectory_weights), from the training data."""
         raise TypeError(f"{type(self).__name__} wants sequences but gives no "
                                   "sequence_options")

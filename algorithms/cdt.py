@@ -19,7 +19,7 @@ examples/configs/cdt_configs.py, examples/train/train_cdt.py). Choices, as OSRL'
   gradient norm clipped at 0.25;
 - windows of 10 steps from trajectories drawn with probability proportional to
   max(0, 70 - cost return) (OSRL's cost_sample with its linear transform), a uniform start in
-  the trajectory, zero padding past its end (bench.run.SequenceSampler);
+  the trajectory, zero padding past its end (tasks.samplers.SequenceSampler);
 - at evaluation the prompt is (target reward, threshold) from OSRL's per-task table
   (TARGET_RETURNS), the action is the Gaussian's mean clipped to [-1, 1], and the prompt falls
   by each step's scaled reward and cost.

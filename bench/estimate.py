@@ -182,7 +182,7 @@ def dry_run_table(jobs: list[Job], results: Path, n_workers: int, measure: bool 
         row = per_method.setdefault(job.method, {"jobs": 0, "evaluations": 0, "steps": set(),
                                                  "seconds": 0.0, "sources": set(),
                                                  "unknown": 0})
-        rate, source = book.steps_per_s(job.method, job.task, job.device, job.precision)
+        rate, source = book.steps_per_s(job.method, job.task, job.options.device, job.precision)
         evaluation, eval_source = book.eval_seconds(job)
         row["jobs"] += 1
         row["evaluations"] += len(todo)

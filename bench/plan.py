@@ -22,8 +22,29 @@ from tasks.datasets import DatasetError, file_sha256, resolve_path
 from tasks.registry import TaskSpec
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    """How and where a job runs. None of it changes what the job records, so none of it is
+    in the job's hash: a checkpointed run resumes to the unbroken run's state, and a job
+    records the same numbers whatever folder holds them."""
+
+    results: str
+    """the records folder"""
+    device: str = "cpu"
+    """torch device it trains and acts on"""
+    checkpoint_every: int = 0
+    """training steps between resumable checkpoints (0: none by count)"""
+    checkpoint_seconds: float = 0.0
+    """wall seconds after which a step is followed by a checkpoint (0: none by time)"""
+    tensorboard: bool = False
+    """the training curve also as TensorBoard events"""
+
+
+@dataclass(frozen=True, kw_only=True)
 class Job:
+    """One training run and the records it writes: what it is (its hash covers the method,
+    config, steps, evaluation, data and precision), and `options`, how it runs."""
+
     method: str
     task: str
     suite: str
@@ -38,16 +59,11 @@ class Job:
     data_source: str  # "dsrl" | "local"
     data_sha256: str
     job_hash: str
-    results: str
-    device: str = "cpu"
-
+    options: RunOptions
     policies: tuple[str, ...] = ()  # what gets recorded; empty: the method itself
     variant: str = ""  # the --set values that made this config, e.g. "epsilon=0.5"
     eval_every: int = 0  # evaluations during training for the curves; 0: none
     method_module: str = ""  # "package.module:Class" of a method from outside the repository
-    checkpoint_every: int = 0  # training steps between resumable checkpoints; 0: none
-    tensorboard: bool = False  # the training curve also as TensorBoard events
-    checkpoint_seconds: float = 0.0  # and wall seconds between checkpoints; 0: no time rule
     precision: str = "fp32"  # "bf16": hidden layers in bfloat16 (a job, and records, of its own)
 
     @property
@@ -55,12 +71,12 @@ class Job:
         return self.policies or (self.method,)
 
     def record_path(self, threshold: float, name: str | None = None) -> Path:
-        return record_path(Path(self.results), self.suite, self.task, name or self.method,
-                           threshold, self.seed, self.job_hash)
+        return record_path(Path(self.options.results), self.suite, self.task,
+                           name or self.method, threshold, self.seed, self.job_hash)
 
     def artifact_dir(self) -> Path:
-        return artifact_dir(Path(self.results), self.suite, self.task, self.method, self.seed,
-                            self.job_hash)
+        return artifact_dir(Path(self.options.results), self.suite, self.task, self.method,
+                            self.seed, self.job_hash)
 
     def run_dir(self) -> Path:
         """Checkpoints, curve and progress of this training run."""
@@ -173,15 +189,20 @@ def plan_jobs(tasks: list[TaskSpec], methods: list[str], seeds: list[int], profi
                     if precision != "fp32":  # only then: fp32 jobs keep their hashes
                         payload["precision"] = precision
                     job_hash = config_hash(payload)
-                    jobs.append(Job(display, spec.name, spec.suite, seed, train_threshold,
-                                    tuple(evaluated), config, profile, n_steps,
-                                    prof.eval_episodes, str(path), source, sha, job_hash,
-                                    str(results), device, tuple(cls.policies), variant,
-                                    eval_every, (method_modules or {}).get(display, ""),
-                                    checkpoint_every, tensorboard,
-                                    checkpoint_seconds=(prof.checkpoint_seconds
-                                                        if checkpoint_every else 0.0),
-                                    precision=precision))
+                    options = RunOptions(
+                        results=str(results), device=device, checkpoint_every=checkpoint_every,
+                        tensorboard=tensorboard,
+                        checkpoint_seconds=prof.checkpoint_seconds if checkpoint_every else 0.0)
+                    jobs.append(Job(
+                        method=display, task=spec.name, suite=spec.suite, seed=seed,
+                        train_threshold=train_threshold, thresholds=tuple(evaluated),
+                        config=config, profile=profile, steps=n_steps,
+                        eval_episodes=prof.eval_episodes, data_path=str(path),
+                        data_source=source, data_sha256=sha, job_hash=job_hash,
+                        options=options, policies=tuple(cls.policies), variant=variant,
+                        eval_every=eval_every,
+                        method_module=(method_modules or {}).get(display, ""),
+                        precision=precision))
     return jobs
 
 
@@ -207,10 +228,16 @@ def unknown_sets(methods: list[str], sets: dict[str, str]) -> list[str]:
 PLANS = ".plans"
 
 
+#: a job's fields as saved (plans, error records): flat, the run options beside the rest, as
+#: before they were set apart (so plans and their hashes did not change)
+OPTION_FIELDS = tuple(field.name for field in dataclasses.fields(RunOptions))
+
+
 def job_fields(job: Job) -> dict:
     """The job's fields as saved (plans, error records): an fp32 job as before precision
     existed, without the field (a job saved without it reads as fp32)."""
     fields = dataclasses.asdict(job)
+    fields.update(fields.pop("options"))
     if fields["precision"] == "fp32":
         del fields["precision"]
     return fields
@@ -245,8 +272,10 @@ def save_plan(jobs: list[Job], results: Path, extra: dict | None = None, folder:
 def job_from_fields(fields: dict, results: Path) -> Job:
     """A Job from its saved fields (JSON turned its tuples into lists), its paths under the
     results folder the plan was read from."""
-    job = Job(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
-    return dataclasses.replace(job, results=str(Path(results)))
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+    options = {k: fields.pop(k) for k in OPTION_FIELDS if k in fields}
+    options["results"] = str(Path(results))
+    return Job(**fields, options=RunOptions(**options))
 
 
 class PlanError(ValueError):

@@ -22,7 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from algorithms import build_config, get_method
 from bench import osrl_reference
 from bench.graphs import training_step, uses_cuda_graph
-from bench.run import make_sampler
+from tasks.samplers import make_sampler
 from tasks.registry import get_task
 
 

@@ -26,7 +26,8 @@ import torch
 from bench.parallel import in_parallel, share_cores
 from bench.plan import PLANS, Job, PlanError, read_plan, save_plan
 from bench.records import read_record, set_aside, slug, utc_now, write_json_atomic
-from bench.run import build_method, eval_seed, evaluation_fields
+from bench.recording import eval_seed, evaluation_fields
+from bench.run import build_method
 from tasks.registry import TaskSpec, UnknownNameError, get_task, suite_tasks
 
 TRANSFER = "transfer"
@@ -57,7 +58,7 @@ def missing_transfers(job: Job, target: str) -> list[tuple[float, str]]:
     out = []
     for t in job.thresholds:
         for name in job.recorded_as:
-            path = transfer_record_path(Path(job.results), job.task, target, name, t, job.seed,
+            path = transfer_record_path(Path(job.options.results), job.task, target, name, t, job.seed,
                                         job.job_hash)
             if not path.exists() or read_record(path)[1] is not None:
                 out.append((t, name))
@@ -71,7 +72,7 @@ def load_trained(job: Job, spec: TaskSpec):
         raise FileNotFoundError(f"{job.label}: no trained checkpoint at {checkpoint}; its "
                                 "training failed (see `bench status`)")
     method = build_method(job, spec)
-    saved = torch.load(checkpoint, map_location=job.device, weights_only=False)
+    saved = torch.load(checkpoint, map_location=job.options.device, weights_only=False)
     method.load_state_dict(saved["state"])
     return method, checkpoint
 
@@ -111,10 +112,10 @@ def _from_main_record(job: Job, threshold: float, name: str) -> Path:
     seeds and protocol), so it is taken from the main record instead of simulated again."""
     main = json.loads(job.record_path(threshold, name).read_text())
     record = {**main, "transfer_from": job.task, "taken_from": str(
-        job.record_path(threshold, name).relative_to(job.results)),
-        "checkpoint": str((job.run_dir() / "checkpoint.pt").relative_to(job.results)),
+        job.record_path(threshold, name).relative_to(job.options.results)),
+        "checkpoint": str((job.run_dir() / "checkpoint.pt").relative_to(job.options.results)),
         "created": utc_now()}
-    path = transfer_record_path(Path(job.results), job.task, job.task, name, threshold,
+    path = transfer_record_path(Path(job.options.results), job.task, job.task, name, threshold,
                                 job.seed, job.job_hash)
     if path.exists():  # only a damaged record is redone: keep it aside
         set_aside(path)
@@ -127,9 +128,9 @@ def _record(job, spec, method, threshold, name, checkpoint) -> Path:
     seed = eval_seed(job, list(get_task(job.task).thresholds).index(threshold))
     record = {"method": name, **evaluation_fields(job, spec, method, threshold, seed),
               "transfer_from": job.task,
-              "checkpoint": str(checkpoint.relative_to(job.results)),
+              "checkpoint": str(checkpoint.relative_to(job.options.results)),
               "job": dataclasses.asdict(job)}
-    path = transfer_record_path(Path(job.results), job.task, spec.name, name, threshold,
+    path = transfer_record_path(Path(job.options.results), job.task, spec.name, name, threshold,
                                 job.seed, job.job_hash)
     if path.exists():  # only a damaged record is redone: keep it aside
         set_aside(path)

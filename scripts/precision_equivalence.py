@@ -128,7 +128,9 @@ def track(job, steps: int, path: str, threads: int = 1) -> str:
     step's TRACKED statistics written to `path` (CSV)."""
     import torch
 
-    from bench.run import build_method, make_sampler, seed_everything
+    from bench.run import build_method
+    from bench.streams import seed_everything
+    from tasks.samplers import make_sampler
     from tasks.datasets import read_dsrl_file
     from tasks.registry import get_task
 
@@ -138,7 +140,7 @@ def track(job, steps: int, path: str, threads: int = 1) -> str:
     seed_everything(job.seed)
     method = build_method(job, spec)
     sampler = make_sampler(method, method.training_data(arrays), job.config["batch_size"],
-                           job.seed, job.device)
+                           job.seed, job.options.device)
     rows = []
     for step in range(1, steps + 1):
         stats = method.train_step(sampler.sample())

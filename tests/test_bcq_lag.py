@@ -11,7 +11,7 @@ from algorithms.nets import scale_batch
 from algorithms.bcq_lag import BCQLag, Config, actor_loss, critic_losses, soft_clipped_double_q
 from algorithms.nets import (VAE, EnsembleMLP, PIDLagrangian, ensemble_eval, per_step_threshold,
                              vae_loss)
-from bench.run import BatchSampler
+from tasks.samplers import BatchSampler
 from tasks.registry import get_task
 from test_methods import fake_arrays
 

@@ -11,7 +11,7 @@ import torch
 from algorithms.bear_lag import (BEARLag, Config, actor_objective, critic_loss, gaussian_mmd,
                                  laplacian_mmd)
 from algorithms.nets import PIDLagrangian, per_step_threshold
-from bench.run import BatchSampler
+from tasks.samplers import BatchSampler
 from tasks.registry import get_task
 from test_methods import fake_arrays
 

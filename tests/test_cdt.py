@@ -12,7 +12,7 @@ import torch
 
 from algorithms import build_config, get_method
 from algorithms.cdt import CDT, TARGET_RETURNS, CDTNet, cdt_loss, temperature_loss
-from bench.run import SequenceSampler, make_sampler
+from tasks.samplers import SequenceSampler, make_sampler
 from tasks.registry import get_task, suite_tasks
 from test_methods import fake_arrays
 

@@ -12,7 +12,7 @@ import torch
 from algorithms.coptidice import (COptiDICE, Config, actor_loss, dice_losses, optimal_w,
                                   soft_chi, soft_chi_prime_inv)
 from algorithms.nets import per_step_threshold
-from bench.run import BatchSampler
+from tasks.samplers import BatchSampler
 from tasks.registry import get_task
 from test_methods import fake_arrays
 

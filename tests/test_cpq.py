@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from algorithms.cpq import CPQ, Config, actor_loss, alpha_update, critic_losses
-from bench.run import BatchSampler
+from tasks.samplers import BatchSampler
 from tasks.registry import get_task
 from test_methods import fake_arrays
 

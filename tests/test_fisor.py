@@ -227,7 +227,7 @@ def test_the_schedule_kept_as_tensors_for_a_cuda_graph_trains_as_the_python_one(
     count and learning rate onto the device as tensors; the cosine schedule they give must be
     the Python one, through its end (decay over 8 updates, 12 taken), and a checkpoint still
     holds plain numbers."""
-    from bench.run import BatchSampler
+    from tasks.samplers import BatchSampler
 
     config = small_config(lr_decay_steps=8)
     python, tensors = fisor(config), fisor(config, seed=1)

@@ -13,7 +13,7 @@ from algorithms.lspc_code import LSPCCode
 from algorithms.lspc_code import Config as CodeConfig
 from algorithms.lspc_reference import ReferenceLSPC
 from algorithms.nets import EnsembleMLP, exp_weights, expectile_loss, soft_update
-from bench.run import BatchSampler
+from tasks.samplers import BatchSampler
 from tasks.registry import get_task
 from test_methods import fake_arrays
 

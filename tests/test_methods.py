@@ -9,7 +9,8 @@ import torch
 
 from algorithms import METHODS, build_config, get_method
 from algorithms.base import ConfigError
-from bench.run import BatchSampler, make_sampler, train
+from bench.train import TrainSchedule, train
+from tasks.samplers import BatchSampler, make_sampler
 from tasks.registry import get_task
 
 SPEC = get_task("DroneRun")  # observations 17, actions 4
@@ -159,10 +160,10 @@ def test_training_lowers_the_bc_loss(tmp_path):
     method = build("BC-All")
     arrays = fake_arrays()
     first = float(method.train_step(BatchSampler(arrays, 256, 0, "cpu").sample())["loss/actor"])
-    last, resumed_from = train(method, arrays, steps=200, batch_size=256, seed=0, device="cpu",
-                               log_every=50, run_dir=tmp_path)
-    assert resumed_from == 0
-    assert last["loss/actor"] < 0.5 * first
+    trained = train(method, arrays, TrainSchedule(steps=200, batch_size=256, seed=0,
+                                                  log_every=50), tmp_path)
+    assert trained.resumed_from == 0 and not trained.cuda_graph and trained.seconds > 0
+    assert trained.final_stats["loss/actor"] < 0.5 * first
     assert (tmp_path / "curve.csv").read_text().splitlines()[0] == "step,loss/actor"
 
 
@@ -273,10 +274,10 @@ def test_a_time_based_checkpoint_resumes_to_the_uninterrupted_state(tmp_path, de
     anew after the resume."""
     import itertools
 
-    import bench.run
+    import bench.train
 
     arrays = fake_arrays()
-    real_sampler = bench.run.make_sampler
+    real_sampler = bench.train.make_sampler
 
     def interrupted_after(steps):
         # the kill comes between steps, where the batch is drawn (outside any CUDA graph)
@@ -297,18 +298,18 @@ def test_a_time_based_checkpoint_resumes_to_the_uninterrupted_state(tmp_path, de
     def trained(run_dir):
         torch.manual_seed(0)
         method = build("BC-All", device=device)
-        return method, train(method, arrays, steps=30, batch_size=64, seed=0, device=device,
-                             log_every=10, run_dir=run_dir, checkpoint_every=0,
-                             checkpoint_seconds=1e-9)
+        schedule = TrainSchedule(steps=30, batch_size=64, seed=0, device=device, log_every=10,
+                                 checkpoint_seconds=1e-9)
+        return method, train(method, arrays, schedule, run_dir)
 
     unbroken, _ = trained(tmp_path / "unbroken")
     with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
-        patch.setattr(bench.run, "make_sampler", interrupted_after(17))
+        patch.setattr(bench.train, "make_sampler", interrupted_after(17))
         trained(tmp_path / "broken")
     saved = torch.load(tmp_path / "broken" / "training.pt", weights_only=False)
     assert saved["step"] == 17  # a save after every step: no step count would have saved here
-    resumed, (_, resumed_from) = trained(tmp_path / "broken")
-    assert resumed_from == 17
+    resumed, result = trained(tmp_path / "broken")
+    assert result.resumed_from == 17
     obs = arrays["observations"][:50]
     if device == "cpu":
         assert np.array_equal(unbroken.act(obs), resumed.act(obs))
@@ -321,9 +322,9 @@ def test_the_progress_file_follows_steps_between_log_points(tmp_path, monkeypatc
     first log point (quick FISOR logs every 500 of its 600 steps)."""
     import json
 
-    import bench.run
+    import bench.train
 
-    monkeypatch.setattr(bench.run, "PROGRESS_SECONDS", 0.0)
+    monkeypatch.setattr(bench.train, "PROGRESS_SECONDS", 0.0)
     method, seen = build("BC-All"), []
     real_step = method.train_step
 
@@ -332,8 +333,8 @@ def test_the_progress_file_follows_steps_between_log_points(tmp_path, monkeypatc
         return real_step(batch)
 
     method.train_step = step
-    train(method, fake_arrays(), steps=5, batch_size=64, seed=0, device="cpu",
-          log_every=1000, run_dir=tmp_path)
+    train(method, fake_arrays(), TrainSchedule(steps=5, batch_size=64, seed=0, log_every=1000),
+          tmp_path)
     assert seen == [0, 1, 2, 3, 4]
 
 

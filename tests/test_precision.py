@@ -12,7 +12,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from algorithms import BUILT_IN, METHODS
 from algorithms.base import ConfigError
 from bench.cli import main
-from bench.run import make_sampler
+from tasks.samplers import make_sampler
 from test_methods import SPEC, build, fake_arrays
 
 aten = torch.ops.aten

@@ -575,11 +575,13 @@ def test_a_dry_run_needs_no_data(data_dirs, tmp_path, capsys):
 
 
 def test_transfer_counts_a_damaged_record_as_missing(tmp_path):
-    from bench.plan import Job
+    from bench.plan import Job, RunOptions
     from bench.transfer import missing_transfers, transfer_record_path
 
-    job = Job("BC-All", "easysparse", "metadrive", 0, None, (10.0, 20.0), {}, "quick", 10, 2,
-              "", "local", "x", "abc", str(tmp_path))
+    job = Job(method="BC-All", task="easysparse", suite="metadrive", seed=0,
+              train_threshold=None, thresholds=(10.0, 20.0), config={}, profile="quick",
+              steps=10, eval_episodes=2, data_path="", data_source="local", data_sha256="x",
+              job_hash="abc", options=RunOptions(results=str(tmp_path)))
     good = transfer_record_path(tmp_path, "easysparse", "hardmean", "BC-All", 10.0, 0, "abc")
     torn = transfer_record_path(tmp_path, "easysparse", "hardmean", "BC-All", 20.0, 0, "abc")
     _write(good.parent, good.name, {**GOOD, "task": "hardmean", "suite": "metadrive"})

@@ -224,7 +224,8 @@ def test_an_evaluation_during_training_leaves_every_random_stream_as_it_was():
 
     from algorithms import build_config
     from algorithms.lspc import LSPC
-    from bench.run import curve_evaluator, seed_everything
+    from bench.curves import curve_evaluator
+    from bench.streams import seed_everything
 
     method = LSPC(SPEC, build_config(LSPC, SPEC.name), None, 0)
     evaluate, envs = curve_evaluator(method, SPEC, LSPC.policies, 1)

@@ -22,7 +22,7 @@ osrl_bearl = pytest.importorskip("osrl.algorithms.bearl")
 
 from algorithms.bear_lag import BEARLag, Config  # noqa: E402
 from bench import osrl_reference  # noqa: E402
-from bench.run import BatchSampler  # noqa: E402
+from tasks.samplers import BatchSampler  # noqa: E402
 from bench.speed import synthetic_arrays  # noqa: E402
 from tasks.registry import get_task  # noqa: E402
 

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from algorithms.cdt import CDT, Config
-from bench.run import SequenceSampler
+from tasks.samplers import SequenceSampler
 from tasks.registry import get_task
 
 with contextlib.redirect_stdout(io.StringIO()):  # osrl prints a notice about CDT's package

@@ -24,7 +24,7 @@ osrl_coptidice = pytest.importorskip("osrl.algorithms.coptidice")
 
 from algorithms.coptidice import Config, COptiDICE  # noqa: E402
 from bench import osrl_reference  # noqa: E402
-from bench.run import BatchSampler  # noqa: E402
+from tasks.samplers import BatchSampler  # noqa: E402
 from bench.speed import synthetic_arrays  # noqa: E402
 from tasks.registry import get_task  # noqa: E402
 
