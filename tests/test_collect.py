@@ -1,4 +1,4 @@
-"""Local data collection (tasks/collect.py): format, provenance, determinism, safety, resume."""
+"""Local data collection (tasks/collect/): format, provenance, determinism, safety, resume."""
 
 from __future__ import annotations
 

@@ -1,0 +1,182 @@
+"""How much a collection trains: the profiles, and what each task makes of them.
+
+A profile (smoke, quick, study, paper) is one CollectBudget: how many agents (one per cost
+limit), how many env steps each, and the PPO-Lagrangian settings. `budget_for` and
+`steps_for` turn it into one task's budget: fewer environments where the simulator allows
+fewer, more steps where the task learns slower or its simulator runs faster.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from tasks.composition import GridFilter
+from tasks.registry import TaskSpec
+
+#: bump when a change to this package changes what a given (task, profile, seed) collects;
+#: partial files of another version are not reused
+COLLECTOR_VERSION = "1"
+COLLECTOR_NAME = "ppo-lagrangian (bench)"
+
+#: collector throughput (env steps/s, PPO updates included, one CPU core) per task, relative
+#: to REFERENCE_SPEED: speed-scaled budgets use it so that every task takes about the same wall
+#: time (how it was measured: docs/data/README.md)
+TASK_SPEED = {
+    "BallRun": 3000.0,
+    "CarRun": 1150.0,
+    "DroneRun": 1850.0,
+    "AntRun": 1300.0,
+    "BallCircle": 3050.0,
+    "CarCircle": 850.0,
+    "DroneCircle": 1500.0,
+    "AntCircle": 1050.0,
+    "CarButton1": 400.0,
+    "CarButton2": 400.0,
+    "CarGoal1": 1150.0,
+    "CarGoal2": 470.0,
+    "CarPush1": 900.0,
+    "CarPush2": 730.0,
+    "SwimmerVelocity": 5400.0,
+    "HopperVelocity": 3800.0,
+    "HalfCheetahVelocity": 4900.0,
+    "Walker2dVelocity": 4200.0,
+    "AntVelocity": 2700.0,
+    "easysparse": 350.0,
+    "easymean": 340.0,
+    "easydense": 290.0,
+    "mediumsparse": 520.0,
+    "mediummean": 450.0,
+    "mediumdense": 380.0,
+    "hardsparse": 490.0,
+    "hardmean": 330.0,
+    "harddense": 300.0,
+}
+#: the speed that a speed-scaled `env_steps_per_agent` is written for (steps/s)
+REFERENCE_SPEED = 2000.0
+
+
+@dataclass(frozen=True)
+class CollectBudget:
+    """How much data a profile collects per task, and the PPO-Lagrangian settings that make it."""
+
+    env_steps_per_agent: int
+    """env steps each agent trains for (at REFERENCE_SPEED when speed_scaled; see steps_for)"""
+    cost_limits: tuple[float, ...]
+    """one agent per entry: its episode cost limit on the Bullet scale (thresholds 10/20/40),
+    multiplied by (suite's largest threshold / 40) for other suites; inf = unconstrained"""
+    speed_scaled: bool = False
+    """scale env_steps_per_agent by TASK_SPEED[task] / REFERENCE_SPEED (same wall time per task)"""
+    num_envs: int = 4
+    """environments each agent steps together (batched inference)"""
+    steps_per_epoch: int = 2000
+    """env steps (all envs together) collected between two PPO updates"""
+    update_epochs: int = 10
+    """passes over one epoch's rollout per PPO update (cut short by target_kl)"""
+    minibatch_size: int = 250
+    """samples per gradient step"""
+    lr: float = 3e-4
+    """Adam learning rate of actor and both critics"""
+    gamma: float = 0.99
+    """discount of rewards and costs"""
+    gae_lambda: float = 0.95
+    """GAE lambda"""
+    clip_ratio: float = 0.2
+    """PPO clip range"""
+    target_kl: float = 0.02
+    """stop an update's passes early once the approximate KL exceeds this"""
+    lagrange_lr: float = 0.05
+    """step size of the multiplier: lam <- max(0, lam + lagrange_lr * (mean ep cost - limit))"""
+    lagrange_init: float = 0.0
+    """initial Lagrange multiplier"""
+    init_log_std: float = -0.5
+    """initial log standard deviation of the Gaussian policy"""
+    hidden: int = 64
+    """width of the two hidden tanh layers of every network"""
+    anneal_from: float | None = None
+    """None: each agent keeps its cost limit all along. A number: the limit starts there and
+    rises linearly to the agent's own over `anneal_window`, as DSRL annealed its agents'
+    target costs (e.g. CarCircle 5 -> 100 over epochs 100-900 of 1000): an agent that starts
+    safe learns the task under a tight limit, then spends its cost as the limit loosens, so one
+    agent's episodes cover the cost axis from the bottom up"""
+    anneal_window: tuple[float, float] = (0.1, 0.9)
+    """the shares of an agent's epochs where the annealed limit starts and stops rising"""
+    segment_steps: int = 0
+    """train and save each agent in pieces of about this many env steps, so an interrupted
+    collection loses at most one piece (0: one piece per agent)"""
+    agent_scale: tuple[tuple[str, float], ...] = ()
+    """per-task multiplier of env_steps_per_agent, as data: (task, factor) pairs (the ants and
+    the circles learn slower: docs/data/README.md)"""
+    grid_filter: GridFilter | None = None
+    """DSRL's grid filter on the pooled trajectories (None: every episode is kept)"""
+
+
+COLLECT_PROFILES: dict[str, CollectBudget] = {
+    # seconds per task: tiny, for tests (2 agents x a few episodes)
+    "smoke": CollectBudget(env_steps_per_agent=400, cost_limits=(10.0, math.inf), num_envs=2,
+                           steps_per_epoch=200, update_epochs=2, minibatch_size=100),
+    # minutes per task, speed-scaled so that every task takes about as long
+    "quick": CollectBudget(env_steps_per_agent=44_000, cost_limits=(5.0, 15.0, 30.0, 60.0,
+                                                                    math.inf),
+                           speed_scaled=True),
+    # DSRL-like data on every Bullet task (docs/data/README.md): four agents from scratch whose
+    # cost limits rise from 2 to 10, 20 and 40, and one unconstrained, every episode pooled,
+    # then DSRL's grid filter in the official file's window. From scratch, because an agent
+    # started from an unconstrained expert that violates the limit at every step sees flat
+    # cost advantages and never learns to slow down
+    "study": CollectBudget(env_steps_per_agent=400_000, cost_limits=(10.0, 20.0, 40.0, math.inf),
+                           num_envs=8, steps_per_epoch=4000, minibatch_size=500,
+                           anneal_from=2.0, segment_steps=200_000,
+                           agent_scale=(("CarCircle", 1.25), ("DroneCircle", 2.0),
+                                        ("AntRun", 3.0), ("AntCircle", 3.0)),
+                           grid_filter=GridFilter()),
+    # the real thing, for a cluster
+    "paper": CollectBudget(env_steps_per_agent=2_000_000,
+                           cost_limits=(5.0, 10.0, 20.0, 30.0, 40.0, 60.0, 80.0, math.inf),
+                           num_envs=8, steps_per_epoch=20_000, minibatch_size=1000),
+}
+
+
+class CollectError(RuntimeError):
+    """Collection cannot proceed (existing output, official file name, bad profile)."""
+
+
+def get_budget(profile: str) -> CollectBudget:
+    if profile not in COLLECT_PROFILES:
+        raise CollectError(f"unknown collect profile {profile!r}; use one of "
+                           f"{', '.join(COLLECT_PROFILES)}")
+    return COLLECT_PROFILES[profile]
+
+
+def budget_for(profile: str, spec: TaskSpec) -> CollectBudget:
+    """The profile's budget as this task runs it: MetaDrive allows one engine per process, so
+    its agents step one environment (the epochs keep their size)."""
+    from tasks.envs import max_envs_in_process
+
+    budget = get_budget(profile)
+    most = max_envs_in_process(spec)
+    if most is not None and budget.num_envs > most:
+        budget = dataclasses.replace(budget, num_envs=most)
+    return budget
+
+
+def steps_for(budget: CollectBudget, spec: TaskSpec) -> int:
+    """The env-step budget of one agent on this task (a whole number of epochs)."""
+    steps = float(budget.env_steps_per_agent) * task_scale(budget.agent_scale, spec)
+    if budget.speed_scaled:
+        steps *= TASK_SPEED.get(spec.name, REFERENCE_SPEED) / REFERENCE_SPEED
+    epochs = max(1, round(steps / budget.steps_per_epoch))
+    return epochs * budget.steps_per_epoch
+
+
+def agent_cost_limits(budget: CollectBudget, spec: TaskSpec) -> tuple[float, ...]:
+    """Each agent's episode cost limit on this task's scale (the suite's largest threshold
+    stands for the Bullet suite's 40)."""
+    scale = spec.thresholds[-1] / 40.0
+    return tuple(float(limit) * scale for limit in budget.cost_limits)
+
+
+def task_scale(table: tuple[tuple[str, float], ...], spec: TaskSpec) -> float:
+    """The task's factor in an `agent_scale` table (1 for a task it does not name)."""
+    return dict(table).get(spec.name, 1.0)

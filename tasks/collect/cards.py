@@ -1,0 +1,236 @@
+"""What a collection says about itself: the dataset card, the file's attributes, the summary.
+
+The card (how the file was made: collector, budget, versions, per-agent outcome) goes into the
+file's `card` attribute and, with the timings, into `<file>.card.json` beside it. What differs
+between two identical runs (dates, seconds) stays out of the file, so that its sha256 names
+the data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from tasks.collect.budgets import (COLLECTOR_NAME, COLLECTOR_VERSION, CollectBudget,
+                                   agent_cost_limits, steps_for)
+from tasks.collect.stages import Stage
+from tasks.registry import TaskSpec
+
+
+def card_path_for(path: Path) -> Path:
+    """Where the dataset card of a local file lies: `<file>.card.json` beside it."""
+    path = Path(path)
+    return path.with_name(path.name + ".card.json")
+
+
+def dataset_card(spec: TaskSpec, profile: str, seed: int, budget: CollectBudget,
+                 stages: list[Stage], done: dict[str, dict], stage_of: np.ndarray,
+                 filter_report: dict | None) -> dict:
+    """How the file was made; `stage_of` gives the stage of each kept trajectory."""
+    return {
+        "source": "local",
+        "collector": COLLECTOR_NAME,
+        "collector_version": COLLECTOR_VERSION,
+        "task": spec.name,
+        "env_id": spec.env_id,
+        "profile": profile,
+        "seed": int(seed),
+        "harness_commit": _harness_commit(),
+        "versions": json.loads(_versions()),
+        "budget": {k: (repr(v) if isinstance(v, float) and not math.isfinite(v) else v)
+                   for k, v in _plain_budget(budget).items()},
+        "cost_limits": [_json_float(v) for v in agent_cost_limits(budget, spec)],
+        "filter": filter_report,
+        "agents": _agent_cards(stages, done, stage_of),
+    }
+
+
+def timing(stages: list[Stage], done: dict[str, dict], resumed: list[str]) -> dict:
+    """When the file was made and what it cost (the card beside the file only)."""
+    return {
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "core_seconds": _stage_seconds(stages, done, None, "cpu_seconds"),
+        "wall_seconds": _stage_seconds(stages, done, None, "seconds"),
+        "agents": {agent: _stage_seconds(stages, done, agent, "cpu_seconds")
+                   for agent in dict.fromkeys(stage.lineage for stage in stages)},
+        "resumed_stages": resumed,
+    }
+
+
+def file_attrs(spec: TaskSpec, profile: str, seed: int, budget: CollectBudget,
+               n_stages: int, stage_of: np.ndarray, card: dict) -> dict:
+    """The HDF5 attributes of the collected file (their order is the file's)."""
+    limits = agent_cost_limits(budget, spec)
+    return {
+        "source": "local",
+        "collector": COLLECTOR_NAME,
+        "task": spec.name,
+        "env_id": spec.env_id,
+        "profile": profile,
+        "seed": int(seed),
+        "cost_limits": np.asarray(limits, dtype=np.float64),
+        "env_steps_per_agent": int(steps_for(budget, spec)),
+        "n_agents": len(limits),
+        "agent_episodes": np.asarray([int((stage_of == i).sum()) for i in range(n_stages)]),
+        "versions": _versions(),
+        "budget": json.dumps({k: repr(v) for k, v in dataclasses.asdict(budget).items()}),
+        "card": json.dumps(card, sort_keys=True),
+    }
+
+
+def summary(spec: TaskSpec, profile: str, seed: int, budget: CollectBudget, out_path: Path,
+            trajs, n_transitions: int, card: dict, times: dict, plot: Path,
+            started: float) -> dict:
+    """The summary collect_task returns (and format_summary prints); `started` is when the
+    collection began (time.perf_counter)."""
+    import time
+
+    from tasks.composition import summarize
+    from tasks.datasets import file_sha256
+
+    return {
+        "task": spec.name,
+        "profile": profile,
+        "seed": int(seed),
+        "path": str(out_path),
+        "card": str(card_path_for(out_path)),
+        "sha256": file_sha256(out_path),
+        "plot": str(plot),
+        "n_trajectories": len(trajs),
+        "n_transitions": int(n_transitions),
+        "reward_return_min": float(trajs.reward_returns.min()),
+        "reward_return_max": float(trajs.reward_returns.max()),
+        "cost_return_min": float(trajs.cost_returns.min()),
+        "cost_return_max": float(trajs.cost_returns.max()),
+        "fraction_cost_le": {float(th): float(np.mean(trajs.cost_returns <= th))
+                             for th in spec.thresholds},
+        "cost_limits": list(agent_cost_limits(budget, spec)),
+        "env_steps_per_agent": int(steps_for(budget, spec)),
+        "agents": card["agents"],
+        "filter": card["filter"],
+        "resumed_stages": times["resumed_stages"],
+        "row": summarize(spec, trajs.reward_returns, trajs.cost_returns),
+        "core_seconds": times["core_seconds"],
+        "agent_core_seconds": times["agents"],
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def format_summary(summary: dict) -> str:
+    """Human-readable lines for the CLI."""
+    fractions = ", ".join(f"<= {th:g}: {frac:.0%}"
+                          for th, frac in summary["fraction_cost_le"].items())
+    lines = [
+        f"{summary['task']} ({summary['profile']}, seed {summary['seed']}): "
+        f"{summary['n_trajectories']} trajectories, {summary['n_transitions']} transitions "
+        f"in {summary['seconds']:.0f}s ({summary['core_seconds'] / 3600:.2f} core-hours of "
+        "training, resumed segments included)",
+        f"  file: {summary['path']}",
+        f"  plot: {summary['plot']}",
+        f"  reward return: {summary['reward_return_min']:.1f} .. "
+        f"{summary['reward_return_max']:.1f}",
+        f"  cost return:   {summary['cost_return_min']:.1f} .. {summary['cost_return_max']:.1f}",
+        f"  trajectories with cost {fractions}",
+    ]
+    for agent in summary.get("agents", []):
+        lines.append(
+            f"  {agent['agent']}: {agent['episodes']} episodes ({agent['episodes_kept']} kept), "
+            f"last 10%: reward {agent['last10pct_reward']:.1f}, cost "
+            f"{agent['last10pct_cost']:.1f}, lambda {agent['final_lambda']:.2f}, "
+            f"{summary['agent_core_seconds'][agent['agent']] / 60:.1f} core-min")
+    if summary.get("filter"):
+        f = summary["filter"]
+        lines.append(f"  grid filter: {f['pool']} pooled, {f['in_window']} in DSRL's window, "
+                     f"{f['kept']} kept (at most {f['max_per_bin']} per bin)")
+    if summary.get("resumed_stages"):
+        lines.append(f"  resumed: {', '.join(summary['resumed_stages'])}")
+    lines.append(f"  sha256: {summary['sha256']}")
+    return "\n".join(lines)
+
+
+def plot(spec: TaskSpec, profile: str, out_path: Path, rewards: np.ndarray, costs: np.ndarray,
+         groups: dict[str, np.ndarray]) -> Path:
+    """Reward return vs cost return per trajectory (as DSRL's Fig. 10), beside the data file."""
+    from tasks.figures import plot_returns
+
+    title = f"{spec.name}: locally collected ({profile}, {len(rewards)} trajectories)"
+    return plot_returns(spec, rewards, costs, title, out_path.with_suffix(".png"), groups)
+
+
+def _json_float(value: float):
+    return value if math.isfinite(value) else repr(value)
+
+
+def _plain_budget(budget: CollectBudget) -> dict:
+    out = {}
+    for key, value in dataclasses.asdict(budget).items():
+        if isinstance(value, tuple):
+            value = [list(v) if isinstance(v, tuple) else _json_float(v)
+                     if isinstance(v, float) else v for v in value]
+        out[key] = value
+    return out
+
+
+def _stage_seconds(stages, done, lineage: str | None, key: str) -> float:
+    """Seconds (`cpu_seconds` or wall `seconds`) of one agent's stages, or of all (None)."""
+    return round(float(sum(float(done[s.name].get(key, 0.0)) for s in stages
+                           if lineage is None or s.lineage == lineage)), 1)
+
+
+def _agent_cards(stages, done, stage_of) -> list[dict]:
+    """Per agent (lineage): its cost limit, steps, core time, episodes trained and kept, the
+    reward and cost of its last tenth of episodes, and its final multiplier."""
+    cards = []
+    for lineage in dict.fromkeys(stage.lineage for stage in stages):
+        mine = [stage for stage in stages if stage.lineage == lineage]
+        rewards = np.concatenate([done[s.name]["episode_reward_returns"] for s in mine])
+        costs = np.concatenate([done[s.name]["episode_cost_returns"] for s in mine])
+        tail = max(1, len(rewards) // 10)
+        kept = sum(int((stage_of == stages.index(s)).sum()) for s in mine)
+        last = done[mine[-1].name]
+        cards.append({
+            "agent": lineage,
+            "env_steps": int(sum(s.steps for s in mine)),
+            "episodes": int(len(rewards)),
+            "episodes_kept": kept,
+            "last10pct_reward": float(rewards[-tail:].mean()) if len(rewards) else None,
+            "last10pct_cost": float(costs[-tail:].mean()) if len(costs) else None,
+            "final_lambda": float(last["state/lambda"]) if "state/lambda" in last else None,
+            "final_cost_limit": _json_float(float(mine[-1].cost_limits[-1])),
+        })
+    return cards
+
+
+def _versions() -> str:
+    from importlib import metadata
+
+    found = {}
+    for package in ("torch", "gymnasium", "pybullet", "bullet-safety-gym", "dsrl", "numpy",
+                    "safety-gymnasium", "mujoco", "metadrive-simulator"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "missing"
+    try:  # the harness's own version, from its package metadata (tasks imports nothing of ours)
+        found["bench"] = metadata.version("lspc-bench")
+    except metadata.PackageNotFoundError:
+        found["bench"] = "unknown"
+    found["collector"] = COLLECTOR_VERSION
+    return json.dumps(found, sort_keys=True)
+
+
+def _harness_commit() -> str | None:
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[2]  # tasks/collect/cards.py -> the repository
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sha or None
