@@ -19,6 +19,7 @@ import numpy as np
 from tasks.collect.budgets import (COLLECTOR_NAME, COLLECTOR_VERSION, CollectBudget,
                                    agent_cost_limits, steps_for)
 from tasks.collect.stages import Stage
+from tasks.provenance import harness_commit, harness_version, package_versions
 from tasks.registry import TaskSpec
 
 
@@ -207,30 +208,12 @@ def _agent_cards(stages, done, stage_of) -> list[dict]:
 
 
 def _versions() -> str:
-    from importlib import metadata
-
-    found = {}
-    for package in ("torch", "gymnasium", "pybullet", "bullet-safety-gym", "dsrl", "numpy",
-                    "safety-gymnasium", "mujoco", "metadrive-simulator"):
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            found[package] = "missing"
-    try:  # the harness's own version, from its package metadata (tasks imports nothing of ours)
-        found["bench"] = metadata.version("lspc-bench")
-    except metadata.PackageNotFoundError:
-        found["bench"] = "unknown"
+    found = package_versions(("torch", "gymnasium", "pybullet", "bullet-safety-gym", "dsrl",
+                              "numpy", "safety-gymnasium", "mujoco", "metadrive-simulator"))
+    found["bench"] = harness_version()
     found["collector"] = COLLECTOR_VERSION
     return json.dumps(found, sort_keys=True)
 
 
 def _harness_commit() -> str | None:
-    import subprocess
-
-    repo = Path(__file__).resolve().parents[2]  # tasks/collect/cards.py -> the repository
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
-                             text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return sha or None
+    return harness_commit()[0]
