@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from algorithms import build_config, get_method
-from algorithms.base import field_types, is_tuple_type
+from algorithms.base import ConfigError, field_types, is_tuple_type
 from bench.profiles import PROFILES
 from bench.records import artifact_dir, config_hash, read_record, record_path, write_json_atomic
 from tasks.datasets import DatasetError, file_sha256, resolve_path
@@ -326,3 +326,16 @@ def check_environments(jobs: list[Job]) -> None:
         seen.add(key)
         cls, config = job.method_config()
         cls.check_environment(config, job.task)
+
+
+def parse_sets(items: list[str]) -> dict[str, str]:
+    """`--set key=value` items as {key: value text} (each method parses its own values, by
+    its Config's annotations); a later item of the same key wins. ConfigError for an item
+    without "="."""
+    sets = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set takes key=value, not {item!r}")
+        key, value = item.split("=", 1)
+        sets[key.strip()] = value.strip()
+    return sets

@@ -130,3 +130,17 @@ def run_jobs(jobs: list[Job], n_jobs: int = 0, progress: bool = True,
             bar.set_postfix_str(outcome["job"], refresh=False)
         bar.close()
     return outcomes
+
+
+def summarize(outcomes: list[dict]) -> tuple[str, int]:
+    """What a run did, for its last lines, and its exit status: 1 while a selected job stands
+    failed (in this run or an earlier one: a selection with a failed job is not done)."""
+    count = {state: sum(o["status"] == state for o in outcomes)
+             for state in ("ok", "skipped", "busy", "error", "failed earlier")}
+    lines = [f"done: {count['ok']} trained, {count['skipped']} skipped, {count['error']} failed"
+             + (f", {count['busy']} left to another process" if count["busy"] else "")
+             + (f", {count['failed earlier']} failed earlier (rerun with --retry-failed)"
+                if count["failed earlier"] else "")]
+    lines += [f"  FAILED {o['job']}: {o['error']} (traceback in its .error.json)"
+              for o in outcomes if o["status"] == "error"]
+    return "\n".join(lines), 1 if count["error"] or count["failed earlier"] else 0

@@ -58,8 +58,8 @@ def missing_transfers(job: Job, target: str) -> list[tuple[float, str]]:
     out = []
     for t in job.thresholds:
         for name in job.recorded_as:
-            path = transfer_record_path(Path(job.options.results), job.task, target, name, t, job.seed,
-                                        job.job_hash)
+            path = transfer_record_path(Path(job.options.results), job.task, target, name, t,
+                                        job.seed, job.job_hash)
             if not path.exists() or read_record(path)[1] is not None:
                 out.append((t, name))
     return out

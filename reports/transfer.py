@@ -122,3 +122,15 @@ def plot_transfer(frame: pd.DataFrame, source: str, path: Path) -> list[Path]:
                  ha="left")
     fig.tight_layout(rect=(0, 0, 1, 0.97 if n_rows > 1 else 0.92))
     return _save(fig, path)
+
+
+def write_matrix(frame: pd.DataFrame, source: str, out: Path) -> list[Path]:
+    """The matrix as Markdown and LaTeX (out.md, out.tex) and its chart (out-chart.png and
+    .pdf); returns every path written."""
+    table = transfer_table(frame, source)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt, suffix in (("markdown", ".md"), ("latex", ".tex")):
+        written.append(out.with_suffix(suffix))
+        written[-1].write_text(render_transfer(table, fmt) + "\n")
+    return written + plot_transfer(frame, source, out.with_name(out.name + "-chart"))

@@ -254,3 +254,30 @@ def test_training_speeds_are_kept_apart_per_device(tmp_path, monkeypatch):
     book = SpeedBook(results, measure=False)
     assert book.steps_per_s("CPQ", "BallRun", "cpu") == (40.0, "speed cache")
     assert book.steps_per_s("CPQ", "BallRun", "cuda") == (400.0, "speed cache (other tasks)")
+
+
+def test_the_outcome_summary_counts_and_fails_while_a_job_stands_failed():
+    from bench.schedule import summarize
+
+    ok = {"job": "a", "status": "ok"}
+    text, code = summarize([ok, {"job": "b", "status": "skipped"}])
+    assert text == "done: 1 trained, 1 skipped, 0 failed" and code == 0
+    text, code = summarize([ok, {"job": "c", "status": "error", "error": "ValueError: x"},
+                            {"job": "d", "status": "failed earlier", "error": "?"},
+                            {"job": "e", "status": "busy"}])
+    assert code == 1 and text.splitlines() == [
+        "done: 1 trained, 0 skipped, 1 failed, 1 left to another process, 1 failed earlier "
+        "(rerun with --retry-failed)",
+        "  FAILED c: ValueError: x (traceback in its .error.json)"]
+    assert summarize([{"job": "d", "status": "failed earlier", "error": "?"}])[1] == 1
+
+
+def test_set_values_are_parsed_once_for_every_method():
+    from algorithms.base import ConfigError
+    from bench.plan import parse_sets
+
+    assert parse_sets(["epsilon=0.1,0.5", " safe_epsilon = None", "epsilon=0.2"]) == {
+        "epsilon": "0.2", "safe_epsilon": "None"}
+    assert parse_sets(["note=a=b"]) == {"note": "a=b"}
+    with pytest.raises(ConfigError, match="--set takes key=value, not 'epsilon'"):
+        parse_sets(["epsilon"])

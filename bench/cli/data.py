@@ -1,0 +1,136 @@
+"""The commands about tasks and data: tasks, collect, datasets, download."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from bench.cli.args import (
+    COLLECT_PROFILE_NAMES,
+    UserError,
+    add_task_selection,
+    selected_tasks,
+    whole_number,
+)
+
+
+def cmd_tasks(args) -> int:
+    from tasks.registry import TASKS, suite_tasks
+
+    specs = suite_tasks(args.suite) if args.suite else list(TASKS.values())
+    if args.format == "json":
+        print(json.dumps([spec.as_dict() for spec in specs], indent=1))
+    else:
+        from tabulate import tabulate
+
+        print(tabulate([(s.name, s.suite, s.env_id, s.max_episode_steps,
+                         "/".join(f"{t:g}" for t in s.thresholds), s.reward_min, s.reward_max,
+                         s.dataset_file) for s in specs],
+                       headers=["task", "suite", "env id", "steps", "thresholds", "r_min",
+                                "r_max", "official file"], floatfmt=".2f"))
+    return 0
+
+
+def cmd_collect(args) -> int:
+    from joblib import Parallel, delayed
+    from tasks.collect import CollectError, collect_task, format_summary
+    from tasks.datasets import local_path
+
+    specs = selected_tasks(args)
+    existing = [local_path(s, args.profile) for s in specs
+                if local_path(s, args.profile).exists()]
+    if existing and not args.force:
+        print("already collected (kept; --force to collect again): "
+              + ", ".join(p.name for p in existing))
+    todo = [s for s in specs if args.force or not local_path(s, args.profile).exists()]
+    n_jobs = min(args.jobs or 2, max(1, len(todo)))
+    if todo:
+        print(f"collecting {', '.join(s.name for s in todo)} ({args.profile} profile, "
+              f"{n_jobs} in parallel)", flush=True)
+    call = delayed(collect_task)
+    try:
+        summaries = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+            call(spec, profile=args.profile, seed=args.seed, progress=(n_jobs == 1),
+                 force=args.force) for spec in todo) if todo else []
+        from tqdm import tqdm
+
+        with tqdm(total=len(todo), desc="tasks collected", unit="task",
+                  disable=n_jobs == 1 or not todo) as bar:
+            done = []
+            for summary in summaries:
+                bar.write(format_summary(summary))
+                bar.update(1)
+                done.append(summary["task"])
+    except CollectError as err:
+        raise UserError(str(err)) from None
+    if done:
+        from tasks.composition import datasets_table, describe_dataset
+
+        rows = [describe_dataset(s, local_path(s, args.profile), "local", args.profile)
+                for s in specs if s.name in done]
+        print("\nbeside the official files (`python -m bench datasets` prints this again):")
+        print(datasets_table(rows))
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from tasks.composition import datasets_table, describe_dataset, find_datasets
+    from tasks.datasets import DatasetError, local_dir, official_dir
+    from tasks.registry import TASKS, suite_tasks
+
+    specs = (selected_tasks(args) if args.tasks else
+             suite_tasks(args.suite) if args.suite else list(TASKS.values()))
+    rows, broken = [], []
+    for spec in specs:
+        for path, source, profile in find_datasets(spec):
+            try:
+                rows.append(describe_dataset(spec, path, source, profile))
+            except DatasetError as err:
+                broken.append(str(err))
+    if args.format == "json":
+        print(json.dumps(rows, indent=1))
+    elif rows:
+        print(datasets_table(rows))
+    else:
+        print(f"no dataset found for {', '.join(s.name for s in specs)} in {official_dir()} "
+              f"(official) or {local_dir()} (local); `python -m bench collect` makes local ones")
+    for message in broken:
+        print(f"unreadable, left out: {message}", file=sys.stderr)
+    return 0
+
+
+def cmd_download(args) -> int:
+    from tasks.datasets import download_official
+
+    for spec in selected_tasks(args):
+        print(f"{spec.name}: {download_official(spec, args.mirror)}")
+    return 0
+
+
+def add_parsers(add) -> None:
+    """Its subcommands, each from `add(name, help)`."""
+    p = add("tasks", "list the 28 DSRL tasks and their constants")
+    p.add_argument("--suite", help="bullet | safetygym | metadrive | all, or a comma list")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.set_defaults(func=cmd_tasks)
+    p = add("collect", "collect DSRL-format datasets from the simulators (PPO-Lagrangian)")
+    add_task_selection(p)
+    p.set_defaults(profile="quick")
+    for action in p._actions:
+        if action.dest == "profile":  # collection has its own profiles (study: DSRL-like data)
+            action.choices = list(COLLECT_PROFILE_NAMES)
+            action.help = ("collection budget: smoke (tests), quick (minutes), study (DSRL-like, "
+                           "about an hour of one core a task), paper (cluster)")
+    p.add_argument("--seed", type=whole_number(0), default=0)
+    p.add_argument("--force", action="store_true", help="collect again over an existing file")
+    p.set_defaults(func=cmd_collect)
+    p = add("datasets", "the datasets on disk beside the official files' numbers")
+    p.add_argument("--suite", help="bullet | safetygym | metadrive | all, or a comma list")
+    p.add_argument("--tasks", help="comma-separated task names")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.set_defaults(func=cmd_datasets)
+    p = add("download", "fetch the official DSRL files (needs network) into DSRL_DATASET_DIR")
+    p.add_argument("--suite", help="bullet | safetygym | metadrive")
+    p.add_argument("--tasks", help="comma-separated task names")
+    p.add_argument("--mirror", help="a URL folder holding the files under their official names")
+    p.set_defaults(func=cmd_download)
