@@ -330,8 +330,7 @@ class FISOR(OfflineMethod):
     threshold_agnostic = True
     overrides = OVERRIDES
     graph_safe = True  # once prepare_graph_capture has moved the schedule onto the device
-    #: quick: 600 steps train in about 3.5 minutes on one core (2.8 steps/s at batch 2048,
-    #: `bench speed --method FISOR --threads 1`), far from the paper's budget: the EMA actor
+    #: quick is far from the paper's budget (its cost: docs/performance.md): the EMA actor
     #: (rate 0.001 per actor update) still holds 30% of its initial weights after 1,200 updates
     profile_steps = {"smoke": 10, "quick": 600, "paper": 1_000_000}
     #: --precision bf16: the hidden layers of the critics (and targets) and the noise

@@ -7,7 +7,7 @@ this class instead of the native port. The user provides the code and its enviro
 
 Why not the official launcher itself: launcher/examples/train_offline.py takes the task as an
 index into env/env_list.py, loads the official DSRL file through dsrl's env.get_dataset(),
-logs to wandb and evaluates unseeded environments every 250k steps. The issue asks for our
+logs to wandb and evaluates unseeded environments every 250k steps. The harness needs our
 task names, our data files and our evaluation protocol, so algorithms/fisor_driver.py (run
 with FISOR_PYTHON, importing nothing of the harness) does what the launcher's call_main does
 with the official functions: the config from configs/train_config.py:fisor, the data through

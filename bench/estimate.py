@@ -6,7 +6,7 @@ one), from the speed cache that `bench speed` and earlier dry runs fill (one thr
 per device; another task's number where the task has none), or from a short measurement made
 now (the fastest of three steps on synthetic data of the task's shapes, one thread, on the
 job's device, then cached). Speeds are kept per device because they differ up to fifty-fold
-between a CPU core and a GPU (README, "On a GPU"); a GPU job is never timed by CPU numbers.
+between a CPU core and a GPU (docs/performance.md, "On a GPU"); a GPU job is never timed by CPU numbers.
 They are kept per precision too: a bf16 job is timed by bf16 numbers only.
 Evaluation time comes from records' eval_seconds where there are any; otherwise it is
 assumed at a per-suite cost per simulator step (ASSUMED_SECONDS_PER_ENV_STEP), and marked so.
@@ -27,8 +27,8 @@ from tasks.files import write_text_atomic
 from tasks.registry import get_task
 
 ASSUMED_SECONDS_PER_ENV_STEP = {"bullet": 0.002, "safetygym": 0.002, "metadrive": 0.0045}
-"""per simulator step when no record says better: vectorized Bullet on one core here; one
-MetaDrive engine, about 220 steps/s on one core here"""
+"""per simulator step when no record says better (one core: vectorized Bullet, one MetaDrive
+engine); a record of the method on the task replaces them"""
 
 
 def cache_path() -> Path:
@@ -128,10 +128,9 @@ def transfer_estimate(jobs: list[Job], targets: list[str], results: Path, n_work
     """The zero-shot evaluations `bench transfer` still has to run for `jobs` (trained or
     not) on `targets`, and their time.
 
-    Each evaluation is timed per method, because methods differ a hundredfold here: on
-    MetaDrive, a quick CPQ agent ends its episodes in 20 steps, while FISOR drives the whole
-    horizon and samples 16 diffusion candidates an action (300 s against 2 s measured). In
-    order: the median eval_seconds of that method's transfer records from the same source,
+    Each evaluation is timed per method, because methods differ a hundredfold: on MetaDrive a
+    quick CPQ agent may end its episodes in a few dozen steps, while FISOR drives the whole
+    horizon and samples 16 diffusion candidates an action. In order: the median eval_seconds of that method's transfer records from the same source,
     else of its records on the source in `bench run`, else of every transfer record from the
     source, else assumed at full episode length."""
     from bench.transfer import missing_transfers

@@ -1,8 +1,8 @@
 """Training steps replayed from a CUDA graph.
 
 These networks are small: on a GPU a training step is a few hundred kernel launches of
-small matmuls, and the launches, not the arithmetic, set the pace (README, "On a GPU": the
-H100 ran LSPC's step at 0.5 TFLOP/s). A CUDA graph records one step's kernels once and
+small matmuls, and the launches, not the arithmetic, set the pace (measured in
+docs/performance.md, "On a GPU"). A CUDA graph records one step's kernels once and
 replays them with a single launch, so the step costs its arithmetic.
 
 Only a method whose class sets `graph_safe` is captured: its train_step must be tensor work
@@ -16,9 +16,8 @@ step as it is. BENCH_CUDA_GRAPHS=0 turns capture off (to compare, or to debug a 
 The step is the same update: the first `warmup` steps run eagerly (on a side stream, as
 capture requires, so the allocator and cuBLAS have settled), then one step is captured and
 every later batch is copied into the captured inputs and the graph replayed. Random draws
-inside the step (a CVAE's noise) come from the same generator, advanced the same way. On an
-H100, 12 replayed steps reached the eager weights to 1e-4 for every graph-safe method; one
-BCQ-Lag weight in 160,000 was rounded differently, by 1.3e-5 (tests/test_methods.py).
+inside the step (a CVAE's noise) come from the same generator, advanced the same way:
+tests/test_methods.py holds replayed steps to the eager weights (to the GPU's rounding).
 """
 
 from __future__ import annotations
