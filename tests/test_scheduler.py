@@ -221,8 +221,8 @@ def test_smoke_suite_on_a_real_dask_cluster(local_ballrun, tmp_path):
 
 
 def test_training_speeds_are_kept_apart_per_device(tmp_path, monkeypatch):
-    """A GPU trains these networks up to fifty times faster than a CPU core (docs/performance.md, "On a
-    GPU"): a dry run for CPU jobs must not be timed by GPU records, nor the other way round,
+    """A GPU trains these networks up to fifty times faster than a CPU core
+    (docs/performance.md, "On a GPU"): a dry run for CPU jobs must not be timed by GPU records, nor the other way round,
     and a cached CPU speed (the old key) must not time a GPU job."""
     from bench.estimate import SpeedBook, remember_speed
     from bench.records import SCHEMA
