@@ -179,3 +179,22 @@ def provenance() -> dict:
 
 def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+#: what differs between two runs of one job: clocks, who ran it, the harness's commit, where a
+#: run resumed
+VOLATILE_FIELDS = frozenset({"created", "train_seconds", "eval_seconds", "wall_seconds",
+                             "provenance", "resumed_from_step", "worker"})
+
+
+def comparable_records(results: Path) -> dict[str, dict]:
+    """Every record under `results` (error records aside) by its path, without the volatile
+    fields: two runs of the same jobs must give equal dicts, numbers bit for bit."""
+    out = {}
+    for path in sorted(Path(results).rglob("thr*-seed*.json")):
+        if is_error_record(path):
+            continue
+        record = json.loads(path.read_text())
+        out[str(path.relative_to(results))] = {k: v for k, v in record.items()
+                                               if k not in VOLATILE_FIELDS}
+    return out

@@ -11,25 +11,10 @@ numbers bit for bit. Exits 0 when they are the same, 1 with the differences list
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-#: what differs between two runs of one job: clocks, who ran it, the harness's commit
-VOLATILE = {"created", "train_seconds", "eval_seconds", "wall_seconds", "provenance",
-            "resumed_from_step", "worker"}
-
-
-def records(results: Path) -> dict[str, dict]:
-    out = {}
-    for path in sorted(Path(results).rglob("thr*-seed*.json")):
-        if path.name.endswith(".error.json"):
-            continue
-        record = json.loads(path.read_text())
-        out[str(path.relative_to(results))] = {k: v for k, v in record.items()
-                                               if k not in VOLATILE}
-    return out
-
+from bench.records import comparable_records
 
 def differences(before: dict[str, dict], after: dict[str, dict]) -> list[str]:
     lines = [f"only in the first: {name}" for name in sorted(set(before) - set(after))]
@@ -47,7 +32,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2
-    before, after = (records(Path(folder)) for folder in argv)
+    before, after = (comparable_records(Path(folder)) for folder in argv)
     if not before:
         print(f"no records under {argv[0]}", file=sys.stderr)
         return 2

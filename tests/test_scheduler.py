@@ -16,13 +16,9 @@ import pytest
 
 from bench.cli import main
 from bench.locks import JobLock, is_locked
+from bench.records import comparable_records
 
 ROOT = Path(__file__).resolve().parents[1]
-#: what legitimately differs between two runs of one job: clocks, and where the run resumed
-VOLATILE = {"created", "train_seconds", "eval_seconds", "wall_seconds", "provenance",
-            "resumed_from_step", "worker"}
-
-
 def bench(*args, **popen):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=ROOT, env=env,
@@ -30,15 +26,7 @@ def bench(*args, **popen):
                             start_new_session=True, **popen)
 
 
-def records(results: Path) -> dict[str, dict]:
-    out = {}
-    for path in sorted(results.rglob("thr*-seed*.json")):
-        if path.name.endswith(".error.json"):
-            continue
-        record = json.loads(path.read_text())
-        out[str(path.relative_to(results))] = {k: v for k, v in record.items()
-                                               if k not in VOLATILE}
-    return out
+records = comparable_records  # by path, clocks and worker aside
 
 
 def wait_for_step(results: Path, at_least: int, proc, timeout: float = 120) -> None:
