@@ -125,9 +125,6 @@ def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
-_load_entry_points = load_entry_points  # the name bench used before it was public
-
-
 def get_method(name: str) -> tuple[str, type[OfflineMethod]]:
     """(registered name, class) for a method name in any case; "LSPC-S" gives LSPC."""
     try:

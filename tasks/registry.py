@@ -36,6 +36,10 @@ class TaskSpec:
     obs_dim: int
     act_dim: int
     paper_name: str  # how the paper's tables print it
+    #: env steps a second of the harness's collector (PPO-Lagrangian, updates included) on one
+    #: CPU core: speed-scaled collection budgets give every task the same wall time by it
+    #: (how it was measured: docs/data/README.md)
+    collect_speed: float
 
     @property
     def thresholds(self) -> tuple[float, ...]:
@@ -70,82 +74,84 @@ class TaskSpec:
         }
 
 
-# name, env_id, dataset_file, steps, reward_min, reward_max, cost_max, obs, act, paper name
+# name, env_id, dataset_file, steps, reward_min, reward_max, cost_max, obs, act, paper name,
+# collector speed
 _BULLET = [
     ("BallRun", "OfflineBallRun-v0", "SafetyBallRun-v0-80-940.hdf5", 100,
-     26.339754104614258, 1327.445556640625, 80.0, 7, 2, "BallRun"),
+     26.339754104614258, 1327.445556640625, 80.0, 7, 2, "BallRun", 3000.0),
     ("CarRun", "OfflineCarRun-v0", "SafetyCarRun-v0-40-651.hdf5", 200,
-     204.28726196289062, 574.6533203125, 40.0, 7, 2, "CarRun"),
+     204.28726196289062, 574.6533203125, 40.0, 7, 2, "CarRun", 1150.0),
     ("DroneRun", "OfflineDroneRun-v0", "SafetyDroneRun-v0-140-1990.hdf5", 200,
-     10.557029724121094, 682.8330078125, 140.0, 17, 4, "DroneRun"),
+     10.557029724121094, 682.8330078125, 140.0, 17, 4, "DroneRun", 1850.0),
     ("AntRun", "OfflineAntRun-v0", "SafetyAntRun-v0-150-1816.hdf5", 200,
-     0.001767391717990563, 955.4818725585938, 150.0, 33, 8, "AntRun"),
+     0.001767391717990563, 955.4818725585938, 150.0, 33, 8, "AntRun", 1300.0),
     ("BallCircle", "OfflineBallCircle-v0", "SafetyBallCircle-v0-80-886.hdf5", 200,
-     0.38312244415283203, 881.46337890625, 80.0, 8, 2, "BallCircle"),
+     0.38312244415283203, 881.46337890625, 80.0, 8, 2, "BallCircle", 3050.0),
     ("CarCircle", "OfflineCarCircle-v0", "SafetyCarCircle-v0-100-1450.hdf5", 300,
-     3.484419822692871, 534.3060913085938, 100.0, 8, 2, "CarCircle"),
+     3.484419822692871, 534.3060913085938, 100.0, 8, 2, "CarCircle", 850.0),
     ("DroneCircle", "OfflineDroneCircle-v0", "SafetyDroneCircle-v0-100-1923.hdf5", 300,
-     207.794189453125, 996.38916015625, 100.0, 18, 4, "DroneCircle"),
+     207.794189453125, 996.38916015625, 100.0, 18, 4, "DroneCircle", 1500.0),
     ("AntCircle", "OfflineAntCircle-v0", "SafetyAntCircle-v0-200-5728.hdf5", 500,
-     0.0177031010389328, 460.7091979980469, 200.0, 34, 8, "AntCircle"),
+     0.0177031010389328, 460.7091979980469, 200.0, 34, 8, "AntCircle", 1050.0),
 ]
 
 _SAFETYGYM = [
     ("CarButton1", "OfflineCarButton1Gymnasium-v0", "SafetyCarButton1Gymnasium-v0-250-2656.hdf5",
-     1000, 0.0028926206826067613, 44.420003345738984, 250.0, 88, 2, "CarButton1"),
+     1000, 0.0028926206826067613, 44.420003345738984, 250.0, 88, 2, "CarButton1", 400.0),
     ("CarButton2", "OfflineCarButton2Gymnasium-v0", "SafetyCarButton2Gymnasium-v0-300-3755.hdf5",
-     1000, 0.001767391717990563, 41.99513815522894, 300.0, 88, 2, "CarButton2"),
+     1000, 0.001767391717990563, 41.99513815522894, 300.0, 88, 2, "CarButton2", 400.0),
     ("CarGoal1", "OfflineCarGoal1Gymnasium-v0", "SafetyCarGoal1Gymnasium-v0-120-1671.hdf5",
-     1000, 0.012232819540852091, 39.907809198384705, 120.0, 72, 2, "CarGoal1"),
+     1000, 0.012232819540852091, 39.907809198384705, 120.0, 72, 2, "CarGoal1", 1150.0),
     ("CarGoal2", "OfflineCarGoal2Gymnasium-v0", "SafetyCarGoal2Gymnasium-v0-200-4105.hdf5",
-     1000, 0.001032874531954775, 28.902897990056502, 200.0, 72, 2, "CarGoal2"),
+     1000, 0.001032874531954775, 28.902897990056502, 200.0, 72, 2, "CarGoal2", 470.0),
     ("CarPush1", "OfflineCarPush1Gymnasium-v0", "SafetyCarPush1Gymnasium-v0-200-2871.hdf5",
-     1000, 0.013700173533941762, 16.304467598905237, 200.0, 88, 2, "CarPush1"),
+     1000, 0.013700173533941762, 16.304467598905237, 200.0, 88, 2, "CarPush1", 900.0),
     ("CarPush2", "OfflineCarPush2Gymnasium-v0", "SafetyCarPush2Gymnasium-v0-250-4407.hdf5",
-     1000, 0.00029391133526335267, 15.141648491514314, 250.0, 88, 2, "CarPush2"),
+     1000, 0.00029391133526335267, 15.141648491514314, 250.0, 88, 2, "CarPush2", 730.0),
     ("SwimmerVelocity", "OfflineSwimmerVelocityGymnasium-v1",
      "SafetySwimmerVelocityGymnasium-v1-200-1686.hdf5",
-     1000, 0.07114458084106445, 238.95831298828125, 200.0, 8, 2, "SwimmerVel"),
+     1000, 0.07114458084106445, 238.95831298828125, 200.0, 8, 2, "SwimmerVel", 5400.0),
     ("HopperVelocity", "OfflineHopperVelocityGymnasium-v1",
      "SafetyHopperVelocityGymnasium-v1-250-2240.hdf5",
-     1000, 37.05154800415039, 1911.396728515625, 250.0, 11, 3, "HopperVel"),
+     1000, 37.05154800415039, 1911.396728515625, 250.0, 11, 3, "HopperVel", 3800.0),
     ("HalfCheetahVelocity", "OfflineHalfCheetahVelocityGymnasium-v1",
      "SafetyHalfCheetahVelocityGymnasium-v1-250-2495.hdf5",
-     1000, 5.7509765625, 2806.93310546875, 250.0, 17, 6, "HalfCheetahVel"),
+     1000, 5.7509765625, 2806.93310546875, 250.0, 17, 6, "HalfCheetahVel", 4900.0),
     ("Walker2dVelocity", "OfflineWalker2dVelocityGymnasium-v1",
      "SafetyWalker2dVelocityGymnasium-v1-300-2729.hdf5",
-     1000, 18.668498992919922, 3418.223876953125, 300.0, 17, 6, "Walker2dVel"),
+     1000, 18.668498992919922, 3418.223876953125, 300.0, 17, 6, "Walker2dVel", 4200.0),
     ("AntVelocity", "OfflineAntVelocityGymnasium-v1",
      "SafetyAntVelocityGymnasium-v1-250-2249.hdf5",
-     1000, 6.1519012451171875, 2976.276611328125, 250.0, 27, 8, "AntVel"),
+     1000, 6.1519012451171875, 2976.276611328125, 250.0, 27, 8, "AntVel", 2700.0),
 ]
 
 _METADRIVE = [
-    ("easysparse", 20.094310760498047, 425.8006286621094, 82.42418670654297, 85),
-    ("easymean", 22.142553329467773, 425.82440185546875, 82.38601684570312, 85),
-    ("easydense", 19.71139144897461, 425.81732177734375, 80.36358642578125, 85),
-    ("mediumsparse", 17.446578979492188, 269.80084228515625, 46.46459197998047, 50),
-    ("mediummean", 17.032529830932617, 269.8221435546875, 46.46154022216797, 50),
-    ("mediumdense", 15.102348327636719, 269.7813415527344, 46.45858383178711, 50),
-    ("hardsparse", 17.247974395751953, 486.80523681640625, 85.010009765625, 85),
-    ("hardmean", 19.387981414794922, 486.9967956542969, 84.33995056152344, 85),
-    ("harddense", 15.386894226074219, 486.63616943359375, 84.76679229736328, 85),
+    ("easysparse", 20.094310760498047, 425.8006286621094, 82.42418670654297, 85, 350.0),
+    ("easymean", 22.142553329467773, 425.82440185546875, 82.38601684570312, 85, 340.0),
+    ("easydense", 19.71139144897461, 425.81732177734375, 80.36358642578125, 85, 290.0),
+    ("mediumsparse", 17.446578979492188, 269.80084228515625, 46.46459197998047, 50, 520.0),
+    ("mediummean", 17.032529830932617, 269.8221435546875, 46.46154022216797, 50, 450.0),
+    ("mediumdense", 15.102348327636719, 269.7813415527344, 46.45858383178711, 50, 380.0),
+    ("hardsparse", 17.247974395751953, 486.80523681640625, 85.010009765625, 85, 490.0),
+    ("hardmean", 19.387981414794922, 486.9967956542969, 84.33995056152344, 85, 330.0),
+    ("harddense", 15.386894226074219, 486.63616943359375, 84.76679229736328, 85, 300.0),
 ]
 
 
 def _build() -> dict[str, TaskSpec]:
     table: dict[str, TaskSpec] = {}
-    for name, env_id, file, steps, rmin, rmax, cmax, obs, act, paper in _BULLET:
-        table[name] = TaskSpec(name, "bullet", env_id, file, steps, rmin, rmax, cmax, obs, act, paper)
-    for name, env_id, file, steps, rmin, rmax, cmax, obs, act, paper in _SAFETYGYM:
+    for name, env_id, file, steps, rmin, rmax, cmax, obs, act, paper, speed in _BULLET:
+        table[name] = TaskSpec(name, "bullet", env_id, file, steps, rmin, rmax, cmax, obs, act,
+                               paper, speed)
+    for name, env_id, file, steps, rmin, rmax, cmax, obs, act, paper, speed in _SAFETYGYM:
         table[name] = TaskSpec(name, "safetygym", env_id, file, steps, rmin, rmax, cmax, obs, act,
-                               paper)
-    for name, rmin, rmax, cmax, file_cost in _METADRIVE:
+                               paper, speed)
+    for name, rmin, rmax, cmax, file_cost, speed in _METADRIVE:
         road, density = re.match(r"(easy|medium|hard)(sparse|mean|dense)", name).groups()
         table[name] = TaskSpec(
             name, "metadrive", f"OfflineMetadrive-{name}-v0",
             f"SafeMetaDrive-{name}-v0-{file_cost}-1000.hdf5", 1000, rmin, rmax, cmax, 259, 2,
-            f"{road} {density}")
+            f"{road} {density}", speed)
     return table
 
 

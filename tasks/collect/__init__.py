@@ -38,7 +38,7 @@ import numpy as np
 
 from tasks.collect import cards
 from tasks.collect.budgets import (COLLECT_PROFILES, COLLECTOR_NAME, COLLECTOR_VERSION,
-                                   REFERENCE_SPEED, TASK_SPEED, CollectBudget, CollectError,
+                                   REFERENCE_SPEED, CollectBudget, CollectError,
                                    agent_cost_limits, budget_for, get_budget, steps_for)
 from tasks.collect.cards import card_path_for, format_summary
 from tasks.collect.ppo_lagrangian import train_agent as _train_agent
@@ -52,7 +52,7 @@ from tasks.files import write_text_atomic
 from tasks.registry import TASKS, TaskSpec
 
 __all__ = [
-    "COLLECT_PROFILES", "COLLECTOR_NAME", "COLLECTOR_VERSION", "REFERENCE_SPEED", "TASK_SPEED",
+    "COLLECT_PROFILES", "COLLECTOR_NAME", "COLLECTOR_VERSION", "REFERENCE_SPEED",
     "CollectBudget", "CollectError", "Stage", "agent_cost_limits", "budget_for",
     "card_path_for", "collect_task", "format_summary", "get_budget", "official_cost_max",
     "partial_dir", "plan_stages", "steps_for",

@@ -20,39 +20,6 @@ from tasks.registry import TaskSpec
 COLLECTOR_VERSION = "1"
 COLLECTOR_NAME = "ppo-lagrangian (bench)"
 
-#: collector throughput (env steps/s, PPO updates included, one CPU core) per task, relative
-#: to REFERENCE_SPEED: speed-scaled budgets use it so that every task takes about the same wall
-#: time (how it was measured: docs/data/README.md)
-TASK_SPEED = {
-    "BallRun": 3000.0,
-    "CarRun": 1150.0,
-    "DroneRun": 1850.0,
-    "AntRun": 1300.0,
-    "BallCircle": 3050.0,
-    "CarCircle": 850.0,
-    "DroneCircle": 1500.0,
-    "AntCircle": 1050.0,
-    "CarButton1": 400.0,
-    "CarButton2": 400.0,
-    "CarGoal1": 1150.0,
-    "CarGoal2": 470.0,
-    "CarPush1": 900.0,
-    "CarPush2": 730.0,
-    "SwimmerVelocity": 5400.0,
-    "HopperVelocity": 3800.0,
-    "HalfCheetahVelocity": 4900.0,
-    "Walker2dVelocity": 4200.0,
-    "AntVelocity": 2700.0,
-    "easysparse": 350.0,
-    "easymean": 340.0,
-    "easydense": 290.0,
-    "mediumsparse": 520.0,
-    "mediummean": 450.0,
-    "mediumdense": 380.0,
-    "hardsparse": 490.0,
-    "hardmean": 330.0,
-    "harddense": 300.0,
-}
 #: the speed that a speed-scaled `env_steps_per_agent` is written for (steps/s)
 REFERENCE_SPEED = 2000.0
 
@@ -67,7 +34,8 @@ class CollectBudget:
     """one agent per entry: its episode cost limit on the Bullet scale (thresholds 10/20/40),
     multiplied by (suite's largest threshold / 40) for other suites; inf = unconstrained"""
     speed_scaled: bool = False
-    """scale env_steps_per_agent by TASK_SPEED[task] / REFERENCE_SPEED (same wall time per task)"""
+    """scale env_steps_per_agent by the task's collect_speed / REFERENCE_SPEED (the same wall time
+    for every task)"""
     num_envs: int = 4
     """environments each agent steps together (batched inference)"""
     steps_per_epoch: int = 2000
@@ -165,7 +133,7 @@ def steps_for(budget: CollectBudget, spec: TaskSpec) -> int:
     """The env-step budget of one agent on this task (a whole number of epochs)."""
     steps = float(budget.env_steps_per_agent) * task_scale(budget.agent_scale, spec)
     if budget.speed_scaled:
-        steps *= TASK_SPEED.get(spec.name, REFERENCE_SPEED) / REFERENCE_SPEED
+        steps *= spec.collect_speed / REFERENCE_SPEED
     epochs = max(1, round(steps / budget.steps_per_epoch))
     return epochs * budget.steps_per_epoch
 
