@@ -3,6 +3,10 @@
 A method is built from the task's spec, its config, the cost threshold (None for a
 threshold-agnostic method, which is trained once and evaluated at every threshold) and a seed.
 NumPy is the boundary: `act` takes and returns arrays, so a non-PyTorch method fits too.
+A method in PyTorch builds on TorchMethod, which writes the rest once: `act` around the
+method's `_act_tensor`, and state_dict/load_state_dict over the attributes it names
+(`state_attributes`). A method for one threshold (threshold_agnostic False) built without
+one is refused by OfflineMethod.__init__, with one ConfigError for every such method.
 """
 
 from __future__ import annotations
@@ -109,6 +113,11 @@ class OfflineMethod(abc.ABC):
 
     def __init__(self, spec: TaskSpec, config, threshold: float | None, seed: int,
                  device: str = "cpu"):
+        if threshold is None and not type(self).threshold_agnostic:
+            raise ConfigError(
+                f"{type(self).__name__} is trained for one cost threshold (its class says "
+                "threshold_agnostic = False); got None: build it with one of the task's "
+                "thresholds")
         self.spec, self.config, self.threshold, self.seed = spec, config, threshold, seed
         self.device = device
 
@@ -151,8 +160,8 @@ class OfflineMethod(abc.ABC):
         terminated | truncated (CDT lowers its returns-to-go and costs-to-go). Default: nothing."""
 
     def sequence_options(self, arrays: dict[str, np.ndarray]) -> dict:
-        """For `wants == "sequences"`: keyword arguments of tasks.samplers.SequenceSampler beyond the
-        data and batch (seq_len, trajectory_weights), from the training data."""
+        """For `wants == "sequences"`: keyword arguments of tasks.samplers.SequenceSampler
+        beyond the data and batch (seq_len, trajectory_weights), from the training data."""
         raise TypeError(f"{type(self).__name__} wants sequences but gives no "
                                   "sequence_options")
 
@@ -163,6 +172,94 @@ class OfflineMethod(abc.ABC):
     @abc.abstractmethod
     def load_state_dict(self, state: dict) -> None:
         """Restore what state_dict returned."""
+
+
+class TorchMethod(OfflineMethod):
+    """A method in PyTorch: `act` and the state written once, here.
+
+    Acting: `act` hands `_act_tensor` the observations as a float32 tensor on the method's
+    device, under no_grad, and returns its actions as a NumPy array; keyword options (LSPC's
+    `policy`) pass through.
+
+    State: `state_dict` saves the attributes `state_attributes` names, by name and in that
+    order, each as its kind says:
+    - an object with state_dict and load_state_dict (a network, an optimizer, a scheduler, a
+      PIDLagrangian): its own state_dict; an optimizer's learning rates as Python floats,
+      as on the CPU, even where a CUDA graph keeps them in tensors (FISOR);
+    - a tensor (a dual variable, a statistic of the data): a detached copy, loaded into the
+      attribute's own tensor in place, so what holds that tensor (an optimizer, a CUDA
+      graph) sees the loaded value;
+    - a name in `state_counters` (a step count): a Python int, even where a CUDA graph
+      keeps it in a tensor;
+    - anything else (a number, None): as it is.
+    `load_state_dict` restores exactly those names: a state with another name, or without
+    one of them, is refused.
+    """
+
+    #: the attributes that make up the state, in the order state_dict saves them
+    state_attributes: ClassVar[tuple[str, ...]] = ()
+    #: those of them that count steps, saved and loaded as Python ints
+    state_counters: ClassVar[tuple[str, ...]] = ()
+
+    def to_device(self, array):
+        """A NumPy array (observations, rewards) as a float32 tensor on the method's device."""
+        import torch
+
+        return torch.as_tensor(array, dtype=torch.float32, device=self.device)
+
+    def act(self, obs: np.ndarray, **options) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            return self._act_tensor(self.to_device(obs), **options).cpu().numpy()
+
+    @abc.abstractmethod
+    def _act_tensor(self, obs):
+        """Actions (num_envs, act_dim) for observations (num_envs, obs_dim), both tensors on
+        the method's device; called under no_grad."""
+
+    def state_dict(self) -> dict:
+        import torch
+
+        state = {}
+        for name in self.state_attributes:
+            value = getattr(self, name)
+            if name in self.state_counters:
+                value = int(value)
+            elif torch.is_tensor(value):
+                value = value.detach().clone()
+            elif hasattr(value, "state_dict"):
+                value = value.state_dict()
+                if isinstance(getattr(self, name), torch.optim.Optimizer):
+                    value["param_groups"] = [{**group, "lr": float(group["lr"])}
+                                             for group in value["param_groups"]]
+            state[name] = value
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        import torch
+
+        if set(state) != set(self.state_attributes):
+            unknown = sorted(set(state) - set(self.state_attributes))
+            missing = [name for name in self.state_attributes if name not in state]
+            raise KeyError(f"{type(self).__name__}.load_state_dict: the state names "
+                           f"{', '.join(unknown) or 'nothing else'} beyond its "
+                           f"state_attributes and lacks {', '.join(missing) or 'none'}")
+        for name, value in state.items():
+            current = getattr(self, name)
+            if name in self.state_counters:
+                setattr(self, name, int(value))
+            elif torch.is_tensor(current):
+                if current.shape != value.shape:
+                    raise ValueError(f"{type(self).__name__}.{name}: the state holds a tensor "
+                                     f"of shape {tuple(value.shape)}, not "
+                                     f"{tuple(current.shape)}")
+                with torch.no_grad():
+                    current.copy_(value)
+            elif hasattr(current, "load_state_dict"):
+                current.load_state_dict(value)
+            else:
+                setattr(self, name, value)
 
 
 def paper_steps_on(suite: str, steps: int) -> dict[str, dict[str, int]]:

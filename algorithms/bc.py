@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from algorithms.base import OfflineMethod, paper_steps_on
+from algorithms.base import TorchMethod, paper_steps_on
 from algorithms.nets import TanhActor
 from tasks.datasets import split_trajectories
 
@@ -36,7 +36,7 @@ def bc_loss(actor: TanhActor, obs: torch.Tensor, actions: torch.Tensor):
     return loss, {"loss/actor": loss.detach()}
 
 
-class BCAll(OfflineMethod):
+class BCAll(TorchMethod):
     """BC on the whole dataset: threshold-agnostic."""
 
     Config = Config
@@ -46,6 +46,7 @@ class BCAll(OfflineMethod):
     graph_safe = True
     #: --precision bf16: the actor's hidden layers; its tanh head and the MSE stay fp32
     bf16_networks = ("actor",)
+    state_attributes = ("actor", "optim")
 
     def __init__(self, spec, config, threshold, seed, device="cpu"):
         super().__init__(spec, config, threshold, seed, device)
@@ -59,17 +60,8 @@ class BCAll(OfflineMethod):
         self.optim.step()
         return stats
 
-    @torch.no_grad()
-    def act(self, obs):
-        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
-        return self.actor(obs).cpu().numpy()
-
-    def state_dict(self):
-        return {"actor": self.actor.state_dict(), "optim": self.optim.state_dict()}
-
-    def load_state_dict(self, state):
-        self.actor.load_state_dict(state["actor"])
-        self.optim.load_state_dict(state["optim"])
+    def _act_tensor(self, obs):
+        return self.actor(obs)
 
 
 class BCSafe(BCAll):

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from algorithms.base import OfflineMethod, paper_steps_on
+from algorithms.base import TorchMethod, paper_steps_on
 from algorithms.nets import (VAE, EnsembleMLP, PIDLagrangian, done_flags, ensemble_eval, mlp,
                              optimizer_step, per_step_threshold, scale_batch, soft_update,
                              step_only, vae_loss)
@@ -172,7 +172,7 @@ def actor_loss(cfg: Config, actor, critics, vae: VAE, pid: PIDLagrangian, obs, t
                   "lagrangian": multiplier, "value/qc_pi": qc_pi.detach().mean()}
 
 
-class BCQLag(OfflineMethod):
+class BCQLag(TorchMethod):
     """BCQ with a PID Lagrangian: one model per cost threshold."""
 
     Config = Config
@@ -185,6 +185,8 @@ class BCQLag(OfflineMethod):
     #: targets) and the VAE; heads, soft clipped double-Q targets, the PID Lagrangian and
     #: every loss stay fp32
     bf16_networks = ("critics", "critics_target", "actor", "actor_target", "vae")
+    state_attributes = ("critics", "critics_target", "actor", "actor_target", "vae",
+                        "critic_optim", "actor_optim", "vae_optim", "pid")
 
     def __init__(self, spec, config, threshold, seed, device="cpu"):
         super().__init__(spec, config, threshold, seed, device)
@@ -233,18 +235,6 @@ class BCQLag(OfflineMethod):
         soft_update(self.critics_target, self.critics, self.config.polyak_tau)
         soft_update(self.actor_target, self.actor, self.config.polyak_tau)
 
-    @torch.no_grad()
-    def act(self, obs):
-        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
-        return self.actor(obs, self.vae.decode(obs)).cpu().numpy()
-
-    def state_dict(self):
-        state = {name: getattr(self, name).state_dict() for name in (
-            "critics", "critics_target", "actor", "actor_target", "vae", "critic_optim",
-            "actor_optim", "vae_optim")}
-        return state | {"pid": self.pid.state_dict()}
-
-    def load_state_dict(self, state):
-        for name, value in state.items():
-            getattr(self, name).load_state_dict(value)
+    def _act_tensor(self, obs):
+        return self.actor(obs, self.vae.decode(obs))
 

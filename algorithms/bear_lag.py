@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 import torch
 
-from algorithms.base import OfflineMethod, paper_steps_on
+from algorithms.base import TorchMethod, paper_steps_on
 from algorithms.nets import (VAE, EnsembleMLP, PIDLagrangian, SquashedGaussianActor, done_flags,
                              ensemble_eval, per_step_threshold, soft_update, step_only,
                              vae_loss)
@@ -204,7 +204,7 @@ def actor_objective(cfg: Config, q, qc, mmd, alpha, multiplier, threshold: float
                   "alpha": alpha.detach()}
 
 
-class BEARLag(OfflineMethod):
+class BEARLag(TorchMethod):
     Config = Config
     threshold_agnostic = False
     overrides = OVERRIDES
@@ -213,11 +213,12 @@ class BEARLag(OfflineMethod):
     #: --precision bf16: the hidden layers of the actor, the critics (and their targets) and
     #: the VAE; heads, targets, the MMD, the PID Lagrangian, alpha and every loss stay fp32
     bf16_networks = ("actor", "actor_target", "critics", "critics_target", "vae")
+    state_attributes = ("actor", "actor_target", "critics", "critics_target", "vae",
+                        "actor_optim", "critic_optim", "vae_optim", "pid", "log_alpha", "steps")
+    state_counters = ("steps",)
 
     def __init__(self, spec, config, threshold, seed, device="cpu"):
         super().__init__(spec, config, threshold, seed, device)
-        if threshold is None:
-            raise ValueError("BEAR-Lag is trained for one cost threshold; got None")
         cfg, obs_dim, act_dim = config, spec.obs_dim, spec.act_dim
         self.actor = SquashedGaussianActor(obs_dim, act_dim, cfg.a_hidden).to(device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
@@ -266,22 +267,5 @@ class BEARLag(OfflineMethod):
         soft_update(self.actor_target, self.actor, cfg.tau)
         return stats | critic_stats | actor_stats
 
-    @torch.no_grad()
-    def act(self, obs):
-        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
-        return self.actor.mode(obs).cpu().numpy()
-
-    def state_dict(self):
-        state = {name: getattr(self, name).state_dict() for name in (
-            "actor", "actor_target", "critics", "critics_target", "vae", "actor_optim",
-            "critic_optim", "vae_optim", "pid")}
-        return state | {"log_alpha": self.log_alpha, "steps": self.steps}
-
-    def load_state_dict(self, state):
-        for name, value in state.items():
-            if name == "log_alpha":
-                self.log_alpha = value.clone().to(self.device)
-            elif name == "steps":
-                self.steps = value
-            else:
-                getattr(self, name).load_state_dict(value)
+    def _act_tensor(self, obs):
+        return self.actor.mode(obs)

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from algorithms.base import OfflineMethod, paper_steps_on
+from algorithms.base import TorchMethod, paper_steps_on
 from algorithms.nets import low_precision
 from algorithms.transformer import Block
 from tasks.augmentation import append_relabelled, pareto_augmentation
@@ -204,7 +204,7 @@ def temperature_loss(log_alpha: torch.Tensor, entropy: torch.Tensor, target_entr
     return loss, {"loss/alpha": loss.detach(), "cdt/alpha": log_alpha.exp().detach()}
 
 
-class CDT(OfflineMethod):
+class CDT(TorchMethod):
     """A return- and cost-conditioned decision transformer, trained once and prompted with
     (target reward, threshold) at each threshold."""
 
@@ -219,6 +219,7 @@ class CDT(OfflineMethod):
     #: embeddings, LayerNorms, residual stream, attention (softmax included), the action and
     #: cost heads, log-likelihood, entropy and cross entropy stay fp32
     bf16_networks = ("net",)
+    state_attributes = ("net", "optim", "scheduler", "log_alpha", "alpha_optim")
 
     def __init__(self, spec, config, threshold, seed, device="cpu"):
         super().__init__(spec, config, threshold, seed, device)
@@ -312,8 +313,7 @@ class CDT(OfflineMethod):
         self.costs_to_go = zeros().fill_(threshold * cfg.cost_scale)
         self.time = zeros(dtype=torch.long)
 
-    @torch.no_grad()
-    def act(self, obs):
+    def _act_tensor(self, obs):
         if self.context is None:
             raise RuntimeError("CDT.act before reset(num_envs, threshold): no prompt yet")
         ctx, steps = self.context, self.config.seq_len
@@ -322,8 +322,7 @@ class CDT(OfflineMethod):
                 ctx[key] = value.roll(-1, dims=1)
         i = min(self.filled, steps - 1)
         self.filled = i + 1
-        ctx["observations"][:, i] = torch.as_tensor(obs, dtype=torch.float32,
-                                                    device=self.device)
+        ctx["observations"][:, i] = obs
         ctx["actions"][:, i] = 0.0  # not read: the action is predicted from the state token
         ctx["returns_to_go"][:, i] = self.returns_to_go
         ctx["costs_to_go"][:, i] = self.costs_to_go
@@ -334,31 +333,15 @@ class CDT(OfflineMethod):
                               view["actions"], view["timesteps"])
         action = mean[:, -1].clamp(-1.0, 1.0)
         ctx["actions"][:, i] = action
-        return action.cpu().numpy()
+        return action
 
     def observe(self, rewards, costs, dones):
         """The prompt falls by the step's scaled reward and cost (OSRL's rollout). A finished
         env keeps its context: the vector env restarts it, but only first episodes count."""
         cfg = self.config
-        self.returns_to_go -= torch.as_tensor(rewards, dtype=torch.float32,
-                                              device=self.device) * cfg.reward_scale
-        self.costs_to_go -= torch.as_tensor(costs, dtype=torch.float32,
-                                            device=self.device) * cfg.cost_scale
+        self.returns_to_go -= self.to_device(rewards) * cfg.reward_scale
+        self.costs_to_go -= self.to_device(costs) * cfg.cost_scale
         self.time += 1
-
-    def state_dict(self):
-        return {"net": self.net.state_dict(), "optim": self.optim.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "log_alpha": self.log_alpha.detach().clone(),
-                "alpha_optim": self.alpha_optim.state_dict()}
-
-    def load_state_dict(self, state):
-        self.net.load_state_dict(state["net"])
-        self.optim.load_state_dict(state["optim"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        with torch.no_grad():
-            self.log_alpha.copy_(state["log_alpha"])
-        self.alpha_optim.load_state_dict(state["alpha_optim"])
 
 
 #: OSRL cdt_configs.py target_returns, as {task: {cost threshold: target reward return}}.

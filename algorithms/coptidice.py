@@ -43,9 +43,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from algorithms.base import OfflineMethod, paper_steps_on
+from algorithms.base import TorchMethod, paper_steps_on
 from algorithms.nets import (EnsembleMLP, SquashedGaussianActor, done_flags, ensemble_eval,
-                            per_step_threshold)
+                             per_step_threshold)
+from tasks.datasets import done_mask
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ def actor_loss(actor: SquashedGaussianActor, obs, actions, w):
     return loss, {"loss/actor": loss.detach()}
 
 
-class COptiDICE(OfflineMethod):
+class COptiDICE(TorchMethod):
     Config = Config
     threshold_agnostic = False
     graph_safe = True
@@ -168,11 +169,11 @@ class COptiDICE(OfflineMethod):
     #: --precision bf16: the hidden layers of the actor, nu and chi; their heads, e, w and
     #: f(w), the softmax weights of the cost bound, tau, lambda and every loss stay fp32
     bf16_networks = ("actor", "nu", "chi")
+    state_attributes = ("actor", "nu", "chi", "scalars", "actor_optim", "critic_optim",
+                        "scalar_optim", "init_proportion", "obs_std", "act_std")
 
     def __init__(self, spec, config, threshold, seed, device="cpu"):
         super().__init__(spec, config, threshold, seed, device)
-        if threshold is None:
-            raise ValueError("COptiDICE is trained for one cost threshold; got None")
         cfg, obs_dim, act_dim = config, spec.obs_dim, spec.act_dim
         self.actor = SquashedGaussianActor(obs_dim, act_dim, cfg.a_hidden).to(device)
         self.nu = EnsembleMLP(obs_dim, 1, cfg.c_hidden, cfg.num_nu).to(device)
@@ -192,7 +193,7 @@ class COptiDICE(OfflineMethod):
     def training_data(self, arrays):
         """All transitions, plus is_init (after each done, and the first); records P(init) and
         the float32 std of observations and actions."""
-        done = np.logical_or(arrays["terminals"] > 0, arrays["timeouts"] > 0)
+        done = done_mask(arrays)
         is_init = np.ones(len(done), np.float32)
         is_init[1:] = done[:-1]
         self.init_proportion = float(is_init.mean())
@@ -233,22 +234,5 @@ class COptiDICE(OfflineMethod):
         self.actor_optim.step()
         return stats | actor_stats
 
-    @torch.no_grad()
-    def act(self, obs):
-        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
-        return self.actor.mode(obs).cpu().numpy()
-
-    def state_dict(self):
-        state = {name: getattr(self, name).state_dict() for name in (
-            "actor", "nu", "chi", "scalars", "actor_optim", "critic_optim", "scalar_optim")}
-        return state | {"init_proportion": self.init_proportion, "obs_std": self.obs_std,
-                        "act_std": self.act_std}
-
-    def load_state_dict(self, state):
-        for name, value in state.items():
-            if name == "init_proportion":
-                self.init_proportion = value
-            elif name in ("obs_std", "act_std"):
-                setattr(self, name, value.clone().to(self.device))
-            else:
-                getattr(self, name).load_state_dict(value)
+    def _act_tensor(self, obs):
+        return self.actor.mode(obs)

@@ -46,10 +46,10 @@ from dataclasses import dataclass
 
 import torch
 
-from algorithms.base import OfflineMethod, paper_steps_on
+from algorithms.base import TorchMethod, paper_steps_on
 from algorithms.nets import (VAE, EnsembleMLP, SquashedGaussianActor, done_flags, ensemble_eval,
-                             optimizer_step, per_step_threshold, scale_batch, soft_update,
-                             step_only, vae_loss)
+                             gaussian_kl, optimizer_step, per_step_threshold, scale_batch,
+                             soft_update, step_only, vae_loss)
 
 
 @dataclass(frozen=True)
@@ -125,8 +125,7 @@ def ood_penalty(cfg: Config, actor, vae: VAE, qc_net, obs):
         samples = samples.reshape(n * batch_size, -1)
         stacked_obs = obs.expand(n, batch_size, obs_dim).reshape(n * batch_size, obs_dim)
         z_mean, z_log_std = vae.encode(stacked_obs, samples)
-        kl = -0.5 * (1.0 + 2.0 * z_log_std - z_mean.square() - (2.0 * z_log_std).exp())
-        kl = kl.mean(-1).view(n, batch_size)
+        kl = gaussian_kl(z_mean, z_log_std).mean(-1).view(n, batch_size)
         ood = (kl >= torch.quantile(kl, cfg.ood_quantile)).float()
     sa = torch.cat([stacked_obs, samples], -1)
     qc = ensemble_eval(qc_net, sa) if cfg.ood_penalty_on_target else qc_net(sa)
@@ -184,7 +183,7 @@ def actor_loss(actor, q_ens, qc_ens, obs, threshold: float):
     return loss, {"loss/actor": loss.detach(), "actor/feasible_fraction": feasible.mean()}
 
 
-class CPQ(OfflineMethod):
+class CPQ(TorchMethod):
     """Constraints Penalized Q-learning: one model per cost threshold."""
 
     Config = Config
@@ -196,6 +195,8 @@ class CPQ(OfflineMethod):
     #: --precision bf16: the hidden layers of the actor, the critics and their targets and the
     #: VAE; heads, backups, the OOD KL and its quantile, alpha and every loss stay fp32
     bf16_networks = ("actor", "q_ens", "qc_ens", "q_target", "qc_target", "vae")
+    state_attributes = ("actor", "q_ens", "qc_ens", "q_target", "qc_target", "vae",
+                        "actor_optim", "critic_optim", "vae_optim", "log_alpha")
 
     def __init__(self, spec, config, threshold, seed, device="cpu"):
         super().__init__(spec, config, threshold, seed, device)
@@ -249,21 +250,6 @@ class CPQ(OfflineMethod):
         soft_update(self.q_target, self.q_ens, self.config.polyak_tau)
         soft_update(self.qc_target, self.qc_ens, self.config.polyak_tau)
 
-    @torch.no_grad()
-    def act(self, obs):
+    def _act_tensor(self, obs):
         """The actor's mode tanh(mu(s)) (OSRL evaluates deterministically)."""
-        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
-        return self.actor.mode(obs).cpu().numpy()
-
-    def state_dict(self):
-        state = {name: getattr(self, name).state_dict() for name in (
-            "actor", "q_ens", "qc_ens", "q_target", "qc_target", "vae", "actor_optim",
-            "critic_optim", "vae_optim")}
-        return state | {"log_alpha": self.log_alpha.clone()}
-
-    def load_state_dict(self, state):
-        for name, value in state.items():
-            if name == "log_alpha":
-                self.log_alpha = value.clone().to(self.device)
-            else:
-                getattr(self, name).load_state_dict(value)
+        return self.actor.mode(obs)

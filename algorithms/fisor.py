@@ -55,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from algorithms.base import ConfigError, OfflineMethod
+from algorithms.base import ConfigError, OfflineMethod, TorchMethod
 from algorithms.nets import (EnsembleMLP, done_flags, ensemble_eval, exp_weights, expectile_loss,
                              low_precision, mlp, optimizer_step, soft_update)
 
@@ -323,7 +323,7 @@ def cosine_lr(base: float, update, decay_steps: int):
     return base * 0.5 * (1.0 + math.cos(math.pi * min(update, decay_steps) / decay_steps))
 
 
-class FISOR(OfflineMethod):
+class FISOR(TorchMethod):
     """The native port. FISOR.create gives the official adapter when the config asks for it."""
 
     Config = Config
@@ -338,6 +338,10 @@ class FISOR(OfflineMethod):
     #: features and time MLP, the residual stream and LayerNorms, the noise head, the DDPM
     #: schedule and reverse steps, the feasibility weights and every loss stay fp32
     bf16_networks = ("q_ens", "q_target", "v_ens", "actor", "actor_target")
+    state_attributes = ("q_ens", "q_target", "v_ens", "actor", "actor_target", "critic_optim",
+                        "value_optim", "actor_optim", "actor_updates")
+    #: a tensor on the device under a CUDA graph (prepare_graph_capture), an int when saved
+    state_counters = ("actor_updates",)
 
     @classmethod
     def check_precision(cls, config, precision):
@@ -442,12 +446,10 @@ class FISOR(OfflineMethod):
         for group in self.actor_optim.param_groups:
             group["lr"] = torch.tensor(float(group["lr"]), device=self.device)
 
-    @torch.no_grad()
-    def act(self, obs):
+    def _act_tensor(self, obs):
         """N candidates per state from the EMA actor; the lowest max(Q_h1, Q_h2) of the target
         critics acts (eval_actions, extract_method "minqc"), or the highest Q_r."""
         cfg = self.config
-        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
         states = obs.repeat_interleave(cfg.candidates, 0)
         actions = ddpm_sample(self.actor_target, states, self.spec.act_dim, self.betas,
                               self.alphas, self.alpha_bars, cfg.sampling_temperature)
@@ -458,21 +460,4 @@ class FISOR(OfflineMethod):
             score = torch.minimum(q[0], q[1])
         best = score.view(len(obs), cfg.candidates).argmax(1)
         chosen = actions.view(len(obs), cfg.candidates, -1)[torch.arange(len(obs)), best]
-        return chosen.cpu().numpy()
-
-    def state_dict(self):
-        state = {name: getattr(self, name).state_dict() for name in (
-            "q_ens", "q_target", "v_ens", "actor", "actor_target", "critic_optim",
-            "value_optim", "actor_optim")}
-        # plain numbers, as on the CPU, even where a CUDA graph keeps them as tensors
-        state["actor_optim"]["param_groups"] = [
-            {**group, "lr": float(group["lr"])}
-            for group in state["actor_optim"]["param_groups"]]
-        return state | {"actor_updates": int(self.actor_updates)}
-
-    def load_state_dict(self, state):
-        for name, value in state.items():
-            if name == "actor_updates":
-                self.actor_updates = int(value)
-            else:
-                getattr(self, name).load_state_dict(value)
+        return chosen

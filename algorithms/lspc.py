@@ -51,9 +51,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from algorithms.base import ConfigError, OfflineMethod
-from algorithms.nets import (EnsembleMLP, exp_weights, expectile_loss, mlp, optimizer_step,
-                            soft_update, step_only)
+from algorithms.base import ConfigError, TorchMethod
+from algorithms.nets import (EnsembleMLP, done_flags, exp_weights, expectile_loss, gaussian_kl,
+                             mlp, optimizer_step, soft_update, step_only)
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,8 @@ class CVAE(nn.Module):
         super().__init__()
         self.encoder = mlp(obs_dim + act_dim, 2 * latent_dim, hidden)
         self.decoder = mlp(obs_dim + latent_dim, act_dim, hidden, output_activation=nn.Tanh)
-        self.latent_dim, self.log_std_bounds, self.max_action = latent_dim, log_std_bounds, max_action
+        self.latent_dim, self.log_std_bounds = latent_dim, log_std_bounds
+        self.max_action = max_action
 
     def encode(self, obs, actions):
         mean, log_std = self.encoder(torch.cat([obs, actions], -1)).chunk(2, -1)
@@ -154,10 +155,7 @@ def critic_losses(cfg: Config, q_ens, v_ens, q_target, batch):
     advantage V^c - Q^c (eq. 43), both detached, the safety mask, and stats.
     """
     obs, actions = batch["observations"], batch["actions"]
-    done = batch["terminals"]
-    if cfg.done_on_timeout:
-        done = done + batch["timeouts"]
-        done = done.clamp(max=1.0) if cfg.clip_done else done
+    done = done_flags(batch, cfg.done_on_timeout, cfg.clip_done)
     sa = torch.cat([obs, actions], -1)
     with torch.no_grad():
         tq = q_target(sa).squeeze(-1)  # (4, B)
@@ -200,7 +198,7 @@ def cvae_loss(cfg: Config, cvae: CVAE, obs, actions, cost_adv, mask):
     std = log_std.exp()
     z = mean + std * torch.randn_like(std)
     recon = (cvae.decode(obs, z) - actions).square().sum(-1)
-    kl = -0.5 * (1.0 + 2.0 * log_std - mean.square() - std.square())
+    kl = gaussian_kl(mean, log_std, std)
     kl = kl.mean(-1) if cfg.kl_reduction == "mean" else kl.sum(-1)
     elbo = recon + cfg.kl_coef * kl
     loss = (weights * elbo).mean()
@@ -220,7 +218,7 @@ def latent_encoder_loss(cfg: Config, encoder: LatentSafetyEncoder, cvae: CVAE, o
     return loss, {"loss/encoder": loss.detach(), "weights/reward_mean": weights.mean()}
 
 
-class LSPC(OfflineMethod):
+class LSPC(TorchMethod):
     Config = Config
     threshold_agnostic = True
     policies = ("LSPC-S", "LSPC-O")
@@ -232,6 +230,8 @@ class LSPC(OfflineMethod):
     #: Q values, means and log-stds, the decoder's tanh action), TD targets, advantages, the
     #: AWR weights, expectile, MSE and ELBO terms stay fp32
     bf16_networks = ("q_ens", "q_target", "v_ens", "cvae", "encoder")
+    state_attributes = ("q_ens", "q_target", "v_ens", "cvae", "encoder", "critic_optim",
+                        "cvae_optim", "encoder_optim")
 
     def __init__(self, spec, config, threshold, seed, device="cpu"):
         super().__init__(spec, config, threshold, seed, device)
@@ -313,16 +313,15 @@ class LSPC(OfflineMethod):
             return z.clamp(-self.safe_epsilon, self.safe_epsilon)
         if policy in ("LSPC-O", optimal):
             mean, log_std = self.encoder(obs)
-            u = mean + log_std.exp() * torch.randn_like(mean) if cfg.optimal_samples_latent else mean
+            u = (mean + log_std.exp() * torch.randn_like(mean) if cfg.optimal_samples_latent
+                 else mean)
             return cfg.epsilon * torch.tanh(u)
         raise ValueError(f"{type(self).__name__} has policies {safe} and {optimal}, "
                          f"not {policy!r}")
 
-    @torch.no_grad()
-    def act(self, obs, policy: str | None = None):
-        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
-        policy = policy or self.policy
-        return self.cvae.decode(obs, self.latent(obs, policy)).cpu().numpy()
+    def _act_tensor(self, obs, policy: str | None = None):
+        """The decoder at the latent of `policy` (LSPC-S or LSPC-O; None: self.policy)."""
+        return self.cvae.decode(obs, self.latent(obs, policy or self.policy))
 
     @torch.no_grad()
     def action_space_samples(self, obs: np.ndarray, n: int = 1000) -> dict:
@@ -333,7 +332,7 @@ class LSPC(OfflineMethod):
         u ~ mu_delta(s): the code's LSPC-O samples, for the density plot) and the action
         LSPC-O takes; each with its reward value Q_r = min(Q1, Q2)."""
         cfg = self.config
-        state = torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(1, -1)
+        state = self.to_device(obs).reshape(1, -1)
         states = state.expand(n, -1)
         z_free = torch.randn(n, cfg.latent_dim, device=self.device)
         z_safe = self.safe_epsilon * torch.tanh(torch.randn(n, cfg.latent_dim, device=self.device))
@@ -349,12 +348,3 @@ class LSPC(OfflineMethod):
             result[name] = actions.cpu().numpy()
             result[f"{name}_q"] = torch.minimum(q[0], q[1]).cpu().numpy()
         return result
-
-    def state_dict(self):
-        return {name: getattr(self, name).state_dict() for name in (
-            "q_ens", "q_target", "v_ens", "cvae", "encoder", "critic_optim", "cvae_optim",
-            "encoder_optim")}
-
-    def load_state_dict(self, state):
-        for name, value in state.items():
-            getattr(self, name).load_state_dict(value)

@@ -55,6 +55,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from algorithms import lspc
+from tasks.datasets import done_mask
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ class LSPCCode(lspc.LSPC):
     def training_data(self, arrays):
         """The transitions up to the last terminal or timeout, as DSRL's pre_process_data
         rebuilds the data from whole trajectories (train_lspc_iql.py:69)."""
-        done = np.flatnonzero((arrays["terminals"] > 0) | (arrays["timeouts"] > 0))
+        done = np.flatnonzero(done_mask(arrays))
         end = len(arrays["rewards"]) if done.size == 0 else done[-1] + 1
         if end == len(arrays["rewards"]):
             return arrays

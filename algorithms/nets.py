@@ -94,7 +94,8 @@ def mlp(in_dim: int, out_dim: int, hidden: tuple[int, ...], activation=RELU,
 class TanhActor(nn.Module):
     """Deterministic actor a = max_action * tanh(f(s)), as OSRL's MLPActor."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], max_action: float = 1.0):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...],
+                 max_action: float = 1.0):
         super().__init__()
         self.net = mlp(obs_dim, act_dim, hidden, output_activation=nn.Tanh)
         self.max_action = max_action
@@ -186,10 +187,13 @@ def per_step_threshold(cost_limit: float, gamma: float, episode_len: int) -> flo
     return cost_limit * (1.0 - gamma**episode_len) / (1.0 - gamma) / episode_len
 
 
-def done_flags(batch, on_timeout: bool = True) -> torch.Tensor:
-    """done = terminal or timeout (OSRL's TransitionDataset), or terminal only."""
+def done_flags(batch, on_timeout: bool = True, clip: bool = True) -> torch.Tensor:
+    """done = terminal or timeout (OSRL's TransitionDataset), or terminal only; `clip` False
+    leaves the sum terminal + timeout, 2 where both are set (LSPC's authors' code)."""
     done = batch["terminals"]
-    return torch.clamp(done + batch["timeouts"], max=1.0) if on_timeout else done
+    if not on_timeout:
+        return done
+    return torch.clamp(done + batch["timeouts"], max=1.0) if clip else done + batch["timeouts"]
 
 
 class PIDLagrangian:
@@ -318,6 +322,18 @@ class VAE(nn.Module):
         return self.max_action * torch.tanh(self.decode_raw(obs, z))
 
 
+def gaussian_kl(mean: torch.Tensor, log_std: torch.Tensor,
+                std: torch.Tensor | None = None) -> torch.Tensor:
+    """KL(N(mean, sigma^2) || N(0, 1)) per dimension, -0.5 (1 + 2 log sigma - mean^2 - sigma^2);
+    each caller reduces it its own way. sigma^2 is `std` squared where the caller passes the
+    std = exp(log_std) it sampled z with (the VAE losses: one node, so the gradients of the
+    sample and of the KL meet there as they always have), exp(2 log_std) where it passes none
+    (CPQ's OOD score, as OSRL writes it; not bitwise the square of exp(log_std))."""
+    # one expression, in the callers' order of operations (the autograd graph is theirs too)
+    return -0.5 * (1.0 + 2.0 * log_std - mean.square()
+                   - ((2.0 * log_std).exp() if std is None else std.square()))
+
+
 def vae_loss(kl_coef: float, vae: VAE, obs, actions):
     """mean (G(s, z) - a)^2 + beta * mean KL(q(z | s, a) || N(0, I)), z = mu + sigma eps, both
     means over elements (OSRL's vae_loss; KL averaged over latent dimensions and the batch)."""
@@ -325,7 +341,7 @@ def vae_loss(kl_coef: float, vae: VAE, obs, actions):
     std = log_std.exp()
     z = mean + std * torch.randn_like(std)
     recon = F.mse_loss(vae.decode(obs, z), actions)
-    kl = (-0.5 * (1.0 + 2.0 * log_std - mean.square() - std.square())).mean()
+    kl = gaussian_kl(mean, log_std, std).mean()
     loss = recon + kl_coef * kl
     return loss, {"loss/vae": loss.detach(), "vae/recon": recon.detach(), "vae/kl": kl.detach()}
 

@@ -222,9 +222,15 @@ class Trajectories:
         return out
 
 
+def done_mask(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """Where a trajectory ends: terminal or timeout (DSRL's pre-processing; a batch of tensors
+    has algorithms.nets.done_flags)."""
+    return (arrays["terminals"] > 0) | (arrays["timeouts"] > 0)
+
+
 def split_trajectories(arrays: dict[str, np.ndarray]) -> Trajectories:
     """Trajectories end at terminals or timeouts, as DSRL's pre-processing splits them."""
-    done = (arrays["terminals"] > 0) | (arrays["timeouts"] > 0)
+    done = done_mask(arrays)
     ends = np.nonzero(done)[0] + 1
     size = len(done)
     if len(ends) == 0 or ends[-1] != size:

@@ -6,11 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from algorithms.nets import scale_batch
-
 from algorithms.bcq_lag import BCQLag, Config, actor_loss, critic_losses, soft_clipped_double_q
 from algorithms.nets import (VAE, EnsembleMLP, PIDLagrangian, ensemble_eval, per_step_threshold,
-                             vae_loss)
+                             scale_batch, vae_loss)
 from tasks.samplers import BatchSampler
 from tasks.registry import get_task
 from test_methods import fake_arrays
@@ -151,11 +149,36 @@ def test_ensemble_eval_equals_the_fused_forward():
     assert ensemble_eval(lambda t: t * 2, [torch.ones(2, 1)] * 3).shape == (3, 2, 1)
 
 
-def test_rewards_are_scaled_inside_the_step():
-    method = bcql(reward_scale=0.1, cost_scale=2.0)
+def test_scale_batch_by_hand():
     batch = {"rewards": torch.tensor([10.0]), "costs": torch.tensor([1.0])}
-    scaled = scale_batch(batch, method.config.reward_scale, method.config.cost_scale)
+    scaled = scale_batch(batch, 0.1, 2.0)
     assert scaled["rewards"].item() == pytest.approx(1.0) and scaled["costs"].item() == 2.0
+    assert batch["rewards"].item() == 10.0  # the batch itself is left as it was
+
+
+def test_rewards_are_scaled_inside_the_step():
+    """train_step multiplies the batch's rewards by reward_scale and its costs by cost_scale
+    before anything learns from them: with scales (0.1, 2), a step on the raw batch is the
+    very step (losses, multiplier, weights) that a method without scales takes on the batch
+    scaled by hand, and not the step it takes on the raw batch."""
+    raw = BatchSampler(fake_arrays(), 64, seed=0, device="cpu").sample()
+    by_hand = {**raw, "rewards": raw["rewards"] * 0.1, "costs": raw["costs"] * 2.0}
+
+    def step(batch, reward_scale, cost_scale):
+        method = bcql(reward_scale=reward_scale, cost_scale=cost_scale)  # the same weights
+        torch.manual_seed(1)  # the same draws
+        stats = {key: float(value) for key, value in method.train_step(batch).items()}
+        return stats, method.critics.state_dict()
+
+    scaled_inside, critics = step(raw, 0.1, 2.0)
+    scaled_outside, critics_outside = step(by_hand, 1.0, 1.0)
+    not_scaled, _ = step(raw, 1.0, 1.0)
+    assert scaled_inside == scaled_outside
+    for key, value in critics.items():
+        assert torch.equal(value, critics_outside[key]), key
+    # each scale reaches its own critic's target: both losses move with them
+    assert scaled_inside["loss/critic"] != pytest.approx(not_scaled["loss/critic"])
+    assert scaled_inside["loss/cost_critic"] != pytest.approx(not_scaled["loss/cost_critic"])
 
 
 def test_training_runs_without_nan_and_save_load_acts_the_same(tmp_path):

@@ -140,23 +140,43 @@ def test_actor_objective_by_hand():
     assert loss.item() == pytest.approx((0.1 + 0.5) / 2 + 0.25)  # without -Q
 
 
-def test_a_few_hundred_steps_stay_finite_and_alpha_follows_the_mmd():
+def test_a_few_hundred_steps_stay_finite():
     method = bear()
     sampler = BatchSampler(method.training_data(fake_arrays()), 32, seed=0, device="cpu")
     for _ in range(300):
         stats = method.train_step(sampler.sample())
     assert all(np.isfinite(float(v)) for v in stats.values())
-    assert -5.0 <= method.log_alpha.item() <= 5.0
-    # a target far above any MMD drives alpha down to its floor exp(-5)
-    method = bear(target_mmd=10.0, alpha_lr=1.0)
-    for _ in range(20):
-        method.train_step(sampler.sample())
-    assert method.log_alpha.item() == -5.0
 
 
-def test_needs_a_threshold():
-    with pytest.raises(ValueError, match="one cost threshold"):
-        BEARLag(SPEC, small_config(), None, 0)
+@pytest.mark.parametrize("target_mmd, bound", [(-10.0, 1), (10.0, 0)])
+def test_the_dual_updates_drive_log_alpha_to_its_bound_and_the_clamp_holds_it(target_mmd,
+                                                                              bound):
+    """A target below every MMD (which is >= 0) raises log alpha at every update, one above
+    every MMD (the MMD of the Gaussian kernel is below sqrt(2 + 1e-6)) lowers it: step by
+    step, each update moving it by alpha_lr alpha (mean MMD - target), until the bound of
+    `log_alpha_bounds` on that side stops it there, where the unclamped update would pass it."""
+    bounds = (-0.75, 0.5)  # exact in float32, as log alpha is
+    method = bear(target_mmd=target_mmd, alpha_lr=0.01, log_alpha_bounds=bounds)
+    cfg = method.config
+    sampler = BatchSampler(method.training_data(fake_arrays()), 32, seed=0, device="cpu")
+    inside, clamped = 0, 0
+    for _ in range(40):
+        before = method.log_alpha.item()
+        stats = method.train_step(sampler.sample())
+        assert float(stats["alpha"]) == pytest.approx(math.exp(before), rel=1e-6)
+        unclamped = before + cfg.alpha_lr * float(stats["alpha"]) * (
+            float(stats["loss/mmd"]) - target_mmd)
+        after = method.log_alpha.item()
+        if bounds[0] < unclamped < bounds[1]:  # a real update, inside the bounds
+            assert after == pytest.approx(unclamped, rel=1e-5, abs=1e-7)
+            assert (after > before) if bound else (after < before)
+            inside += 1
+        else:  # past the bound: the clamp puts it on the bound, exactly
+            assert (unclamped > bounds[1]) if bound else (unclamped < bounds[0])
+            assert after == bounds[bound] and after != unclamped
+            clamped += 1
+    assert inside >= 3 and clamped >= 3  # it got there by updates, and stays there
+    assert method.log_alpha.item() == bounds[bound]
 
 
 def test_metadrive_trains_longer_in_the_paper_profile():

@@ -152,11 +152,6 @@ def test_training_without_training_data_fails_clearly():
         method.train_step(batch)
 
 
-def test_needs_a_threshold():
-    with pytest.raises(ValueError, match="one cost threshold"):
-        COptiDICE(SPEC, small_config(), None, 0)
-
-
 def test_metadrive_trains_longer_in_the_paper_profile():
     assert COptiDICE.steps_for("paper", "hardmean") == 200_000  # OSRL's MetaDrive configs
     assert COptiDICE.steps_for("paper", "CarCircle") == 100_000

@@ -1,7 +1,9 @@
 """The protocol every registered method meets, on a small fake dataset of a real task's shape."""
 
+import contextlib
 import dataclasses
 import typing
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -64,19 +66,88 @@ def test_protocol_train_act_save_load(name, tmp_path, device):
     on_cpu.load_state_dict(torch.load(tmp_path / "state.pt", map_location="cpu",
                                       weights_only=False))
     on_cpu.reset(5)
-    cpu_actions = []
-    for seed in (7, 8):
-        torch.manual_seed(seed)
-        cpu_actions.append(on_cpu.act(obs))
-    assert np.all(np.abs(cpu_actions[0]) <= 1.0)
-    if np.array_equal(*cpu_actions):  # a deterministic policy: the same function on the CPU
-        np.testing.assert_allclose(cpu_actions[0], actions, atol=1e-4)
+    assert np.all(np.abs(on_cpu.act(obs)) <= 1.0)  # as the GPU's: the next test, on a GPU
     # what training depends on came along too (optimizers, targets, duals): same next step
     batch = sampler.sample()
     torch.manual_seed(4)
     first = {k: float(v) for k, v in method.train_step(batch).items()}
     torch.manual_seed(4)
     assert {k: float(v) for k, v in other.train_step(batch).items()} == first
+
+
+@contextlib.contextmanager
+def noise_drawn_on_the_cpu(seed: int):
+    """torch.randn and torch.randn_like (every draw of the policies' act: BCQ's latent, LSPC's,
+    FISOR's diffusion noise) draw on the CPU from one generator seeded `seed` and move the
+    numbers to the device asked for: the same noise on every device."""
+    generator = torch.Generator().manual_seed(seed)
+    randn = torch.randn
+
+    def randn_on_cpu(*size, device=None, dtype=None):
+        return randn(*size, generator=generator, dtype=dtype).to(device)
+
+    def randn_like_on_cpu(like):
+        return randn(like.shape, generator=generator, dtype=like.dtype).to(like.device)
+
+    with mock.patch.object(torch, "randn", randn_on_cpu), \
+            mock.patch.object(torch, "randn_like", randn_like_on_cpu):
+        yield
+
+
+def acts_alike_on_the_cpu(name, trained_on: str, tmp_path) -> None:
+    """A method trained on `trained_on`, saved and loaded on the CPU, acts as it did there:
+    every policy, from the same noise, to within float rounding (atol 1e-4)."""
+    torch.manual_seed(0)
+    method = build(name, device=trained_on)
+    sampler = make_sampler(method, method.training_data(fake_arrays()), 32, seed=0,
+                           device=trained_on)
+    for _ in range(3):
+        method.train_step(sampler.sample())
+    torch.save(method.state_dict(), tmp_path / "state.pt")
+    on_cpu = build(name, seed=1)
+    on_cpu.load_state_dict(torch.load(tmp_path / "state.pt", map_location="cpu",
+                                      weights_only=False))
+    obs = np.random.default_rng(1).normal(size=(5, SPEC.obs_dim)).astype(np.float32)
+    for policy in type(method).policies or (None,):
+        actions = []
+        for each in (method, on_cpu):
+            if policy is not None:
+                each.policy = policy
+            each.reset(5)
+            with noise_drawn_on_the_cpu(7):
+                actions.append(each.act(obs))
+        np.testing.assert_allclose(actions[1], actions[0], rtol=0, atol=1e-4,
+                                   err_msg=f"{name} {policy or ''}: CPU against {trained_on}")
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_a_model_trained_on_the_gpu_acts_alike_on_the_cpu(name, tmp_path, device,
+                                                          monkeypatch):
+    """Evaluation and transfer run on the CPU what a GPU trained: the same actions, for every
+    method, stochastic policies included (their noise drawn alike on both)."""
+    gpu = device if device.startswith("cuda") else "cuda" if torch.cuda.is_available() else None
+    if gpu is None:
+        pytest.skip("no GPU here: the CPU is held against the GPU where torch sees one")
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)  # fp32 as on the CPU
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    acts_alike_on_the_cpu(name, gpu, tmp_path)
+
+
+@pytest.mark.parametrize("name", [name for name, cls in METHODS.items()
+                                  if not cls.threshold_agnostic])
+def test_a_method_for_one_threshold_refuses_to_be_built_without_one(name):
+    _, cls = get_method(name)
+    with pytest.raises(ConfigError, match=f"^{cls.__name__} is trained for one cost threshold "
+                                          r"\(its class says threshold_agnostic = False\); "
+                                          "got None"):
+        cls(SPEC, build_config(cls, SPEC.name), None, 0)
+    with pytest.raises(ConfigError, match="one cost threshold"):
+        cls.create(SPEC, build_config(cls, SPEC.name), None, 0)
+
+
+def test_the_methods_for_one_threshold_are_these():
+    assert {name for name, cls in METHODS.items() if not cls.threshold_agnostic} >= {
+        "BC-Safe", "BCQ-Lag", "BEAR-Lag", "CPQ", "COptiDICE"}
 
 
 def module_weights(method) -> dict:
