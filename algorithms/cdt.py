@@ -50,6 +50,7 @@ from algorithms.nets import low_precision
 from algorithms.transformer import Block
 from tasks.augmentation import append_relabelled, pareto_augmentation
 from tasks.datasets import split_trajectories, to_go
+from tasks.registry import task_names
 
 
 @dataclass(frozen=True)
@@ -369,10 +370,8 @@ TARGET_RETURNS: dict[str, dict[float, float]] = {
     "Walker2dVelocity": {20.0: 2800.0, 40.0: 2800.0, 80.0: 2800.0},
     "AntVelocity": {20.0: 2800.0, 40.0: 2800.0, 80.0: 2800.0},
     **{task: {10.0: 300.0, 20.0: 350.0, 40.0: 400.0}
-       for task in ("easysparse", "easymean", "easydense", "hardsparse", "hardmean",
-                    "harddense")},
-    **{task: {10.0: 300.0, 20.0: 300.0, 40.0: 300.0}
-       for task in ("mediumsparse", "mediummean", "mediumdense")},
+       for task in task_names("metadrive", "easy") + task_names("metadrive", "hard")},
+    **{task: {10.0: 300.0, 20.0: 300.0, 40.0: 300.0} for task in task_names("metadrive", "medium")},
 }
 
 
@@ -388,9 +387,9 @@ _AUGMENT = {
     "SwimmerVelocity": (1, 250.0, 50.0), "HopperVelocity": (1, 2000.0, 300.0),
     "HalfCheetahVelocity": (1, 3000.0, 500.0), "Walker2dVelocity": (1, 3600.0, 800.0),
     "AntVelocity": (1, 3000.0, 500.0),
-    **{task: (2, 500.0, 100.0) for task in ("easysparse", "easymean", "easydense")},
-    **{task: (0, 300.0, 100.0) for task in ("mediumsparse", "mediummean", "mediumdense")},
-    **{task: (1, 500.0, 100.0) for task in ("hardsparse", "hardmean", "harddense")},
+    **{task: (2, 500.0, 100.0) for task in task_names("metadrive", "easy")},
+    **{task: (0, 300.0, 100.0) for task in task_names("metadrive", "medium")},
+    **{task: (1, 500.0, 100.0) for task in task_names("metadrive", "hard")},
 }
 OVERRIDES = {task: {"deg": deg, "max_reward": top, "max_rew_decrease": drop}
              for task, (deg, top, drop) in _AUGMENT.items()}

@@ -58,6 +58,7 @@ from torch import nn
 from algorithms.base import ConfigError, OfflineMethod, TorchMethod
 from algorithms.nets import (EnsembleMLP, done_flags, ensemble_eval, exp_weights, expectile_loss,
                              low_precision, mlp, optimizer_step, soft_update)
+from tasks.registry import task_names
 
 IMPLEMENTATIONS = ("native", "official")
 #: the implementations other than this file's native port, by name; each registers itself
@@ -131,9 +132,7 @@ class Config:
 
 #: the MetaDrive runs of the paper come from branch metadrive_imitation, whose only change to
 #: the update is the floor of the infeasible weights, 1 instead of 0
-OVERRIDES = {task: {"min_cost_weight": 1.0} for task in (
-    "easysparse", "easymean", "easydense", "mediumsparse", "mediummean", "mediumdense",
-    "hardsparse", "hardmean", "harddense")}
+OVERRIDES = {task: {"min_cost_weight": 1.0} for task in task_names("metadrive")}
 
 
 def fisor_data(arrays: dict[str, np.ndarray], spec, cfg: Config) -> dict[str, np.ndarray]:

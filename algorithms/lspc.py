@@ -54,6 +54,7 @@ from torch import nn
 from algorithms.base import ConfigError, TorchMethod
 from algorithms.nets import (EnsembleMLP, done_flags, exp_weights, expectile_loss, gaussian_kl,
                              mlp, optimizer_step, soft_update, step_only)
+from tasks.registry import task_names
 
 
 @dataclass(frozen=True)
@@ -111,9 +112,7 @@ class Config:
 OVERRIDES = {
     **{task: {"epsilon": 0.6} for task in ("BallRun", "CarRun", "DroneRun", "BallCircle",
                                              "CarCircle", "DroneCircle", "AntCircle")},
-    **{task: {"safe_value_threshold": 0.02} for task in (
-        "easysparse", "easymean", "easydense", "mediumsparse", "mediummean", "mediumdense",
-        "hardsparse", "hardmean", "harddense")},
+    **{task: {"safe_value_threshold": 0.02} for task in task_names("metadrive")},
 }
 
 

@@ -186,6 +186,12 @@ def get_task(name: str) -> TaskSpec:
     return TASKS[canonical]
 
 
+def task_names(suite: str, prefix: str = "") -> tuple[str, ...]:
+    """The names of a suite's tasks (those starting with `prefix`): what a method's per-task
+    overrides list, taken from this table rather than typed again."""
+    return tuple(spec.name for spec in suite_tasks(suite) if spec.name.startswith(prefix))
+
+
 def suite_tasks(suite: str) -> list[TaskSpec]:
     """The tasks of a suite, of several ("bullet,metadrive"), or of all three ("all")."""
     names = [name.strip() for name in suite.split(",") if name.strip()]
