@@ -1,8 +1,8 @@
 import os
 
-import numpy as np
 import pytest
 
+from helpers import rollout_arrays
 from tasks.datasets import local_path, write_dsrl_file
 from tasks.registry import get_task
 
@@ -18,28 +18,6 @@ def data_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("DSRL_DATASET_DIR", str(official))
     monkeypatch.setenv("BENCH_LOCAL_DATA_DIR", str(local))
     return official, local
-
-
-def rollout_arrays(spec, episodes: int, seed: int = 0) -> dict:
-    """DSRL-layout arrays from real simulator rollouts of a noisy forward-biased policy."""
-    from tasks.envs import make_env
-
-    env = make_env(spec)
-    rng = np.random.default_rng(seed)
-    out = {k: [] for k in ("observations", "next_observations", "actions", "rewards", "costs",
-                           "terminals", "timeouts")}
-    for episode in range(episodes):
-        obs, _ = env.reset(seed=seed * 1000 + episode)
-        bias, scale = rng.uniform(-0.5, 1.0), rng.uniform(0.1, 1.0)
-        done = False
-        while not done:
-            action = np.clip(rng.normal(bias, scale, spec.act_dim), -1, 1).astype(np.float32)
-            next_obs, reward, term, trunc, info = env.step(action)
-            for key, value in zip(out, (obs, next_obs, action, reward, info["cost"], term, trunc)):
-                out[key].append(value)
-            obs, done = next_obs, term or trunc
-    env.close()
-    return {k: np.asarray(v) for k, v in out.items()}
 
 
 def pytest_addoption(parser):

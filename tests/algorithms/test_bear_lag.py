@@ -10,10 +10,10 @@ import torch
 
 from algorithms.bear_lag import (BEARLag, Config, actor_objective, critic_loss, gaussian_mmd,
                                  laplacian_mmd)
-from algorithms.nets import PIDLagrangian, per_step_threshold
+from algorithms.nets import per_step_threshold
 from tasks.samplers import BatchSampler
 from tasks.registry import get_task
-from test_methods import fake_arrays
+from helpers import fake_arrays
 
 SPEC = get_task("DroneRun")
 
@@ -28,14 +28,7 @@ def bear(threshold=10.0, seed=0, **changes):
     return BEARLag(SPEC, small_config(**changes), threshold, seed)
 
 
-def test_per_step_threshold_by_hand():
-    # 10 over 200 steps at gamma 0.99: 10 (1 - 0.99^200) / 0.01 / 200
-    assert per_step_threshold(10.0, 0.99, 200) == pytest.approx(10 * (1 - 0.99**200) / 0.01 / 200)
-    assert per_step_threshold(10.0, 0.99, 200) == pytest.approx(4.330, abs=1e-3)
-    # the discounted value of cost_limit / L per step: gamma -> 1 gives cost_limit itself,
-    # gamma = 0 the cost of one step
-    assert per_step_threshold(20.0, 1 - 1e-6, 100) == pytest.approx(20.0, rel=1e-4)
-    assert per_step_threshold(20.0, 0.0, 100) == pytest.approx(0.2)
+def test_the_cost_threshold_is_the_per_step_threshold():
     assert bear(threshold=20.0).cost_threshold == pytest.approx(
         per_step_threshold(20.0, 0.99, SPEC.max_episode_steps))
 
@@ -73,23 +66,6 @@ def test_gaussian_mmd_three_points_in_2d_and_batch_rows():
     both = gaussian_mmd(torch.stack([x, x]), torch.stack([y, x]), sigma)
     assert both[0].item() == pytest.approx(expected, rel=1e-6)
     assert both[1].item() == pytest.approx(math.sqrt(1e-6), rel=1e-4)  # same samples
-
-
-def test_pid_lagrangian_by_hand():
-    pid = PIDLagrangian(0.1, 0.003, 0.001, threshold=1.0)
-    # e = 3 - 1 = 2: I = 2, rise = 2 - 0 -> 0.1*2 + 0.003*2 + 0.001*2
-    assert pid.update(torch.tensor([2.0, 4.0])).item() == pytest.approx(0.208)
-    # e = -1: I = max(0, 2 - 1) = 1, rise = max(0, -1 - 2) = 0, P = max(0, e) = 0
-    assert pid.update(torch.tensor([0.0, 0.0])).item() == pytest.approx(0.003)
-    # e = -5: I = max(0, 1 - 5) = 0 -> 0
-    assert pid.update(torch.tensor([-4.0])).item() == 0.0
-    assert pid.integral.item() == 0.0 and pid.error_prev.item() == -5.0
-    # e = 0.5 after -5: rise 5.5 -> 0.1*0.5 + 0.003*0.5 + 0.001*5.5
-    assert pid.update(torch.tensor([1.5])).item() == pytest.approx(0.0570)
-    state = pid.state_dict()
-    other = PIDLagrangian(0.1, 0.003, 0.001, threshold=1.0)
-    other.load_state_dict(state)
-    assert other.update(torch.tensor([2.0])).item() == pid.update(torch.tensor([2.0])).item()
 
 
 def test_critic_loss_by_hand():

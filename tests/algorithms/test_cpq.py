@@ -9,7 +9,7 @@ import torch
 from algorithms.cpq import CPQ, Config, actor_loss, alpha_update, critic_losses
 from tasks.samplers import BatchSampler
 from tasks.registry import get_task
-from test_methods import fake_arrays
+from helpers import fake_arrays
 
 SPEC = get_task("DroneRun")
 

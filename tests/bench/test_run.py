@@ -11,13 +11,9 @@ from bench.evaluate import evaluate_policy, step_costs
 from tasks.datasets import file_sha256, write_dsrl_file
 from tasks.envs import make_env
 from tasks.registry import get_task
+from helpers import run
 
 SPEC = get_task("BallRun")
-
-
-def run(results, *extra):
-    return main(["run", "--tasks", "BallRun", "--profile", "smoke", "--results", str(results),
-                 "--jobs", "1", "--quiet", *extra])
 
 
 def records_in(results):
@@ -188,7 +184,7 @@ def test_lspc_records_both_policies_and_an_epsilon_sweep(local_ballrun, tmp_path
 
 
 def test_a_method_from_outside_the_repository(local_ballrun, tmp_path, capsys, monkeypatch):
-    example = Path(__file__).resolve().parent.parent / "examples" / "plugin_method"
+    example = Path(__file__).resolve().parents[2] / "examples" / "plugin_method"
     monkeypatch.syspath_prepend(str(example))
     results = tmp_path / "results"
     assert run(results, "--method-module", "bench_example_method:LinearBC",

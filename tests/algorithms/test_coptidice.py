@@ -14,7 +14,7 @@ from algorithms.coptidice import (COptiDICE, Config, actor_loss, dice_losses, op
 from algorithms.nets import per_step_threshold
 from tasks.samplers import BatchSampler
 from tasks.registry import get_task
-from test_methods import fake_arrays
+from helpers import fake_arrays
 
 SPEC = get_task("DroneRun")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 STUB_PYTHON = """#!/usr/bin/env bash
 # records the call; `-m venv DIR` makes a virtual-environment-shaped DIR with this stub inside

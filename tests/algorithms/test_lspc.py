@@ -12,10 +12,10 @@ from algorithms.lspc import LSPC, Config, critic_losses, cvae_loss, latent_encod
 from algorithms.lspc_code import LSPCCode
 from algorithms.lspc_code import Config as CodeConfig
 from algorithms.lspc_reference import ReferenceLSPC
-from algorithms.nets import EnsembleMLP, exp_weights, expectile_loss, soft_update
+from algorithms.nets import EnsembleMLP, exp_weights
 from tasks.samplers import BatchSampler
 from tasks.registry import get_task
-from test_methods import fake_arrays
+from helpers import fake_arrays
 
 SPEC = get_task("DroneRun")
 
@@ -27,30 +27,6 @@ def small_config(**changes):
 def lspc(config=None, task="DroneRun", seed=0):
     torch.manual_seed(seed)
     return LSPC(get_task(task), config or small_config(), None, seed)
-
-
-def test_expectile_loss_and_weights_by_hand():
-    diff = torch.tensor([-1.0, 2.0])
-    assert expectile_loss(diff, 0.7).item() == pytest.approx((0.3 * 1 + 0.7 * 4) / 2)
-    weights = exp_weights(torch.tensor([0.0, 1.0, 10.0]), 2.0, 200.0)
-    assert weights.tolist() == pytest.approx([1.0, np.exp(2.0), 200.0])
-
-
-def test_soft_update_by_hand():
-    # target <- (1 - tau) target + tau source, every tensor, the source untouched
-    target, source = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
-    with torch.no_grad():
-        target.weight.copy_(torch.tensor([[0.0, 10.0]]))
-        target.bias.fill_(4.0)
-        source.weight.copy_(torch.tensor([[1.0, 0.0]]))
-        source.bias.fill_(-4.0)
-    soft_update(target, source, 0.1)
-    assert target.weight[0].tolist() == pytest.approx([0.1, 9.0])
-    assert target.bias.tolist() == pytest.approx([3.2])
-    soft_update(target, source, 0.5)
-    assert target.weight[0].tolist() == pytest.approx([0.55, 4.5])
-    assert target.bias.tolist() == pytest.approx([-0.4])
-    assert source.weight.tolist() == [[1.0, 0.0]] and source.bias.tolist() == [-4.0]
 
 
 def test_lower_cost_advantage_action_gets_more_weight():

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from algorithms.bcq_lag import BCQLag, Config, actor_loss, critic_losses, soft_clipped_double_q
-from algorithms.nets import (VAE, EnsembleMLP, PIDLagrangian, ensemble_eval, per_step_threshold,
-                             scale_batch, vae_loss)
+from algorithms.nets import (PIDLagrangian, per_step_threshold,
+                             scale_batch)
 from tasks.samplers import BatchSampler
 from tasks.registry import get_task
-from test_methods import fake_arrays
+from helpers import fake_arrays
 
 SPEC = get_task("DroneRun")
 
@@ -26,29 +26,11 @@ def bcql(threshold=10.0, seed=0, **changes):
     return BCQLag(SPEC, small_config(**changes), threshold, seed)
 
 
-def test_per_step_threshold_by_hand():
-    # C = 10 over L = 100 steps at gamma 0.99: 10 (1 - 0.99^100) / 0.01 / 100
-    assert per_step_threshold(10.0, 0.99, 100) == pytest.approx(10 * (1 - 0.99 ** 100))
-    assert per_step_threshold(20.0, 0.99, 1) == pytest.approx(20.0)
+def test_the_cost_threshold_is_the_per_step_threshold():
     method = bcql(threshold=40.0)
     assert method.cost_threshold == pytest.approx(
-        40 * (1 - 0.99 ** SPEC.max_episode_steps) / 0.01 / SPEC.max_episode_steps)
+        per_step_threshold(40.0, 0.99, SPEC.max_episode_steps))
     assert method.pid.threshold == method.cost_threshold
-
-
-def test_pid_lagrangian_by_hand():
-    pid = PIDLagrangian(0.1, 0.003, 0.001, threshold=1.0)
-    # e = mean([2, 4]) - 1 = 2; derivative max(0, 2 - 0) = 2; integral 2
-    assert pid.update(torch.tensor([2.0, 4.0])).item() == pytest.approx(
-        0.1 * 2 + 0.003 * 2 + 0.001 * 2)
-    # e = -0.5: no P term, derivative max(0, -2.5) = 0, integral 2 - 0.5 = 1.5
-    assert pid.update(torch.tensor([0.5, 0.5])).item() == pytest.approx(0.003 * 1.5)
-    # e = -11: integral clipped at 0, multiplier 0
-    assert pid.update(torch.tensor([-10.0])).item() == 0.0
-    assert pid.integral.item() == 0.0 and pid.error_prev.item() == -11.0
-    restored = PIDLagrangian(0.1, 0.003, 0.001, threshold=1.0)
-    restored.load_state_dict(pid.state_dict())
-    assert restored.update(torch.tensor([3.0])).item() == pid.update(torch.tensor([3.0])).item()
 
 
 def test_soft_clipped_double_q_by_hand():
@@ -118,35 +100,6 @@ def test_actor_loss_by_hand():
     assert loss.item() == pytest.approx(-2.0 + penalty)
     loss.backward()  # the multiplier is a constant: d loss / d Qc = multiplier / B
     assert q.grad[:, 1].tolist() == pytest.approx([0.0, -0.5, 0.0, 0.0125])
-
-
-def test_vae_loss_matches_its_formula():
-    torch.manual_seed(0)
-    vae = VAE(3, 2, 16, 4)
-    obs, actions = torch.randn(5, 3), torch.rand(5, 2) * 2 - 1
-    torch.manual_seed(1)
-    loss, stats = vae_loss(0.5, vae, obs, actions)
-    torch.manual_seed(1)
-    mean, log_std = vae.encode(obs, actions)
-    z = mean + log_std.exp() * torch.randn(5, 4)
-    recon = ((vae.decode(obs, z) - actions) ** 2).mean()
-    kl = (-0.5 * (1 + torch.log(log_std.exp() ** 2) - mean ** 2 - log_std.exp() ** 2)).mean()
-    assert loss.item() == pytest.approx((recon + 0.5 * kl).item(), rel=1e-5)
-    # prior samples are clipped to [-0.5, 0.5]
-    assert vae.prior(1000, "cpu").abs().max().item() == 0.5
-
-
-def test_ensemble_eval_equals_the_fused_forward():
-    torch.manual_seed(0)
-    ens = EnsembleMLP(5, 3, (16, 16), 4)
-    x = torch.randn(4, 30, 5)
-    with torch.no_grad():
-        # one input per member (list or stacked tensor), or one input shared by all members
-        torch.testing.assert_close(ensemble_eval(ens, list(x)), ens(x), rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(ensemble_eval(ens, x), ens(x), rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(ensemble_eval(ens, x[0]), ens(x[0]), rtol=1e-5, atol=1e-6)
-    # anything else is called on the stacked inputs
-    assert ensemble_eval(lambda t: t * 2, [torch.ones(2, 1)] * 3).shape == (3, 2, 1)
 
 
 def test_scale_batch_by_hand():

@@ -198,7 +198,7 @@ def test_failed_jobs_exit_non_zero_and_superseded_failures_leave_status(
     assert "--retry-failed" in out and "delete its .error.json" in out
 
     # the data changes (a new file, a new job hash): the old failure is superseded
-    from conftest import rollout_arrays
+    from helpers import rollout_arrays
     from tasks.datasets import local_path, write_dsrl_file
     from tasks.registry import get_task
 
@@ -433,7 +433,7 @@ def test_report_messages_say_what_there_is(tmp_path, capsys):
 
 
 def test_local_data_under_an_official_name_is_not_official(data_dirs, tmp_path, capsys):
-    from conftest import rollout_arrays
+    from helpers import rollout_arrays
     from tasks.datasets import DatasetError, load_dataset, official_path, write_dsrl_file
     from tasks.registry import get_task
 
@@ -490,7 +490,7 @@ class SlowBC(BCAll):
 
 @pytest.fixture
 def local_carrun(data_dirs):
-    from conftest import rollout_arrays
+    from helpers import rollout_arrays
     from tasks.datasets import local_path, write_dsrl_file
     from tasks.registry import get_task
 
@@ -503,7 +503,7 @@ def test_a_record_redone_alone_equals_the_unbroken_one(local_carrun, tmp_path):
     """The issue's reproduction: run, copy, delete thr40's record, rerun, compare."""
     import shutil
 
-    from test_scheduler import records
+    from helpers import records
 
     whole = tmp_path / "A"
     assert main(["run", "--tasks", "CarRun", "--methods", "BC-All", "--profile", "smoke",
@@ -525,7 +525,7 @@ def test_sigkill_during_evaluation_then_resume_gives_the_unbroken_records(local_
     import subprocess
     import sys
 
-    from test_scheduler import ROOT, records
+    from helpers import ROOT, records
 
     plugin = tmp_path / "plugin"
     plugin.mkdir()

@@ -164,7 +164,7 @@ def test_latex_compiles_and_renders(tmp_path):
 
 
 def test_figures_curves_and_dataset(local_ballrun, tmp_path, capsys):
-    from test_run import run
+    from helpers import run
 
     results = tmp_path / "results"
     assert run(results, "--methods", "BC-All,LSPC", "--eval-every", "10",
@@ -189,7 +189,7 @@ def test_figures_curves_and_dataset(local_ballrun, tmp_path, capsys):
 
 
 def test_compare_with_the_paper_and_tables_per_threshold(local_ballrun, tmp_path, capsys):
-    from test_run import run
+    from helpers import run
 
     results = tmp_path / "results"
     assert run(results, "--methods", "BC-All") == 0

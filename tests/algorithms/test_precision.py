@@ -13,7 +13,7 @@ from algorithms import BUILT_IN, METHODS
 from algorithms.base import ConfigError
 from bench.cli import main
 from tasks.samplers import make_sampler
-from test_methods import SPEC, build, fake_arrays
+from helpers import SPEC, build, fake_arrays
 
 aten = torch.ops.aten
 #: the matmuls, with their multiply-adds from the shapes of (input, weight)
@@ -221,7 +221,7 @@ def test_fp32_jobs_keep_their_hashes_and_bf16_jobs_have_their_own(local_ballrun,
 
 
 def test_a_bf16_run_records_beside_fp32_and_reports_say_which(local_ballrun, tmp_path, capsys):
-    from test_run import run
+    from helpers import run
 
     results = tmp_path / "results"
     assert run(results, "--methods", "BC-All") == 0
@@ -247,7 +247,7 @@ def test_a_resumed_bf16_job_writes_the_records_of_an_unbroken_one(local_ballrun,
     import os
     import signal
 
-    from test_scheduler import RUN, bench, records, wait_for_step
+    from helpers import RUN, bench, records, wait_for_step
 
     run = [*RUN, "--precision", "bf16"]
     whole, killed = tmp_path / "whole", tmp_path / "killed"
@@ -268,7 +268,7 @@ def test_a_resumed_bf16_job_writes_the_records_of_an_unbroken_one(local_ballrun,
 def test_run_transfer_and_speed_take_the_precision(local_ballrun, tmp_path, capsys):
     from bench.cli import build_parser
     from bench.estimate import read_cache
-    from test_run import run
+    from helpers import run
 
     for command in (["run", "--tasks", "BallRun"], ["transfer", "--from", "easysparse"],
                     ["speed"]):
@@ -288,7 +288,7 @@ def test_the_equivalence_script_on_a_smoke_budget(local_ballrun, tmp_path, capsy
     tracking of LSPC's steps, on a smoke budget."""
     import importlib.util
 
-    from test_scheduler import ROOT
+    from helpers import ROOT
 
     spec = importlib.util.spec_from_file_location(
         "precision_equivalence", ROOT / "scripts" / "precision_equivalence.py")

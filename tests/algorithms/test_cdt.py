@@ -14,7 +14,7 @@ from algorithms import build_config, get_method
 from algorithms.cdt import CDT, TARGET_RETURNS, CDTNet, cdt_loss, temperature_loss
 from tasks.samplers import SequenceSampler, make_sampler
 from tasks.registry import get_task, suite_tasks
-from test_methods import fake_arrays
+from helpers import fake_arrays
 
 SPEC = get_task("DroneRun")  # observations 17, actions 4
 

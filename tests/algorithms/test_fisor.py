@@ -21,7 +21,7 @@ from algorithms.fisor_official import (OfficialFISOR, OfficialFISORError, check_
                                        official_overrides, official_setup)
 from bench.cli import main
 from tasks.registry import get_task
-from test_methods import fake_arrays
+from helpers import fake_arrays
 
 SPEC = get_task("DroneRun")
 

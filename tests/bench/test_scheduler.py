@@ -9,43 +9,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from bench.cli import main
 from bench.locks import JobLock, is_locked
-from bench.records import comparable_records
-
-ROOT = Path(__file__).resolve().parents[1]
-def bench(*args, **popen):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, **popen)
-
-
-records = comparable_records  # by path, clocks and worker aside
-
-
-def wait_for_step(results: Path, at_least: int, proc, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        for path in results.rglob("progress.json"):
-            try:
-                if json.loads(path.read_text())["checkpoint_step"] >= at_least:
-                    return
-            except (ValueError, KeyError, OSError):
-                pass
-        if proc.poll() is not None:
-            pytest.fail(f"bench run ended before step {at_least}:\n{proc.stdout.read()}")
-        time.sleep(0.05)
-    pytest.fail(f"no checkpoint at step {at_least} within {timeout} s")
-
-
-RUN = ["run", "--tasks", "BallRun", "--methods", "LSPC", "--profile", "smoke", "--steps", "60",
-       "--checkpoint-every", "10", "--jobs", "1", "--quiet"]
+from helpers import ROOT, RUN, bench, records, wait_for_step
 
 
 def test_sigkill_in_mid_training_then_resume_gives_the_uninterrupted_records(
@@ -210,8 +180,9 @@ def test_smoke_suite_on_a_real_dask_cluster(local_ballrun, tmp_path):
 
 def test_training_speeds_are_kept_apart_per_device(tmp_path, monkeypatch):
     """A GPU trains these networks up to fifty times faster than a CPU core
-    (docs/performance.md, "On a GPU"): a dry run for CPU jobs must not be timed by GPU records, nor the other way round,
-    and a cached CPU speed (the old key) must not time a GPU job."""
+    (docs/performance.md, "On a GPU"): a dry run for CPU jobs must not be timed by GPU
+    records, nor the other way round, and a cached CPU speed (the old key) must not time a
+    GPU job."""
     from bench.estimate import SpeedBook, remember_speed
     from bench.records import SCHEMA
 

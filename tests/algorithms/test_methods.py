@@ -1,7 +1,6 @@
 """The protocol every registered method meets, on a small fake dataset of a real task's shape."""
 
 import contextlib
-import dataclasses
 import typing
 from unittest import mock
 
@@ -13,31 +12,7 @@ from algorithms import METHODS, build_config, get_method
 from algorithms.base import ConfigError
 from bench.train import TrainSchedule, train
 from tasks.samplers import BatchSampler, make_sampler
-from tasks.registry import get_task
-
-SPEC = get_task("DroneRun")  # observations 17, actions 4
-
-
-def fake_arrays(n=600, episode=50, seed=0):
-    rng = np.random.default_rng(seed)
-    costs = np.zeros(n, np.float32)
-    # episode i has cost return i (0..11): some trajectories safe at every threshold
-    for i in range(n // episode):
-        costs[i * episode: i * episode + i] = 1.0
-    timeouts = np.zeros(n, np.float32)
-    timeouts[episode - 1::episode] = 1
-    obs = rng.normal(size=(n, SPEC.obs_dim)).astype(np.float32)
-    return {"observations": obs, "next_observations": np.roll(obs, -1, 0),
-            "actions": np.tanh(obs[:, :SPEC.act_dim]).astype(np.float32),
-            "rewards": rng.normal(size=n).astype(np.float32), "costs": costs,
-            "terminals": np.zeros(n, np.float32), "timeouts": timeouts}
-
-
-def build(name, threshold=10.0, seed=0, device="cpu"):
-    _, cls = get_method(name)
-    config = dataclasses.replace(build_config(cls, SPEC.name), batch_size=32)
-    return cls(SPEC, config, None if cls.threshold_agnostic else threshold, seed, device)
-
+from helpers import SPEC, build, fake_arrays
 
 @pytest.mark.parametrize("name", list(METHODS))
 def test_protocol_train_act_save_load(name, tmp_path, device):
