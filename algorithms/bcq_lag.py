@@ -201,8 +201,9 @@ class BCQLag(TorchMethod):
         self.critic_optim = torch.optim.Adam(self.critics.parameters(), lr=cfg.critic_lr)
         self.actor_optim = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.vae_optim = torch.optim.Adam(self.vae.parameters(), lr=cfg.vae_lr)
-        self.cost_threshold = per_step_threshold(threshold, cfg.gamma, spec.max_episode_steps)
-        self.pid = PIDLagrangian(*cfg.pid, self.cost_threshold, device=device)
+        # kappa: the per-step cost budget, the episode threshold spread over the horizon
+        self.kappa = per_step_threshold(threshold, cfg.gamma, spec.max_episode_steps)
+        self.pid = PIDLagrangian(*cfg.pid, self.kappa, device=device)
 
     def train_step(self, batch):
         batch = scale_batch(batch, self.config.reward_scale, self.config.cost_scale)
@@ -227,7 +228,7 @@ class BCQLag(TorchMethod):
     def update_actor(self, batch):
         """Gradients reach only the actor (they flow through the critics' inputs)."""
         loss, stats = actor_loss(self.config, self.actor, self.critics, self.vae, self.pid,
-                                 batch["observations"], self.cost_threshold)
+                                 batch["observations"], self.kappa)
         step_only(self.actor_optim, self.actor, loss)
         return stats
 

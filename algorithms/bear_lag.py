@@ -230,8 +230,9 @@ class BEARLag(TorchMethod):
         self.critic_optim = torch.optim.Adam(self.critics.parameters(), lr=cfg.critic_lr)
         self.vae_optim = torch.optim.Adam(self.vae.parameters(), lr=cfg.vae_lr)
         self.log_alpha = torch.zeros((), device=device)
-        self.cost_threshold = per_step_threshold(threshold, cfg.gamma, spec.max_episode_steps)
-        self.pid = PIDLagrangian(*cfg.pid, self.cost_threshold, device=device)
+        # kappa: the per-step cost budget, the episode threshold spread over the horizon
+        self.kappa = per_step_threshold(threshold, cfg.gamma, spec.max_episode_steps)
+        self.pid = PIDLagrangian(*cfg.pid, self.kappa, device=device)
         self.steps = 0
 
     def train_step(self, batch):
@@ -254,7 +255,7 @@ class BEARLag(TorchMethod):
         multiplier = self.pid.update(qc.detach())
         alpha = self.log_alpha.exp()
         loss_actor, actor_stats = actor_objective(
-            cfg, q, qc, mmd, alpha, multiplier, self.cost_threshold,
+            cfg, q, qc, mmd, alpha, multiplier, self.kappa,
             use_q=self.steps >= cfg.start_update_policy_step)
         step_only(self.actor_optim, self.actor, loss_actor)
         # 4: dual ascent on log alpha

@@ -184,7 +184,8 @@ class COptiDICE(TorchMethod):
         self.critic_optim = torch.optim.Adam([*self.nu.parameters(), *self.chi.parameters()],
                                              lr=cfg.critic_lr)
         self.scalar_optim = torch.optim.Adam(self.scalars.parameters(), lr=cfg.scalar_lr)
-        self.cost_threshold = per_step_threshold(threshold, cfg.gamma, spec.max_episode_steps)
+        # kappa: the per-step cost budget, the episode threshold spread over the horizon
+        self.kappa = per_step_threshold(threshold, cfg.gamma, spec.max_episode_steps)
         # dataset statistics, set by training_data
         self.init_proportion: float | None = None
         self.obs_std = torch.ones(1, obs_dim, device=device)
@@ -215,7 +216,7 @@ class COptiDICE(TorchMethod):
             cfg, self.nu(both).squeeze(-1),
             self.chi(both).squeeze(-1) if cfg.cost_ub_epsilon else None,
             self.scalars["tau"], self.scalars["lmbda"], rewards, costs, done,
-            batch["is_init"], self.init_proportion, self.cost_threshold)
+            batch["is_init"], self.init_proportion, self.kappa)
         self.critic_optim.zero_grad(set_to_none=True)
         self.scalar_optim.zero_grad(set_to_none=True)
         loss.backward()

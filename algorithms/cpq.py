@@ -213,7 +213,8 @@ class CPQ(TorchMethod):
                                               *self.qc_ens.parameters()], lr=cfg.critic_lr)
         self.vae_optim = torch.optim.Adam(self.vae.parameters(), lr=cfg.vae_lr)
         self.log_alpha = torch.tensor(cfg.log_alpha_init, device=device)
-        self.cost_threshold = per_step_threshold(threshold, cfg.gamma, spec.max_episode_steps)
+        # kappa: the per-step cost budget, the episode threshold spread over the horizon
+        self.kappa = per_step_threshold(threshold, cfg.gamma, spec.max_episode_steps)
 
     def train_step(self, batch):
         batch = scale_batch(batch, self.config.reward_scale, self.config.cost_scale)
@@ -232,17 +233,17 @@ class CPQ(TorchMethod):
     def update_critics(self, batch):
         loss, qc_ood, stats = critic_losses(
             self.config, self.q_ens, self.qc_ens, self.q_target, self.qc_target, self.actor,
-            self.vae, batch, self.cost_threshold, self.log_alpha)
+            self.vae, batch, self.kappa, self.log_alpha)
         optimizer_step(self.critic_optim, loss)
         # in place: a CUDA graph's replays read and write this one tensor
         self.log_alpha.copy_(alpha_update(self.config, self.log_alpha, qc_ood,
-                                          self.cost_threshold))
+                                          self.kappa))
         return stats
 
     def update_actor(self, batch):
         """Gradients reach only the actor (they flow through the critics' inputs)."""
         loss, stats = actor_loss(self.actor, self.q_ens, self.qc_ens, batch["observations"],
-                                 self.cost_threshold)
+                                 self.kappa)
         step_only(self.actor_optim, self.actor, loss)
         return stats
 

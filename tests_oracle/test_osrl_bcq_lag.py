@@ -101,7 +101,7 @@ def assert_same_weights(ours, theirs):
 
 def test_threshold_is_osrls():
     ours, theirs = build_pair(Config())
-    assert ours.cost_threshold == pytest.approx(theirs.qc_thres, rel=1e-12)
+    assert ours.kappa == pytest.approx(theirs.qc_thres, rel=1e-12)
 
 
 @pytest.mark.parametrize("num_q", [1, 2])

@@ -96,7 +96,7 @@ NAMES = {"loss/loss_vae": "loss/vae", "loss/critic_loss": "loss/critic",
 def test_losses_and_weights_match_osrl(threshold):
     cfg = Config()
     ref, trainer, recorder, ours = build_pair(threshold, cfg)
-    assert ours.cost_threshold == pytest.approx(ref.qc_thres, rel=1e-12)
+    assert ours.kappa == pytest.approx(ref.qc_thres, rel=1e-12)
     sampler = BatchSampler(synthetic_arrays(SPEC, size=5000), 256, seed=0, device="cpu")
     for step in range(5):
         batch = sampler.sample()

@@ -83,7 +83,7 @@ def fake_data():
 def test_losses_and_weights_match_osrl(threshold, cost_ub_epsilon):
     cfg = dataclasses.replace(Config(), cost_ub_epsilon=cost_ub_epsilon)
     ref, ours, data = build_pair(threshold, fake_data(), cfg)
-    assert ours.cost_threshold == pytest.approx(ref.qc_thres, rel=1e-12)
+    assert ours.kappa == pytest.approx(ref.qc_thres, rel=1e-12)
     assert ref.observations_std.dtype == torch.float32
     sampler = BatchSampler(data, 256, seed=0, device="cpu")
     for step in range(5):

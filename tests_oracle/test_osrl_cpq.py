@@ -97,8 +97,8 @@ def assert_same_weights(ours, theirs):
 
 def test_thresholds_are_osrls():
     ours, theirs = build_pair(Config())
-    assert ours.cost_threshold == pytest.approx(theirs.q_thres, rel=1e-12)
-    assert ours.config.qc_scalar * ours.cost_threshold == pytest.approx(theirs.qc_thres)
+    assert ours.kappa == pytest.approx(theirs.q_thres, rel=1e-12)
+    assert ours.config.qc_scalar * ours.kappa == pytest.approx(theirs.qc_thres)
 
 
 @pytest.mark.parametrize("alpha_lr", [1e-4, 0.5])  # 0.5: alpha moves enough to matter

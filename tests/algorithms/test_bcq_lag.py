@@ -28,9 +28,9 @@ def bcql(threshold=10.0, seed=0, **changes):
 
 def test_the_cost_threshold_is_the_per_step_threshold():
     method = bcql(threshold=40.0)
-    assert method.cost_threshold == pytest.approx(
+    assert method.kappa == pytest.approx(
         per_step_threshold(40.0, 0.99, SPEC.max_episode_steps))
-    assert method.pid.threshold == method.cost_threshold
+    assert method.pid.threshold == method.kappa
 
 
 def test_soft_clipped_double_q_by_hand():

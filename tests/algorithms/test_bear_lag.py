@@ -29,7 +29,7 @@ def bear(threshold=10.0, seed=0, **changes):
 
 
 def test_the_cost_threshold_is_the_per_step_threshold():
-    assert bear(threshold=20.0).cost_threshold == pytest.approx(
+    assert bear(threshold=20.0).kappa == pytest.approx(
         per_step_threshold(20.0, 0.99, SPEC.max_episode_steps))
 
 

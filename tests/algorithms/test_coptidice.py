@@ -132,7 +132,7 @@ def test_training_data_marks_initial_states_and_float32_statistics():
     assert method.obs_std.dtype == torch.float32 and method.obs_std.shape == (1, SPEC.obs_dim)
     np.testing.assert_allclose(method.obs_std.numpy()[0], arrays["observations"].std(0),
                                rtol=1e-6)
-    assert method.cost_threshold == pytest.approx(
+    assert method.kappa == pytest.approx(
         per_step_threshold(10.0, 0.99, SPEC.max_episode_steps))
 
 

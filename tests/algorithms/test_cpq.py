@@ -28,7 +28,7 @@ def test_thresholds_by_hand():
     method = cpq(threshold=20.0)
     steps = SPEC.max_episode_steps
     kappa = 20 * (1 - 0.99 ** steps) / (1 - 0.99) / steps
-    assert method.cost_threshold == pytest.approx(kappa)
+    assert method.kappa == pytest.approx(kappa)
     # the OOD penalty's threshold is qc_scalar * kappa: alpha grows while E[Qc_ood] < 1.5 kappa
     log_alpha = torch.tensor(0.0)
     grown = alpha_update(method.config, log_alpha, torch.tensor(0.0), kappa)
@@ -114,7 +114,7 @@ def test_ood_penalty_has_no_gradient_on_the_target_as_osrl_but_can_be_live():
         torch.manual_seed(0)
         loss, _, _ = critic_losses(method.config, method.q_ens, method.qc_ens, method.q_target,
                                    method.qc_target, method.actor, method.vae, batch,
-                                   method.cost_threshold, method.log_alpha)
+                                   method.kappa, method.log_alpha)
         loss.backward()
         grads[on_target] = [p.grad.clone() for p in method.qc_ens.parameters()]
     assert any(not torch.allclose(a, b) for a, b in zip(grads[True], grads[False]))
