@@ -65,9 +65,9 @@ class Config:
     """Adam learning rate of the VAE (OSRL vae_lr)"""
     alpha_lr: float = 1e-3
     """step size of log alpha, the MMD dual variable (OSRL BEARLTrainer alpha_lr default)"""
-    a_hidden: tuple[int, ...] = (256, 256)
+    actor_hidden: tuple[int, ...] = (256, 256)
     """actor hidden sizes (OSRL a_hidden_sizes)"""
-    c_hidden: tuple[int, ...] = (256, 256)
+    critic_hidden: tuple[int, ...] = (256, 256)
     """critic hidden sizes (OSRL c_hidden_sizes)"""
     vae_hidden: int = 400
     """width of the VAE's two hidden layers (OSRL vae_hidden_sizes)"""
@@ -75,10 +75,10 @@ class Config:
     """target actor actions per next state in the critic target (OSRL sample_action_num)"""
     gamma: float = 0.99
     """discount (OSRL gamma)"""
-    tau: float = 0.005
+    polyak_tau: float = 0.005
     """Polyak rate of the target critics and actor (OSRL tau)"""
-    beta: float = 0.5
-    """KL coefficient of the VAE loss (OSRL beta)"""
+    kl_coef: float = 0.5
+    """beta, weight of the VAE's KL term (OSRL beta)"""
     lmbda: float = 0.75
     """weight of min(Q1, Q2) against max(Q1, Q2) in the critic target (OSRL lmbda)"""
     mmd_sigma: float = 50.0
@@ -220,10 +220,10 @@ class BEARLag(TorchMethod):
     def __init__(self, spec, config, threshold, seed, device="cpu"):
         super().__init__(spec, config, threshold, seed, device)
         cfg, obs_dim, act_dim = config, spec.obs_dim, spec.act_dim
-        self.actor = SquashedGaussianActor(obs_dim, act_dim, cfg.a_hidden).to(device)
+        self.actor = SquashedGaussianActor(obs_dim, act_dim, cfg.actor_hidden).to(device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         members = 2 * cfg.num_q + 2 * cfg.num_qc  # Q1 group, Q2 group, Qc1 group, Qc2 group
-        self.critics = EnsembleMLP(obs_dim + act_dim, 1, cfg.c_hidden, members).to(device)
+        self.critics = EnsembleMLP(obs_dim + act_dim, 1, cfg.critic_hidden, members).to(device)
         self.critics_target = copy.deepcopy(self.critics).requires_grad_(False)
         self.vae = VAE(obs_dim, act_dim, cfg.vae_hidden, 2 * act_dim).to(device)
         self.actor_optim = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
@@ -240,7 +240,7 @@ class BEARLag(TorchMethod):
         obs, actions = batch["observations"], batch["actions"]
         done = done_flags(batch)
         # 1-2: VAE and critics (independent: one backward pass, two optimizers)
-        loss_vae, stats = vae_loss(cfg.beta, self.vae, obs, actions)
+        loss_vae, stats = vae_loss(cfg.kl_coef, self.vae, obs, actions)
         loss_critic, critic_stats = critic_loss(
             cfg, self.critics, self.critics_target, self.actor_target, obs, actions,
             batch["next_observations"], batch["rewards"] * cfg.reward_scale,
@@ -264,8 +264,8 @@ class BEARLag(TorchMethod):
             self.log_alpha = (self.log_alpha + step).clamp(*cfg.log_alpha_bounds)
         self.steps += 1
         # 5: targets
-        soft_update(self.critics_target, self.critics, cfg.tau)
-        soft_update(self.actor_target, self.actor, cfg.tau)
+        soft_update(self.critics_target, self.critics, cfg.polyak_tau)
+        soft_update(self.actor_target, self.actor, cfg.polyak_tau)
         return stats | critic_stats | actor_stats
 
     def _act_tensor(self, obs):

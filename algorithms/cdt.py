@@ -71,7 +71,7 @@ class Config:
     """dropout on each block's residual branches (OSRL residual_dropout)"""
     embedding_dropout: float = 0.1
     """dropout on the normalised embeddings (OSRL embedding_dropout)"""
-    learning_rate: float = 1e-4
+    lr: float = 1e-4
     """AdamW learning rate (OSRL learning_rate)"""
     betas: tuple[float, float] = (0.9, 0.999)
     """AdamW betas (OSRL betas)"""
@@ -226,7 +226,7 @@ class CDT(TorchMethod):
         super().__init__(spec, config, threshold, seed, device)
         self.net = CDTNet(spec.obs_dim, spec.act_dim, config.seq_len, spec.max_episode_steps,
                           config).to(device)
-        self.optim = torch.optim.AdamW(self.net.parameters(), lr=config.learning_rate,
+        self.optim = torch.optim.AdamW(self.net.parameters(), lr=config.lr,
                                        betas=config.betas, weight_decay=config.weight_decay)
         warmup = config.lr_warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(

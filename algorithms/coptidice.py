@@ -59,9 +59,9 @@ class Config:
     """Adam learning rate of nu and chi (OSRL critic_lr)"""
     scalar_lr: float = 1e-4
     """Adam learning rate of lambda and tau (OSRL scalar_lr)"""
-    a_hidden: tuple[int, ...] = (256, 256)
+    actor_hidden: tuple[int, ...] = (256, 256)
     """actor hidden sizes (OSRL a_hidden_sizes)"""
-    c_hidden: tuple[int, ...] = (256, 256)
+    critic_hidden: tuple[int, ...] = (256, 256)
     """nu and chi hidden sizes (OSRL c_hidden_sizes)"""
     alpha: float = 0.5
     """alpha, weight of the f-divergence (OSRL alpha)"""
@@ -175,9 +175,9 @@ class COptiDICE(TorchMethod):
     def __init__(self, spec, config, threshold, seed, device="cpu"):
         super().__init__(spec, config, threshold, seed, device)
         cfg, obs_dim, act_dim = config, spec.obs_dim, spec.act_dim
-        self.actor = SquashedGaussianActor(obs_dim, act_dim, cfg.a_hidden).to(device)
-        self.nu = EnsembleMLP(obs_dim, 1, cfg.c_hidden, cfg.num_nu).to(device)
-        self.chi = EnsembleMLP(obs_dim, 1, cfg.c_hidden, cfg.num_chi).to(device)
+        self.actor = SquashedGaussianActor(obs_dim, act_dim, cfg.actor_hidden).to(device)
+        self.nu = EnsembleMLP(obs_dim, 1, cfg.critic_hidden, cfg.num_nu).to(device)
+        self.chi = EnsembleMLP(obs_dim, 1, cfg.critic_hidden, cfg.num_chi).to(device)
         self.scalars = nn.ParameterDict({"tau": nn.Parameter(torch.ones(1, device=device)),
                                          "lmbda": nn.Parameter(torch.ones(1, device=device))})
         self.actor_optim = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)

@@ -6,7 +6,8 @@ one), from the speed cache that `bench speed` and earlier dry runs fill (one thr
 per device; another task's number where the task has none), or from a short measurement made
 now (the fastest of three steps on synthetic data of the task's shapes, one thread, on the
 job's device, then cached). Speeds are kept per device because they differ up to fifty-fold
-between a CPU core and a GPU (docs/performance.md, "On a GPU"); a GPU job is never timed by CPU numbers.
+between a CPU core and a GPU (docs/performance.md, "On a GPU"); a GPU job is never timed by CPU
+numbers.
 They are kept per precision too: a bf16 job is timed by bf16 numbers only.
 Evaluation time comes from records' eval_seconds where there are any; otherwise it is
 assumed at a per-suite cost per simulator step (ASSUMED_SECONDS_PER_ENV_STEP), and marked so.
@@ -130,9 +131,10 @@ def transfer_estimate(jobs: list[Job], targets: list[str], results: Path, n_work
 
     Each evaluation is timed per method, because methods differ a hundredfold: on MetaDrive a
     quick CPQ agent may end its episodes in a few dozen steps, while FISOR drives the whole
-    horizon and samples 16 diffusion candidates an action. In order: the median eval_seconds of that method's transfer records from the same source,
-    else of its records on the source in `bench run`, else of every transfer record from the
-    source, else assumed at full episode length."""
+    horizon and samples 16 diffusion candidates an action. In order: the median eval_seconds
+    of that method's transfer records from the same source, else of its records on the source
+    in `bench run`, else of every transfer record from the source, else assumed at full
+    episode length."""
     from bench.transfer import missing_transfers
 
     source = jobs[0].task  # plan_jobs gives at least one job per method

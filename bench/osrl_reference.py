@@ -53,9 +53,10 @@ def build_model(name: str, spec, cfg, threshold: float | None, method=None):
             list(cfg.pid), cfg.num_q, cfg.num_qc, limit, horizon)
     if name == "BEAR-Lag":
         return algorithms.BEARL(
-            obs, act, 1.0, a_hidden_sizes=list(cfg.a_hidden), c_hidden_sizes=list(cfg.c_hidden),
+            obs, act, 1.0, a_hidden_sizes=list(cfg.actor_hidden),
+            c_hidden_sizes=list(cfg.critic_hidden),
             vae_hidden_sizes=cfg.vae_hidden, sample_action_num=cfg.sample_action_num,
-            gamma=cfg.gamma, tau=cfg.tau, beta=cfg.beta, lmbda=cfg.lmbda,
+            gamma=cfg.gamma, tau=cfg.polyak_tau, beta=cfg.kl_coef, lmbda=cfg.lmbda,
             mmd_sigma=cfg.mmd_sigma, target_mmd_thresh=cfg.target_mmd,
             num_samples_mmd_match=cfg.num_samples_mmd_match, PID=list(cfg.pid),
             kernel=cfg.kernel, num_q=cfg.num_q, num_qc=cfg.num_qc, cost_limit=limit,
@@ -68,8 +69,8 @@ def build_model(name: str, spec, cfg, threshold: float | None, method=None):
     if name == "COptiDICE":
         return algorithms.COptiDICE(
             obs, act, 1.0, cfg.f_type, method.init_proportion, method.obs_std.cpu().numpy(),
-            method.act_std.cpu().numpy(), a_hidden_sizes=list(cfg.a_hidden),
-            c_hidden_sizes=list(cfg.c_hidden), gamma=cfg.gamma, alpha=cfg.alpha,
+            method.act_std.cpu().numpy(), a_hidden_sizes=list(cfg.actor_hidden),
+            c_hidden_sizes=list(cfg.critic_hidden), gamma=cfg.gamma, alpha=cfg.alpha,
             cost_ub_epsilon=cfg.cost_ub_epsilon, num_nu=cfg.num_nu, num_chi=cfg.num_chi,
             cost_limit=limit, episode_len=horizon)
     if name == "CDT":
@@ -92,7 +93,7 @@ def build_trainer(name: str, model, cfg, threshold: float | None, logger=None):
     if name in ("BC-All", "BC-Safe"):
         return cls(model, None, actor_lr=cfg.actor_lr, **extra)
     if name == "CDT":
-        return cls(model, None, learning_rate=cfg.learning_rate, weight_decay=cfg.weight_decay,
+        return cls(model, None, learning_rate=cfg.lr, weight_decay=cfg.weight_decay,
                    betas=cfg.betas, clip_grad=cfg.clip_grad,
                    lr_warmup_steps=cfg.lr_warmup_steps, reward_scale=cfg.reward_scale,
                    cost_scale=cfg.cost_scale, loss_cost_weight=cfg.loss_cost_weight, **extra)

@@ -68,7 +68,7 @@ def build_pair(cfg):
         init_temperature=cfg.init_temperature, target_entropy=-SPEC.act_dim)
     recorder = Recorder()
     trainer = osrl_algorithms.CDTTrainer(
-        theirs, env=None, logger=recorder, learning_rate=cfg.learning_rate,
+        theirs, env=None, logger=recorder, learning_rate=cfg.lr,
         weight_decay=cfg.weight_decay, betas=cfg.betas, clip_grad=cfg.clip_grad,
         lr_warmup_steps=cfg.lr_warmup_steps, reward_scale=cfg.reward_scale,
         cost_scale=cfg.cost_scale, loss_cost_weight=cfg.loss_cost_weight)

@@ -162,8 +162,8 @@ def planned_workers(args) -> int:
 def add_precision(p, help_text: str = "") -> None:
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help=help_text or (
         "fp32 (default), or bf16: each method's hidden layers in bfloat16 (a GPU's tensor "
-        "cores), heads, targets, losses, weights and optimizers in fp32 (docs/performance.md, Precision); "
-        "a bf16 job is a job of its own, with records of its own"))
+        "cores), heads, targets, losses, weights and optimizers in fp32 (docs/performance.md, "
+        "Precision); a bf16 job is a job of its own, with records of its own"))
 
 
 def add_task_selection(p):

@@ -19,7 +19,8 @@ SPEC = get_task("DroneRun")
 
 
 def small_config(**changes):
-    return dataclasses.replace(Config(), batch_size=32, a_hidden=(32, 32), c_hidden=(32, 32),
+    return dataclasses.replace(Config(), batch_size=32, actor_hidden=(32, 32),
+                               critic_hidden=(32, 32),
                                vae_hidden=32, **changes)
 
 

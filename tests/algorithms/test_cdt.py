@@ -129,7 +129,7 @@ def test_padding_changes_nothing_at_real_steps():
 def test_training_on_fake_data_stays_finite_and_learns():
     torch.manual_seed(0)
     method = build(embedding_dim=32, num_layers=1, num_heads=2, lr_warmup_steps=10,
-                   learning_rate=1e-3)
+                   lr=1e-3)
     sampler = make_sampler(method, method.training_data(fake_arrays()), 32, 0, "cpu")
     history = [method.train_step(sampler.sample()) for _ in range(300)]
     for stats in history:
