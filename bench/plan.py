@@ -233,11 +233,17 @@ PLANS = ".plans"
 OPTION_FIELDS = tuple(field.name for field in dataclasses.fields(RunOptions))
 
 
+def flat_fields(job: Job) -> dict:
+    """Every field of the job in one flat dict, the run options beside the rest."""
+    fields = dataclasses.asdict(job)
+    fields.update(fields.pop("options"))
+    return fields
+
+
 def job_fields(job: Job) -> dict:
     """The job's fields as saved (plans, error records): an fp32 job as before precision
     existed, without the field (a job saved without it reads as fp32)."""
-    fields = dataclasses.asdict(job)
-    fields.update(fields.pop("options"))
+    fields = flat_fields(job)
     if fields["precision"] == "fp32":
         del fields["precision"]
     return fields

@@ -16,7 +16,6 @@ never mix them in; each says `transfer_from` and the checkpoint it evaluated.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections import Counter
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import torch
 
 from bench.parallel import in_parallel, share_cores
-from bench.plan import PLANS, Job, PlanError, read_plan, save_plan
+from bench.plan import PLANS, Job, PlanError, flat_fields, read_plan, save_plan
 from bench.records import read_record, set_aside, slug, utc_now, write_json_atomic
 from bench.recording import eval_seed, evaluation_fields
 from bench.run import build_method
@@ -129,7 +128,7 @@ def _record(job, spec, method, threshold, name, checkpoint) -> Path:
     record = {"method": name, **evaluation_fields(job, spec, method, threshold, seed),
               "transfer_from": job.task,
               "checkpoint": str(checkpoint.relative_to(job.options.results)),
-              "job": dataclasses.asdict(job)}
+              "job": flat_fields(job)}
     path = transfer_record_path(Path(job.options.results), job.task, spec.name, name, threshold,
                                 job.seed, job.job_hash)
     if path.exists():  # only a damaged record is redone: keep it aside

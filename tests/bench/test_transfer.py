@@ -48,6 +48,13 @@ def test_transfer_matrix_and_chart_from_a_trained_agent(data_dirs, tmp_path, cap
     first = json.loads(records[0].read_text())
     assert first["transfer_from"] == "easysparse" and first["checkpoint"].endswith(
         "checkpoint.pt") and first["eval_episodes"] == 2
+    # the agent's job, flat as every saved job is: it reads back as the job that trained
+    from bench.plan import job_from_fields
+
+    target = json.loads(next(p for p in records if p.parts[-3] == "hardmean").read_text())
+    job = job_from_fields({k: v for k, v in target["job"].items() if k != "results"}, results)
+    assert job.task == "easysparse" and job.options.device == "cpu"
+    assert "options" not in target["job"]
     matrix_files = [results / "transfer" / f"easysparse-matrix{s}" for s in (".md", ".tex")]
     charts = [results / "transfer" / f"easysparse-matrix-chart{s}" for s in (".png", ".pdf")]
     assert all(p.stat().st_size > 0 for p in matrix_files + charts)
