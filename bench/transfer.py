@@ -128,7 +128,8 @@ def _record(job, spec, method, threshold, name, checkpoint) -> Path:
     record = {"method": name, **evaluation_fields(job, spec, method, threshold, seed),
               "transfer_from": job.task,
               "checkpoint": str(checkpoint.relative_to(job.options.results)),
-              "job": flat_fields(job)}
+              # the agent's job as a plan keeps it, its folder relative to the results folder
+              "job": {**flat_fields(job), "results": "."}}
     path = transfer_record_path(Path(job.options.results), job.task, spec.name, name, threshold,
                                 job.seed, job.job_hash)
     if path.exists():  # only a damaged record is redone: keep it aside

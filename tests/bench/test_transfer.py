@@ -54,7 +54,7 @@ def test_transfer_matrix_and_chart_from_a_trained_agent(data_dirs, tmp_path, cap
     target = json.loads(next(p for p in records if p.parts[-3] == "hardmean").read_text())
     job = job_from_fields({k: v for k, v in target["job"].items() if k != "results"}, results)
     assert job.task == "easysparse" and job.options.device == "cpu"
-    assert "options" not in target["job"]
+    assert "options" not in target["job"] and target["job"]["results"] == "."  # no machine path
     matrix_files = [results / "transfer" / f"easysparse-matrix{s}" for s in (".md", ".tex")]
     charts = [results / "transfer" / f"easysparse-matrix-chart{s}" for s in (".png", ".pdf")]
     assert all(p.stat().st_size > 0 for p in matrix_files + charts)
