@@ -31,8 +31,9 @@ Same math, faster: OSRL passes a key padding mask to attention; padding only eve
 window's real steps, so under the causal mask no real position attends to a padded one and
 the mask changes nothing that the losses read. We leave it out. The last transformer block
 computes its outputs only at the state and action tokens, the ones the heads read
-(algorithms/transformer.py has the blocks and their attention kernel). tests/test_cdt.py
-checks the padding, tests_oracle/test_osrl_cdt.py the whole step against osrl-lib.
+(algorithms/transformer.py has the blocks and their attention kernel).
+tests/test_algorithms/test_cdt.py checks the padding, tests_oracle/test_osrl_cdt.py the whole
+step against osrl-lib.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Written the way the authors' code, CORL and OSRL write such methods: a separate nn.Module and
 Adam optimizer per network, one forward pass per loss, updates in the order of Algorithm 2.
 It is not a registered method. It serves two purposes:
-- tests/test_lspc.py checks that the fused LSPC step computes the same update from the same
-  weights and the same random draws (the fusion changes the speed, not the math);
+- tests/test_algorithms/test_lspc.py checks that the fused LSPC step computes the same update
+  from the same weights and the same random draws (the fusion changes the speed, not the math);
 - `python -m bench speed` and benchmarks/ time it beside the fused step in the same run.
 
 It is self-contained: the CVAE, the latent safety encoder, the expectile loss, the AWR weights

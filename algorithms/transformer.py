@@ -12,8 +12,8 @@ x + MLP(LN(x))); two things make it cheaper without changing what it computes:
   attention runs.
 
 Attention, softmax included, runs in fp32 even where the projections and MLP run in bf16
-(algorithms/nets.py, "Precision"). tests/test_transformer.py checks the kernel and the
-partial outputs against the plain computation.
+(algorithms/nets.py, "Precision"). tests/test_algorithms/test_transformer.py checks the kernel
+and the partial outputs against the plain computation.
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ The step is the same update: the first `warmup` steps run eagerly (on a side str
 capture requires, so the allocator and cuBLAS have settled), then one step is captured and
 every later batch is copied into the captured inputs and the graph replayed. Random draws
 inside the step (a CVAE's noise) come from the same generator, advanced the same way:
-tests/test_methods.py holds replayed steps to the eager weights (to the GPU's rounding).
+tests/test_algorithms/test_methods.py holds replayed steps to the eager weights (to the GPU's
+rounding).
 """
 
 from __future__ import annotations

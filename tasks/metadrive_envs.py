@@ -4,7 +4,8 @@ dsrl 0.1.0 defines them (dsrl/offline_metadrive/gym_envs.py) for the MetaDrive f
 (HenryLHH/metadrive_clean): old gym registration, the config key `environment_num`, a 4-value
 step and reset(force_seed=). None of that runs on 0.4.3, so this module builds the same
 environments there: SafeMetaDriveEnv with DSRL's configuration (TASK_CONFIGS, a table of data
-that tests/test_suites.py compares field by field with DSRL's source and the paper's Table 6),
+that tests/test_tasks/test_suites.py compares field by field with DSRL's source and the paper's
+Table 6),
 DSRL's step (its extra cost terms and its termination rule), headless, and without the asset
 download that MetaDrive 0.4.3 attempts when an engine starts (nothing it renders is needed).
 

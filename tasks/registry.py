@@ -2,7 +2,7 @@
 
 Every number here is the one the `dsrl` package (0.1.0, dsrl/infos.py) ships:
 episode lengths, reference reward min/max, the official dataset file name (the basename
-of DSRL's download URL). tests/test_tasks.py checks them against dsrl itself.
+of DSRL's download URL). tests/test_tasks/test_tasks.py checks them against dsrl itself.
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ def data_dirs(tmp_path, monkeypatch):
 def pytest_addoption(parser):
     parser.addoption("--device", default="cpu",
                      help="torch device the device-aware tests train on (cpu, cuda): "
-                          "`pytest tests/test_methods.py --device cuda` on a GPU machine")
+                          "`pytest tests/test_algorithms/test_methods.py --device cuda` on a GPU "
+                          "machine")
 
 
 @pytest.fixture(scope="session")
