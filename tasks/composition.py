@@ -35,6 +35,17 @@ class GridFilter:
     max_per_bin: int | None = None
     """crowded bins are subsampled to this many; None: the smallest cap that still keeps the
     official file's trajectory count (DSRL chose its cap per file; the count is in its name)"""
+    exact_count: bool = True
+    """with the cap chosen from the official count: bins at the cap keep one less, drawn at
+    random, until exactly the official count is kept. DSRL's caps are whole numbers, so a file
+    with few crowded bins keeps far more than its count at the smallest cap that reaches it
+    (BallCircle: 1,360 for 886); the fractional cap keeps the count and the grid's coverage"""
+    min_share_each_side: float | None = 0.15
+    """ours, not DSRL's: after the draw, where the kept share of safe (cost <= threshold) or
+    of unsafe trajectories at a threshold is below this, dropped ones from that side are added
+    back, spread over its bins, until it is reached (or that side has no more). A flat cap over
+    a grid whose cost axis reaches 140 leaves cost <= 10 a few of 60 columns: DroneRun kept 9%
+    safe at 10, while a dataset that informs a threshold needs both sides of it. None: off"""
     window: str = "official"
     """"official": keep cost returns in [0, official max cost] and reward returns >= r_min, the
     extent of DSRL's file (open above: an agent of ours may run faster than DSRL's best, and
@@ -94,15 +105,7 @@ def grid_filter(costs: np.ndarray, rewards: np.ndarray, window, cost_bins: int, 
     CDT's augmentation thins by OSRL's own filter instead (tasks/augmentation.py,
     `osrl_grid_filter`)."""
     bins = grid_bins(costs, rewards, window, cost_bins, reward_bins)
-    kept = []
-    for b in np.unique(bins[bins >= 0]):
-        members = np.nonzero(bins == b)[0]
-        if len(members) <= min_per_bin:
-            continue
-        if len(members) > max_per_bin:
-            members = rng.choice(members, size=max_per_bin, replace=False)
-        kept.append(members)
-    return np.sort(np.concatenate(kept)) if kept else np.zeros(0, dtype=np.int64)
+    return draw(bins, bin_caps(bins, max_per_bin, min_per_bin, None, rng), rng)
 
 
 def kept_count(costs, rewards, window, cost_bins, reward_bins, max_per_bin, min_per_bin) -> int:
@@ -129,21 +132,98 @@ def smallest_cap(costs, rewards, window, cost_bins, reward_bins, min_per_bin, ta
 
 def apply_grid_filter(spec: TaskSpec, costs, rewards, settings: GridFilter,
                       rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-    """The kept trajectory indices and what the filter did (for the dataset card)."""
+    """The kept trajectory indices and what the filter did (for the dataset card): DSRL's grid
+    filter with a cap per bin, exact to the official count when the cap is derived from it
+    (`exact_count`), then the share floor on each side of every threshold."""
     window = window_of(spec, settings)
-    cap = settings.max_per_bin
+    cap, target = settings.max_per_bin, None
     if cap is None:
         target = official_numbers(spec)["trajectories"] or len(costs)
         cap = smallest_cap(costs, rewards, window, settings.cost_bins, settings.reward_bins,
                            settings.min_per_bin, target)
-    kept = grid_filter(costs, rewards, window, settings.cost_bins, settings.reward_bins, cap,
-                       settings.min_per_bin, rng)
+    bins = grid_bins(costs, rewards, window, settings.cost_bins, settings.reward_bins)
+    caps = bin_caps(bins, cap, settings.min_per_bin,
+                    target if settings.exact_count else None, rng)
+    kept = draw(bins, caps, rng)
+    added = {}
+    if settings.min_share_each_side is not None:
+        kept, added = share_floor(np.asarray(costs, np.float64), bins, kept, spec.thresholds,
+                                  settings.min_share_each_side, rng)
     report = {"cost_bins": settings.cost_bins, "reward_bins": settings.reward_bins,
               "min_per_bin": settings.min_per_bin, "max_per_bin": int(cap),
               "max_per_bin_rule": "given" if settings.max_per_bin else "official count",
+              "exact_count": bool(settings.exact_count and target is not None),
+              "min_share_each_side": settings.min_share_each_side,
+              "added_for_share": added,
               "window": [_finite(v) for v in window], "pool": int(len(costs)),
               "in_window": int(in_window(costs, rewards, window).sum()), "kept": int(len(kept))}
     return kept, report
+
+
+def bin_caps(bins: np.ndarray, cap: int, min_per_bin: int, target: int | None,
+             rng: np.random.Generator) -> dict[int, int]:
+    """How many trajectories each bin keeps: min(size, cap), nothing from a bin of
+    `min_per_bin` or fewer; with a `target`, bins at the cap give one back, drawn at random,
+    until the total is the target (never below cap - 1, so every crowded bin still keeps its
+    share of the plane)."""
+    labels, counts = np.unique(bins[bins >= 0], return_counts=True)
+    caps = {int(b): (0 if n <= min_per_bin else int(min(n, cap))) for b, n in zip(labels, counts)}
+    if target is not None and cap > 1:
+        at_cap = [b for b in caps if caps[b] == cap]
+        excess = min(sum(caps.values()) - target, len(at_cap))
+        if excess > 0:
+            for b in rng.choice(np.asarray(at_cap), size=excess, replace=False):
+                caps[int(b)] -= 1
+    return caps
+
+
+def draw(bins: np.ndarray, caps: dict[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Indices (sorted) of `caps[b]` trajectories drawn at random from each bin b."""
+    kept = []
+    for b in sorted(caps):
+        members = np.nonzero(bins == b)[0]
+        if caps[b] <= 0:
+            continue
+        if len(members) > caps[b]:
+            members = rng.choice(members, size=caps[b], replace=False)
+        kept.append(members)
+    return np.sort(np.concatenate(kept)) if kept else np.zeros(0, dtype=np.int64)
+
+
+def share_floor(costs: np.ndarray, bins: np.ndarray, kept: np.ndarray, thresholds,
+                floor: float, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """`kept` with dropped trajectories of filled bins added back where a threshold's safe or
+    unsafe share is under `floor`: one more per bin of that side in turn (bins in random
+    order), the fewest that reach the floor. Thresholds in ascending order, safe side first.
+    Returns the new indices and how many were added for each (threshold, side)."""
+    filled = {int(b) for b in np.unique(bins[kept])} if len(kept) else set()
+    added = {}
+    kept = np.sort(np.asarray(kept, dtype=np.int64))
+    for threshold in sorted(thresholds):
+        for side in ("safe", "unsafe"):
+            on_side = costs <= threshold if side == "safe" else costs > threshold
+            n, have = len(kept), int(on_side[kept].sum())
+            need = math.ceil((floor * n - have) / (1.0 - floor) - 1e-9) if n else 0
+            if need <= 0:
+                continue
+            spare = np.ones(len(costs), dtype=bool)
+            spare[kept] = False
+            candidates = spare & on_side & np.isin(bins, list(filled))
+            order = _round_robin(bins, np.nonzero(candidates)[0], rng)[:need]
+            if len(order):
+                kept = np.sort(np.concatenate([kept, order]))
+                added[f"{threshold:g} {side}"] = int(len(order))
+    return kept, added
+
+
+def _round_robin(bins: np.ndarray, members: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """`members` ordered one per bin in turn (bins and each bin's members shuffled), so that a
+    prefix of any length spreads over as many bins as it can."""
+    groups = [rng.permutation(members[bins[members] == b]) for b in rng.permutation(
+        np.unique(bins[members]))]
+    depth = max((len(g) for g in groups), default=0)
+    return np.asarray([g[k] for k in range(depth) for g in groups if k < len(g)],
+                      dtype=np.int64)
 
 
 def _finite(value: float):

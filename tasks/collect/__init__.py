@@ -38,7 +38,7 @@ import numpy as np
 
 from tasks.collect import cards
 from tasks.collect.budgets import (COLLECT_PROFILES, COLLECTOR_NAME, COLLECTOR_VERSION,
-                                   REFERENCE_SPEED, CollectBudget, CollectError,
+                                   OFFICIAL_MAX, REFERENCE_SPEED, CollectBudget, CollectError,
                                    agent_cost_limits, budget_for, get_budget, steps_for)
 from tasks.collect.cards import card_path_for, format_summary
 from tasks.collect.ppo_lagrangian import train_agent as _train_agent
@@ -52,7 +52,7 @@ from tasks.files import write_text_atomic
 from tasks.registry import TASKS, TaskSpec
 
 __all__ = [
-    "COLLECT_PROFILES", "COLLECTOR_NAME", "COLLECTOR_VERSION", "REFERENCE_SPEED",
+    "COLLECT_PROFILES", "COLLECTOR_NAME", "COLLECTOR_VERSION", "OFFICIAL_MAX", "REFERENCE_SPEED",
     "CollectBudget", "CollectError", "Stage", "agent_cost_limits", "budget_for",
     "card_path_for", "collect_task", "format_summary", "get_budget", "official_cost_max",
     "partial_dir", "plan_stages", "steps_for",
@@ -114,11 +114,14 @@ def collect_task(spec: TaskSpec, profile: str = "quick", seed: int = 0, out_path
                     cards.file_attrs(spec, profile, seed, budget, len(stages), stage_of, card))
     write_text_atomic(card_path_for(out_path),
                       json.dumps({**card, "timing": times}, indent=1, sort_keys=True) + "\n")
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
-        partial.parent.rmdir()  # the .partial folder itself, when nothing else is pending
-    except OSError:
-        pass
+    if budget.grid_filter is None:
+        shutil.rmtree(partial, ignore_errors=True)
+        try:
+            partial.parent.rmdir()  # the .partial folder itself, when nothing else is pending
+        except OSError:
+            pass
+    # with a grid filter the trained stages stay: changing the filter, or adding an agent,
+    # then costs seconds, not the core-hours of training again (delete .partial to free them)
 
     lineages = list(dict.fromkeys(stage.lineage for stage in stages))
     lineage_of = np.asarray([lineages.index(stages[i].lineage) for i in stage_of], dtype=int)

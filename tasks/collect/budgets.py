@@ -23,6 +23,12 @@ COLLECTOR_NAME = "ppo-lagrangian (bench)"
 #: the speed that a speed-scaled `env_steps_per_agent` is written for (steps/s)
 REFERENCE_SPEED = 2000.0
 
+#: a `cost_limits` entry: the agent's limit is the official file's largest episode cost (on the
+#: task's own scale), so that the top of the file's reward axis is reached inside its window.
+#: Where that cost is no higher than the profile's other limits (CarRun: 40) the agent is
+#: unconstrained instead, as nothing new lies between
+OFFICIAL_MAX = "official max"
+
 
 @dataclass(frozen=True)
 class CollectBudget:
@@ -30,9 +36,10 @@ class CollectBudget:
 
     env_steps_per_agent: int
     """env steps each agent trains for (at REFERENCE_SPEED when speed_scaled; see steps_for)"""
-    cost_limits: tuple[float, ...]
+    cost_limits: tuple[float | str, ...]
     """one agent per entry: its episode cost limit on the Bullet scale (thresholds 10/20/40),
-    multiplied by (suite's largest threshold / 40) for other suites; inf = unconstrained"""
+    multiplied by (suite's largest threshold / 40) for other suites; inf = unconstrained;
+    OFFICIAL_MAX = the official file's largest cost"""
     speed_scaled: bool = False
     """scale env_steps_per_agent by the task's collect_speed / REFERENCE_SPEED (the same wall time
     for every task)"""
@@ -89,11 +96,13 @@ COLLECT_PROFILES: dict[str, CollectBudget] = {
                                                                     math.inf),
                            speed_scaled=True),
     # DSRL-like data on every Bullet task (docs/data/README.md): four agents from scratch whose
-    # cost limits rise from 2 to 10, 20 and 40, and one unconstrained, every episode pooled,
-    # then DSRL's grid filter in the official file's window. From scratch, because an agent
-    # started from an unconstrained expert that violates the limit at every step sees flat
-    # cost advantages and never learns to slow down
-    "study": CollectBudget(env_steps_per_agent=400_000, cost_limits=(10.0, 20.0, 40.0, math.inf),
+    # cost limits rise from 2 to 10, 20, 40 and to the official file's largest cost, every
+    # episode pooled, then DSRL's grid filter in the official file's window. From scratch,
+    # because an agent started from an unconstrained expert that violates the limit at every
+    # step sees flat cost advantages and never learns to slow down. The fourth agent replaced
+    # an unconstrained one, whose episodes on BallRun ran at cost ~91, outside the window of 80
+    "study": CollectBudget(env_steps_per_agent=400_000,
+                           cost_limits=(10.0, 20.0, 40.0, OFFICIAL_MAX),
                            num_envs=8, steps_per_epoch=4000, minibatch_size=500,
                            anneal_from=2.0, segment_steps=200_000,
                            agent_scale=(("CarCircle", 1.25), ("DroneCircle", 2.0),
@@ -140,9 +149,20 @@ def steps_for(budget: CollectBudget, spec: TaskSpec) -> int:
 
 def agent_cost_limits(budget: CollectBudget, spec: TaskSpec) -> tuple[float, ...]:
     """Each agent's episode cost limit on this task's scale (the suite's largest threshold
-    stands for the Bullet suite's 40)."""
+    stands for the Bullet suite's 40; OFFICIAL_MAX is the official file's largest cost)."""
+    from tasks.composition import official_numbers
+
     scale = spec.thresholds[-1] / 40.0
-    return tuple(float(limit) * scale for limit in budget.cost_limits)
+    others = [float(limit) * scale for limit in budget.cost_limits if limit != OFFICIAL_MAX]
+    highest = max((limit for limit in others if math.isfinite(limit)), default=0.0)
+    limits = []
+    for limit in budget.cost_limits:
+        if limit == OFFICIAL_MAX:
+            top = float(official_numbers(spec)["cost_max"])
+            limits.append(top if top > highest else math.inf)
+        else:
+            limits.append(float(limit) * scale)
+    return tuple(limits)
 
 
 def task_scale(table: tuple[tuple[str, float], ...], spec: TaskSpec) -> float:

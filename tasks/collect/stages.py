@@ -112,11 +112,19 @@ def partial_dir(out_path: Path, seed: int) -> Path:
 def stage_fingerprint(spec: TaskSpec, profile: str, budget: CollectBudget, seed: int,
                       stage: Stage, parent_fingerprint: str | None) -> str:
     """Everything that determines a stage's data, its parent's included: a saved stage is
-    reused only under the same fingerprint."""
+    reused only under the same fingerprint. The stage carries its own steps and limits, so
+    the budget's agent list and per-task scales are left out, and of the grid filter only the
+    window (episodes outside it are not stored): adding an agent or changing the filter
+    retrains nothing already saved."""
+    from tasks.composition import window_of
+
+    settings = {k: repr(v) for k, v in dataclasses.asdict(budget).items()
+                if k not in ("cost_limits", "agent_scale", "grid_filter")}
+    window = (repr(window_of(spec, budget.grid_filter)) if budget.grid_filter is not None
+              else None)
     return json.dumps({"collector": COLLECTOR_VERSION, "task": spec.name, "profile": profile,
                        "seed": seed, "stage": dataclasses.asdict(stage),
-                       "parent": parent_fingerprint,
-                       "budget": {k: repr(v) for k, v in dataclasses.asdict(budget).items()}},
+                       "parent": parent_fingerprint, "budget": settings, "window": window},
                       sort_keys=True, default=repr)
 
 

@@ -192,10 +192,30 @@ def test_study_stages_segments_and_annealed_limits():
                for lim in s.cost_limits)
     assert len({s.agent for s in stages}) == len(stages)  # every stage its own random streams
     assert collect._segments(1000, 400, 200) == [600, 400]  # whole epochs, no stub segment
-    # the study profile: four agents, the unconstrained one last; ants get three times the steps
+    # the study profile: four agents, the last one's limit the official file's largest cost
+    # (BallRun-v0-80-...: 80), unconstrained where that is no higher than 40 (CarRun's file);
+    # ants get three times the steps
     study = COLLECT_PROFILES["study"]
-    assert study.cost_limits[-1] == math.inf and study.grid_filter is not None
+    assert study.cost_limits[-1] == collect.OFFICIAL_MAX and study.grid_filter is not None
+    assert collect.agent_cost_limits(study, get_task("BallRun")) == (10.0, 20.0, 40.0, 80.0)
+    assert collect.agent_cost_limits(study, get_task("CarRun"))[-1] == math.inf
     assert steps_for(study, get_task("AntRun")) == 3 * steps_for(study, get_task("CarRun"))
+
+
+def test_a_stage_fingerprint_ignores_the_other_agents_and_the_filter_but_not_its_window():
+    from tasks.composition import GridFilter
+
+    stage = collect.plan_stages(TINY_STUDY, SPEC)[0]
+    base = collect.stage_fingerprint(SPEC, "p", TINY_STUDY, 0, stage, None)
+    more_agents = dataclasses.replace(TINY_STUDY, cost_limits=TINY_STUDY.cost_limits + (40.0,))
+    other_filter = dataclasses.replace(TINY_STUDY, grid_filter=GridFilter(
+        window="none", exact_count=False, cost_bins=7))
+    assert collect.stage_fingerprint(SPEC, "p", more_agents, 0, stage, None) == base
+    assert collect.stage_fingerprint(SPEC, "p", other_filter, 0, stage, None) == base
+    official_window = dataclasses.replace(TINY_STUDY, grid_filter=GridFilter())  # TINY: none
+    assert collect.stage_fingerprint(SPEC, "p", official_window, 0, stage, None) != base
+    other_lr = dataclasses.replace(TINY_STUDY, lr=1e-3)
+    assert collect.stage_fingerprint(SPEC, "p", other_lr, 0, stage, None) != base
 
 
 def test_study_collection_card_resume_and_datasets(local_dir, tiny_study, monkeypatch, capsys):
@@ -253,6 +273,15 @@ def test_study_collection_card_resume_and_datasets(local_dir, tiny_study, monkey
     assert main(["datasets", "--tasks", "BallRun"]) == 0
     table = capsys.readouterr().out
     assert "local tiny-study" in table and "(940)" in table and summary["sha256"] in table
+
+    # the trained stages stay beside a filtered file: another filter retrains nothing
+    assert (partial_dir(out, 2) / "agent1-seg2.npz").exists()
+    refiltered = dataclasses.replace(TINY_STUDY, grid_filter=GridFilter(
+        window="none", cost_bins=1, reward_bins=1, max_per_bin=3, min_share_each_side=None))
+    monkeypatch.setitem(COLLECT_PROFILES, tiny_study, refiltered)
+    monkeypatch.setattr(collect, "_train_agent", lambda *a, **k: pytest.fail("retrained"))
+    again = collect_task(SPEC, tiny_study, seed=2, progress=False, force=True)
+    assert len(again["resumed_stages"]) == 6 and again["n_trajectories"] == 3
 
 
 def test_segments_continue_the_agent(tiny_study):

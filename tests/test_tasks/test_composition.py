@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from tasks.composition import (GridFilter, apply_grid_filter, dsrl_like, grid_bins,
+from tasks.composition import (GridFilter, apply_grid_filter, bin_caps, draw, dsrl_like, grid_bins,
                                grid_filter, in_window, kept_count, official_numbers,
-                               smallest_cap, summarize, window_of)
+                               share_floor, smallest_cap, summarize, window_of)
 from tasks.registry import get_task
 
 NO_WINDOW = (-math.inf, math.inf, -math.inf, math.inf)
@@ -67,6 +67,35 @@ def test_smallest_cap_reaching_a_count():
     assert smallest_cap(costs, rewards, NO_WINDOW, 3, 1, min_per_bin=1, target=99) == 5
 
 
+def test_bin_caps_give_one_back_at_random_until_the_count_is_exact():
+    bins = np.array([0] * 5 + [1] * 3 + [2])
+    # cap 3 keeps 3 + 3 (the singleton bin 2 is dropped); for 5, one bin at the cap keeps 2
+    caps = bin_caps(bins, cap=3, min_per_bin=1, target=5, rng=np.random.default_rng(0))
+    assert caps[2] == 0 and sum(caps.values()) == 5 and sorted([caps[0], caps[1]]) == [2, 3]
+    assert bin_caps(bins, 3, 1, None, np.random.default_rng(0)) == {0: 3, 1: 3, 2: 0}
+    # never below cap - 1: a target under what cap - 1 keeps is not reached
+    assert sum(bin_caps(bins, 3, 1, 2, np.random.default_rng(0)).values()) == 4
+    kept = draw(bins, {0: 2, 1: 3, 2: 0}, np.random.default_rng(0))
+    assert (kept < 5).sum() == 2 and set(range(5, 8)) <= set(kept) and 8 not in kept
+
+
+def test_share_floor_adds_the_fewest_safe_ones_back_from_filled_bins():
+    # bin 0: four safe (cost 5), one kept; bin 1: ten unsafe, all kept; bin 2: safe, none kept
+    costs = np.array([5.0] * 4 + [50.0] * 10 + [3.0] * 3)
+    bins = np.array([0] * 4 + [1] * 10 + [2] * 3)
+    kept = np.array([0] + list(range(4, 14)))  # 1 safe in 11: 9% at threshold 10
+    out, added = share_floor(costs, bins, kept, [10], 0.15, np.random.default_rng(0))
+    # (1 + x) / (11 + x) >= 0.15 needs x = 1; it comes from bin 0 (bin 2 kept nothing)
+    assert added == {"10 safe": 1} and len(out) == 12 and set(kept) < set(out)
+    assert set(out) - set(kept) <= {1, 2, 3}
+    # a side with nothing left to add stays as it is (CarRun: nothing in its window is > 40)
+    out, added = share_floor(costs, bins, kept, [60], 0.15, np.random.default_rng(0))
+    assert added == {} and out.tolist() == sorted(kept.tolist())
+    # with the floor met nothing changes
+    out, added = share_floor(costs, bins, kept, [10], 0.05, np.random.default_rng(0))
+    assert added == {} and len(out) == 11
+
+
 def test_apply_grid_filter_targets_the_official_count_inside_the_official_window():
     spec = get_task("CarRun")  # window: cost 0..40, reward 204..575; official count 651
     rng = np.random.default_rng(1)
@@ -76,7 +105,9 @@ def test_apply_grid_filter_targets_the_official_count_inside_the_official_window
     kept, report = apply_grid_filter(spec, costs, rewards, GridFilter(), rng)
     assert report["in_window"] == 1900 and report["pool"] == 2300
     assert np.all(costs[kept] <= 40) and np.all(rewards[kept] >= spec.reward_min)
-    assert 651 <= len(kept) == report["kept"]
+    assert len(kept) == report["kept"]
+    # exactly the official count (a fractional cap), plus what the share floor added back
+    assert len(kept) == 651 + sum(report["added_for_share"].values())
     # one less per bin would keep fewer than the official count
     window = window_of(spec, GridFilter())
     assert kept_count(costs, rewards, window, 60, 50, report["max_per_bin"] - 1, 1) < 651
