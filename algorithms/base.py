@@ -106,6 +106,22 @@ class OfflineMethod(abc.ABC):
                 raise TypeError(f"{type(self).__name__}.bf16_networks names {path!r}, which "
                                 "holds no network with a compute_dtype (algorithms/nets.py)")
         self.precision = precision
+        self._step_optimizers_together()
+
+    def _step_optimizers_together(self) -> None:
+        """Every optimizer among the state attributes updates all its tensors in one pass
+        (`foreach`): the same numbers as torch's per-tensor loop, its CPU default, bit for bit,
+        so fp32 keeps its results. Not the fused kernels, though faster still: their updates
+        differ from the loop's in the last bits. A loaded checkpoint brings its own groups'
+        settings back: the same numbers either way."""
+        import torch
+
+        for name in getattr(self, "state_attributes", ()):
+            optimizer = getattr(self, name, None)
+            if isinstance(optimizer, torch.optim.Optimizer):
+                for group in optimizer.param_groups:
+                    if "foreach" in group and not group.get("fused"):
+                        group["foreach"] = True
 
     @classmethod
     def steps_for(cls, profile: str, task: str) -> int:
