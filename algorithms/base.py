@@ -38,7 +38,8 @@ class OfflineMethod(abc.ABC):
     #: (LSPC gives LSPC-S and LSPC-O); empty: the method is its one policy. The runner sets
     #: `self.policy` to the one `act` should use.
     policies: ClassVar[tuple[str, ...]] = ()
-    #: training steps per profile (smoke for tests, quick for a laptop, paper's budget)
+    #: training steps per profile (smoke for tests, quick for a laptop, study where the Bullet
+    #: curves flatten, docs/reproduction.md; paper: the paper's budget)
     profile_steps: ClassVar[dict[str, int]] = {}
     #: per-task values that truly differ from the defaults: {task name: {field: value}}
     overrides: ClassVar[dict[str, dict[str, Any]]] = {}
@@ -125,7 +126,12 @@ class OfflineMethod(abc.ABC):
 
     @classmethod
     def steps_for(cls, profile: str, task: str) -> int:
-        return cls.task_steps.get(task, {}).get(profile, cls.profile_steps[profile])
+        steps = cls.task_steps.get(task, {}).get(profile, cls.profile_steps.get(profile))
+        if steps is None:
+            raise ConfigError(f"{cls.__name__} has no training budget for the {profile!r} "
+                              f"profile: add {profile!r} to its profile_steps (it has "
+                              f"{', '.join(cls.profile_steps) or 'none'})")
+        return steps
 
     def __init__(self, spec: TaskSpec, config, threshold: float | None, seed: int,
                  device: str = "cpu"):

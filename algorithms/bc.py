@@ -41,7 +41,7 @@ class BCAll(TorchMethod):
 
     Config = Config
     threshold_agnostic = True
-    profile_steps = {"smoke": 20, "quick": 2500, "paper": 100_000}
+    profile_steps = {"smoke": 20, "quick": 2500, "study": 30_000, "paper": 100_000}
     task_steps = paper_steps_on("metadrive", 200_000)  # OSRL bc_configs' MetaDrive update_steps
     graph_safe = True
     #: --precision bf16: the actor's hidden layers; its tanh head and the MSE stay fp32

@@ -180,7 +180,7 @@ class BCQLag(TorchMethod):
     graph_safe = True
     overrides = OVERRIDES
     task_steps = METADRIVE_STEPS
-    profile_steps = {"smoke": 10, "quick": 300, "paper": 100_000}
+    profile_steps = {"smoke": 10, "quick": 300, "study": 100_000, "paper": 100_000}
     #: --precision bf16: the hidden layers of the critics, the perturbation actor (and their
     #: targets) and the VAE; heads, soft clipped double-Q targets, the PID Lagrangian and
     #: every loss stay fp32

@@ -209,7 +209,7 @@ class BEARLag(TorchMethod):
     threshold_agnostic = False
     overrides = OVERRIDES
     task_steps = METADRIVE_STEPS
-    profile_steps = {"smoke": 10, "quick": 300, "paper": 300_000}
+    profile_steps = {"smoke": 10, "quick": 300, "study": 300_000, "paper": 300_000}
     #: --precision bf16: the hidden layers of the actor, the critics (and their targets) and
     #: the VAE; heads, targets, the MMD, the PID Lagrangian, alpha and every loss stay fp32
     bf16_networks = ("actor", "actor_target", "critics", "critics_target", "vae")

@@ -214,7 +214,7 @@ class CDT(TorchMethod):
     threshold_agnostic = True
     wants = "sequences"
     #: quick: a few steps, a step at batch 2048 being slow on a CPU (docs/performance.md)
-    profile_steps = {"smoke": 10, "quick": 8, "paper": 100_000}
+    profile_steps = {"smoke": 10, "quick": 8, "study": 100_000, "paper": 100_000}
     task_steps = paper_steps_on("metadrive", 200_000)  # OSRL update_steps on MetaDrive
     #: overrides: OSRL's per-task augmentation settings, OVERRIDES at the end of this file
     #: --precision bf16: the transformer blocks' projections and MLPs (CDTNet.forward); the

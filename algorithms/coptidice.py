@@ -165,7 +165,7 @@ class COptiDICE(TorchMethod):
     graph_safe = True
     overrides = OVERRIDES
     task_steps = METADRIVE_STEPS
-    profile_steps = {"smoke": 10, "quick": 1500, "paper": 100_000}
+    profile_steps = {"smoke": 10, "quick": 1500, "study": 100_000, "paper": 100_000}
     #: --precision bf16: the hidden layers of the actor, nu and chi; their heads, e, w and
     #: f(w), the softmax weights of the cost bound, tau, lambda and every loss stay fp32
     bf16_networks = ("actor", "nu", "chi")

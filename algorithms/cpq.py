@@ -191,7 +191,7 @@ class CPQ(TorchMethod):
     graph_safe = True
     overrides = OVERRIDES
     task_steps = METADRIVE_STEPS
-    profile_steps = {"smoke": 10, "quick": 800, "paper": 100_000}
+    profile_steps = {"smoke": 10, "quick": 800, "study": 100_000, "paper": 100_000}
     #: --precision bf16: the hidden layers of the actor, the critics and their targets and the
     #: VAE; heads, backups, the OOD KL and its quantile, alpha and every loss stay fp32
     bf16_networks = ("actor", "q_ens", "qc_ens", "q_target", "qc_target", "vae")

@@ -331,7 +331,7 @@ class FISOR(TorchMethod):
     graph_safe = True  # once prepare_graph_capture has moved the schedule onto the device
     #: quick is far from the paper's budget (its cost: docs/performance.md): the EMA actor
     #: (rate 0.001 per actor update) still holds 30% of its initial weights after 1,200 updates
-    profile_steps = {"smoke": 10, "quick": 600, "paper": 1_000_000}
+    profile_steps = {"smoke": 10, "quick": 600, "study": 100_000, "paper": 1_000_000}
     #: --precision bf16: the hidden layers of the critics (and targets) and the noise
     #: predictor's input layer and residual blocks (NoisePredictor.forward); the Fourier
     #: features and time MLP, the residual stream and LayerNorms, the noise head, the DDPM

@@ -223,7 +223,7 @@ class LSPC(TorchMethod):
     policies = ("LSPC-S", "LSPC-O")
     overrides = OVERRIDES
     graph_safe = True
-    profile_steps = {"smoke": 10, "quick": 3000, "paper": 1_000_000}
+    profile_steps = {"smoke": 10, "quick": 3000, "study": 100_000, "paper": 1_000_000}
     #: --precision bf16: the hidden layers of the critics (Q, Q^c and their targets; V, V^c),
     #: of the CVAE's encoder and decoder and of the latent safety encoder; their heads (values,
     #: Q values, means and log-stds, the decoder's tanh action), TD targets, advantages, the

@@ -1,4 +1,5 @@
-"""Budgets: smoke (seconds, for tests), quick (minutes on a 2-core laptop), paper (a cluster).
+"""Budgets: smoke (seconds, for tests), quick (minutes on a 2-core laptop), study (hours: budgets
+at which the learning curves flatten, on the DSRL-like `study` data), paper (a cluster).
 
 A method's training steps per profile live beside the method (`profile_steps`); what is
 common to every method lives here.
@@ -34,6 +35,11 @@ PROFILES = {
     "smoke": Profile("smoke", eval_episodes=2, seeds=(0,), log_every=10),
     "quick": Profile("quick", eval_episodes=20, seeds=(0, 1, 2), log_every=500,
                      checkpoint_every=1000, checkpoint_seconds=300.0),
+    # the converging study of docs/reproduction.md: evaluated every 10k steps (its curves show
+    # where the budgets flatten), trained on the `study` collection (bench collect --profile
+    # study) unless --data-profile says otherwise
+    "study": Profile("study", eval_episodes=20, seeds=(0, 1, 2), log_every=1000,
+                     eval_every=10_000, checkpoint_every=5000, checkpoint_seconds=300.0),
     "paper": Profile("paper", eval_episodes=20, seeds=(0, 1, 2), log_every=5000,
                      eval_every=20_000,  # as the authors' LSPC runs
                      checkpoint_every=20_000, checkpoint_seconds=600.0),

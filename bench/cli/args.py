@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from bench.profiles import PROFILES
+
 EXAMPLES = {
     "tasks": "python -m bench tasks --suite bullet --format json",
     "methods": "python -m bench methods --format json",
@@ -169,7 +171,7 @@ def add_precision(p, help_text: str = "") -> None:
 def add_task_selection(p):
     p.add_argument("--suite", help="bullet | safetygym | metadrive | all, or a comma list")
     p.add_argument("--tasks", help="comma-separated task names (any case, paper short forms)")
-    p.add_argument("--profile", choices=["smoke", "quick", "paper"], default="quick",
-                   help="budget: smoke (tests), quick (laptop), paper (cluster)")
+    p.add_argument("--profile", choices=list(PROFILES), default="quick",
+                   help="budget: smoke (tests), quick (laptop), study (hours: converging curves), paper (cluster)")
     p.add_argument("--jobs", type=COUNT, default=0,
                    help="jobs at once (default: one per core, or one per Dask worker)")

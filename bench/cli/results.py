@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.cli.args import COLLECT_PROFILE_NAMES, UserError, csv_items, name_damaged, results_folder
+from bench.profiles import PROFILES
 
 
 def cmd_claims(args) -> int:
@@ -175,7 +176,7 @@ def add_parsers(add) -> None:
                    help="render published numbers (columns suite,task,method,reward,cost)")
     p.add_argument("--compare", metavar="paper|CSV",
                    help="reproduced beside published numbers ('paper': the LSPC paper's)")
-    p.add_argument("--profile", choices=["smoke", "quick", "paper"],
+    p.add_argument("--profile", choices=list(PROFILES),
                    help="only records of this profile")
     p.add_argument("--claims", action="store_true",
                    help="append the ledger of the paper's claims (as `bench claims`)")
@@ -193,7 +194,7 @@ def add_parsers(add) -> None:
                    "cost), e.g. reports/paper_results.csv")
     p.add_argument("--suite", help="comma-separated suites (default: all present)")
     p.add_argument("--methods", help="comma-separated methods (default: all present)")
-    p.add_argument("--profile", choices=["smoke", "quick", "paper"],
+    p.add_argument("--profile", choices=list(PROFILES),
                    help="only records of this profile")
     p.add_argument("--claims", metavar="JSON",
                    help="claims of your own (default: reports/paper_claims.json)")

@@ -24,6 +24,7 @@ from bench.cli.args import (
     torch_device,
     writable,
 )
+from bench.profiles import PROFILES
 
 
 def cmd_run(args) -> int:
@@ -243,7 +244,7 @@ def add_parsers(add) -> None:
     p.add_argument("--methods", help="comma-separated (default: all registered)")
     p.add_argument("--targets", help="comma-separated MetaDrive targets (default: all nine)")
     p.add_argument("--seeds", type=seed_list, help="comma-separated (default: the profile's)")
-    p.add_argument("--profile", choices=["smoke", "quick", "paper"], default="quick",
+    p.add_argument("--profile", choices=list(PROFILES), default="quick",
                    help="budget of the agents trained first where missing")
     p.add_argument("--steps", type=STEPS, help="training steps (default: the method's profile)")
     p.add_argument("--results", default="results", type=results_folder)

@@ -26,7 +26,7 @@ class LinearBC(OfflineMethod):
     name = "Linear-BC"
     Config = Config
     threshold_agnostic = True
-    profile_steps = {"smoke": 20, "quick": 1000, "paper": 20_000}
+    profile_steps = {"smoke": 20, "quick": 1000, "study": 20_000, "paper": 20_000}
 
     def __init__(self, spec, config, threshold, seed, device="cpu"):
         super().__init__(spec, config, threshold, seed, device)
