@@ -320,7 +320,7 @@ def describe_dataset(spec: TaskSpec, path, source: str, profile: str | None) -> 
     """The `bench datasets` row of one file: its summary, sha256, card and the targets."""
     import json
 
-    from tasks.datasets import file_sha256, read_dsrl_file, split_trajectories
+    from tasks.datasets import arrays_sha256, file_sha256, read_dsrl_file, split_trajectories
 
     arrays, attrs = read_dsrl_file(path, spec)
     trajectories = split_trajectories(arrays)
@@ -329,7 +329,8 @@ def describe_dataset(spec: TaskSpec, path, source: str, profile: str | None) -> 
     if source == "dsrl" and attrs.get("source") == "local":  # local data under the official name
         source, profile = "local", f"{attrs.get('profile', '?')} under the official name"
     row.update({"source": source, "profile": profile, "path": str(path),
-                "sha256": file_sha256(path), "transitions": int(len(arrays["rewards"])),
+                "sha256": file_sha256(path), "arrays_sha256": arrays_sha256(arrays),
+                "transitions": int(len(arrays["rewards"])),
                 "card": json.loads(card) if isinstance(card, str) else None})
     row["targets"] = dsrl_like(row)
     return row
@@ -364,5 +365,6 @@ def datasets_table(rows: list[dict]) -> str:
         "task", "source", "trajectories (DSRL)", "reward range (DSRL)", "max cost (DSRL)",
         f"safe share <= {thresholds}", f"best norm. reward, cost <= {thresholds}",
         "below r_min", "DSRL-like targets"])
-    hashes = "\n".join(f"sha256 {row['sha256']}  {Path(row['path']).name}" for row in rows)
+    hashes = "\n".join(f"sha256 {row['sha256']}  {Path(row['path']).name}  (arrays "
+                       f"{row['arrays_sha256'][:16]})" for row in rows)
     return text + ("\n\n" + hashes if rows else "")

@@ -71,6 +71,18 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
+    """A hash of the transitions alone (each of KEYS: its name, dtype, shape and bytes), not of
+    the file: a local file's card names the harness commit that wrote it, so the same data
+    written at two commits has two file hashes and one arrays hash."""
+    digest = hashlib.sha256()
+    for key in KEYS:
+        value = np.ascontiguousarray(arrays[key])
+        digest.update(f"{key}:{value.dtype.str}:{value.shape}".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
 def resolve_path(spec: TaskSpec, source: str = "auto", profile: str = "quick") -> tuple[Path, str]:
     """Where the task's data is, and which source it is; a clear DatasetError if it is nowhere,
     or if a locally collected file sits under the official name (every reader, planner and

@@ -2,8 +2,8 @@ import h5py
 import numpy as np
 import pytest
 
-from tasks.datasets import (DatasetError, load_dataset, local_path, official_path,
-                            read_dsrl_file, split_trajectories, write_dsrl_file)
+from tasks.datasets import (DatasetError, arrays_sha256, file_sha256, load_dataset, local_path,
+                            official_path, read_dsrl_file, split_trajectories, write_dsrl_file)
 from tasks.registry import get_task
 
 SPEC = get_task("BallRun")  # observations 7, actions 2
@@ -96,6 +96,22 @@ def test_writer_roundtrip_keeps_dsrl_dtypes(tmp_path):
         assert handle["observations"].dtype == np.float32
         assert handle.attrs["seed"] == 3
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_the_arrays_hash_names_the_data_whatever_card_the_file_carries(tmp_path):
+    arrays = dsrl_like(column=False)
+    one = write_dsrl_file(tmp_path / "one.hdf5", arrays, {"card": '{"harness_commit": "a"}'})
+    two = write_dsrl_file(tmp_path / "two.hdf5", arrays, {"card": '{"harness_commit": "b"}'})
+    assert file_sha256(one) != file_sha256(two)  # the card is in the file
+    read_one, read_two = (read_dsrl_file(path, SPEC)[0] for path in (one, two))
+    assert arrays_sha256(read_one) == arrays_sha256(read_two)
+    changed = {**read_two, "rewards": read_two["rewards"].copy()}
+    changed["rewards"][0] += 1.0
+    assert arrays_sha256(changed) != arrays_sha256(read_one)  # one reward apart
+    # a dtype is part of the data: the same numbers as float64 are another dataset
+    wider = {**read_one, "costs": read_one["costs"].astype(np.float64)}
+    assert read_one["costs"].dtype != np.float64 and arrays_sha256(wider) != arrays_sha256(
+        read_one)
 
 
 def test_trajectories_split_at_terminals_and_timeouts():
