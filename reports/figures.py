@@ -30,29 +30,70 @@ def curve_frames(results: Path, task: str) -> dict[str, list[pd.DataFrame]]:
     return curves
 
 
-def plot_curves(results: Path, task: str, path: Path) -> list[Path]:
-    """Reward and cost returns during training, mean over seeds, thresholds dashed."""
+#: the critics' estimates a method logs (bench.train's stats), drawn beside its returns: a
+#: budget is long enough where these have flattened, not only the returns
+VALUE_COLUMNS = {"value/v": "V", "value/vc": "V^c"}
+
+
+def value_frames(results: Path, task: str) -> dict[str, list[pd.DataFrame]]:
+    """The logged critic estimates (VALUE_COLUMNS) of each method's runs on the task."""
+    spec = get_task(task)
+    values: dict[str, list[pd.DataFrame]] = {}
+    for path in sorted(Path(results).glob(f"{spec.suite}/{spec.name}/*/run-*/curve.csv")):
+        frame = pd.read_csv(path)
+        present = [c for c in VALUE_COLUMNS if c in frame.columns]
+        if present:
+            method = path.parent.parent.name
+            values.setdefault(method, []).append(frame[["step", *present]].dropna())
+    return values
+
+
+def plot_curves(results: Path, tasks, path: Path) -> list[Path]:
+    """Per task (a row each; `tasks` one name or several): the reward and cost returns during
+    training, mean over seeds, thresholds dashed, and where logged the critics' estimates V
+    and V^c (paper Fig. 2, with the evidence for a budget beside it)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    spec = get_task(task)
-    curves = curve_frames(results, task)
-    if not curves:
-        raise ReportError(
-            f"no training curves with evaluations for {spec.name} under {results}; run with "
-            "`--eval-every N` (the paper profile does, every 20000 steps)")
-    fig, (ax_r, ax_c) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for label, runs in curves.items():
-        mean = pd.concat(runs).groupby("step").mean()
-        ax_r.plot(mean.index, mean.reward_return, label=f"{label} ({len(runs)} runs)")
-        ax_c.plot(mean.index, mean.cost_return, label=label)
-    for threshold in spec.thresholds:
-        ax_c.axhline(threshold, color="red", linestyle="--", linewidth=0.8)
-    ax_r.set(title=f"{spec.name}: reward return", xlabel="training step")
-    ax_c.set(title=f"{spec.name}: cost return (thresholds dashed)", xlabel="training step")
-    ax_r.legend(fontsize=7)
+    names = [tasks] if isinstance(tasks, str) else list(tasks)
+    rows = []
+    for task in names:
+        spec = get_task(task)
+        curves = curve_frames(results, task)
+        if not curves:
+            raise ReportError(
+                f"no training curves with evaluations for {spec.name} under {results}; run "
+                "with `--eval-every N` (the study and paper profiles do)")
+        rows.append((spec, curves, value_frames(results, task)))
+    with_values = any(values for _, _, values in rows)
+    columns = 3 if with_values else 2
+    fig, axes = plt.subplots(len(rows), columns, figsize=(5 * columns, 3.6 * len(rows)),
+                             squeeze=False)
+    for (spec, curves, values), axes_row in zip(rows, axes):
+        ax_r, ax_c = axes_row[0], axes_row[1]
+        for label, runs in curves.items():
+            mean = pd.concat(runs).groupby("step").mean()
+            ax_r.plot(mean.index, mean.reward_return, label=f"{label} ({len(runs)} runs)")
+            ax_c.plot(mean.index, mean.cost_return, label=label)
+        for threshold in spec.thresholds:
+            ax_c.axhline(threshold, color="red", linestyle="--", linewidth=0.8)
+        ax_r.set(title=f"{spec.name}: reward return", xlabel="training step")
+        ax_c.set(title=f"{spec.name}: cost return (thresholds dashed)", xlabel="training step")
+        ax_r.legend(fontsize=7)
+        if with_values:
+            ax_v = axes_row[2]
+            for method, runs in values.items():
+                mean = pd.concat(runs).groupby("step").mean()
+                for column, name in VALUE_COLUMNS.items():
+                    if column in mean:
+                        ax_v.plot(mean.index, mean[column], label=f"{method} {name}",
+                                  linestyle="-" if column == "value/v" else ":")
+            ax_v.set(title=f"{spec.name}: critic estimates (batch mean)",
+                     xlabel="training step")
+            if values:
+                ax_v.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -118,9 +118,10 @@ def _plot(args) -> int:
     results = Path(args.results)
     if args.kind == "curves":
         if not args.task:
-            raise UserError("--kind curves needs --task")
-        paths = figures.plot_curves(results, args.task, Path(args.out or results /
-                                                            f"curves-{args.task}"))
+            raise UserError("--kind curves needs --task (one, or several: CarRun,BallCircle)")
+        tasks = csv_items(args.task)
+        paths = figures.plot_curves(results, tasks, Path(args.out or results /
+                                                         f"curves-{'-'.join(tasks)}"))
     elif args.kind == "transfer":
         from bench.transfer import source_task
         from reports.transfer import plot_transfer, transfer_frame

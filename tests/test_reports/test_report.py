@@ -180,6 +180,14 @@ def test_figures_curves_and_dataset(local_ballrun, tmp_path, capsys):
     assert set(curves) == {"BC-All", "LSPC-S", "LSPC-O"}
     assert curves["BC-All"][0].step.tolist() == [10, 20]  # smoke: 20 BC steps, every 10
     assert curves["LSPC-O"][0].step.tolist() == [10]  # smoke: 10 LSPC steps
+    from reports.figures import value_frames
+
+    values = value_frames(results, "BallRun")  # LSPC's critics, as logged; BC has none
+    assert set(values) == {"LSPC"} and {"value/v", "value/vc"} <= set(values["LSPC"][0])
+    # several tasks, a row each; a task without curves is named
+    assert main(["plot", "--kind", "curves", "--task", "BallRun,BallRun", "--results",
+                 str(results), "--out", str(tmp_path / "two")]) == 0
+    assert (tmp_path / "two.png").stat().st_size > 20_000
     assert main(["plot", "--kind", "dataset", "--task", "BallRun", "--profile", "smoke",
                  "--out", str(tmp_path / "scatter")]) == 0
     assert (tmp_path / "scatter.png").stat().st_size > 10_000
