@@ -108,8 +108,9 @@ COLLECT_PROFILES: dict[str, CollectBudget] = {
                            cost_limits=(10.0, 20.0, 40.0, OFFICIAL_MAX),
                            num_envs=8, steps_per_epoch=4000, minibatch_size=500,
                            anneal_from=2.0, anneal_window=(0.1, 0.5), segment_steps=200_000,
-                           agent_scale=(("CarCircle", 1.25), ("DroneCircle", 2.0),
-                                        ("AntRun", 3.0), ("AntCircle", 3.0)),
+                           agent_scale=(("BallCircle", 2.5), ("CarCircle", 1.25),
+                                        ("DroneCircle", 2.0), ("AntRun", 3.0),
+                                        ("AntCircle", 3.0)),
                            grid_filter=GridFilter()),
     # the real thing, for a cluster
     "paper": CollectBudget(env_steps_per_agent=2_000_000,
