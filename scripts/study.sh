@@ -5,7 +5,8 @@
 # each method's profile_steps), curves every 10k steps.
 #
 #   bash scripts/study.sh RESULTS [fp32|bf16]        # train (resumes: rerun the same command)
-#   bash scripts/study.sh RESULTS [fp32|bf16] --docs # then copy records and curves to docs/study
+#   bash scripts/study.sh RESULTS [fp32|bf16] --docs # then copy records and curves to
+#       docs/study/results and write docs/study/report.md, claims.json and curves.png from them
 #
 # Needs BENCH_LOCAL_DATA_DIR holding <Task>-local-study.hdf5 (bench collect --profile study).
 # Seed 0 of every job runs first, so that the curves that choose the budgets come early.
@@ -38,4 +39,13 @@ if [ "${3:-}" = "--docs" ]; then
       cp "$results/$file" "$out/$file"
     done
   echo "copied $(find "$out" -type f | wc -l) files to $out"
+  # what docs/reproduction.md shows, made from the copies alone (as a reader would)
+  IFS=, read -r -a names <<< "$tasks"
+  "$python" -m bench report --results "$out" --profile study --compare paper --claims \
+    > docs/study/report.md
+  "$python" -m bench claims --results "$out" --format json > docs/study/claims.json
+  "$python" -m bench plot --kind curves --task "$tasks" --results "$out" \
+    --out docs/study/curves >/dev/null
+  rm -f docs/study/curves.pdf
+  echo "written: docs/study/report.md, claims.json, curves.png (${#names[@]} tasks)"
 fi
