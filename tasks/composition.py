@@ -196,28 +196,35 @@ def draw(bins: np.ndarray, caps: dict[int, int], rng: np.random.Generator) -> np
 
 
 def share_floor(costs: np.ndarray, bins: np.ndarray, kept: np.ndarray, thresholds,
-                floor: float, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+                floor: float, rng: np.random.Generator, passes: int = 5) -> tuple[np.ndarray, dict]:
     """`kept` with dropped trajectories of filled bins added back where a threshold's safe or
     unsafe share is under `floor`: one more per bin of that side in turn (bins in random
-    order), the fewest that reach the floor. Thresholds in ascending order, safe side first.
-    Returns the new indices and how many were added for each (threshold, side)."""
+    order), the fewest that reach the floor. Thresholds in ascending order, safe side first,
+    in passes until one adds nothing (at most `passes`): what one threshold adds dilutes the
+    others' shares. Returns the new indices and how many were added for each (threshold,
+    side)."""
     filled = {int(b) for b in np.unique(bins[kept])} if len(kept) else set()
-    added = {}
+    added: dict[str, int] = {}
     kept = np.sort(np.asarray(kept, dtype=np.int64))
-    for threshold in sorted(thresholds):
-        for side in ("safe", "unsafe"):
-            on_side = costs <= threshold if side == "safe" else costs > threshold
-            n, have = len(kept), int(on_side[kept].sum())
-            need = math.ceil((floor * n - have) / (1.0 - floor) - 1e-9) if n else 0
-            if need <= 0:
-                continue
-            spare = np.ones(len(costs), dtype=bool)
-            spare[kept] = False
-            candidates = spare & on_side & np.isin(bins, list(filled))
-            order = _round_robin(bins, np.nonzero(candidates)[0], rng)[:need]
-            if len(order):
-                kept = np.sort(np.concatenate([kept, order]))
-                added[f"{threshold:g} {side}"] = int(len(order))
+    for _ in range(passes):
+        before = len(kept)
+        for threshold in sorted(thresholds):
+            for side in ("safe", "unsafe"):
+                on_side = costs <= threshold if side == "safe" else costs > threshold
+                n, have = len(kept), int(on_side[kept].sum())
+                need = math.ceil((floor * n - have) / (1.0 - floor) - 1e-9) if n else 0
+                if need <= 0:
+                    continue
+                spare = np.ones(len(costs), dtype=bool)
+                spare[kept] = False
+                candidates = spare & on_side & np.isin(bins, list(filled))
+                order = _round_robin(bins, np.nonzero(candidates)[0], rng)[:need]
+                if len(order):
+                    kept = np.sort(np.concatenate([kept, order]))
+                    key = f"{threshold:g} {side}"
+                    added[key] = added.get(key, 0) + int(len(order))
+        if len(kept) == before:
+            break
     return kept, added
 
 

@@ -98,6 +98,22 @@ def test_share_floor_adds_the_fewest_safe_ones_back_from_filled_bins():
     assert added == {} and len(out) == 11
 
 
+def test_share_floor_keeps_every_threshold_at_the_floor_when_a_later_one_dilutes_it():
+    # kept: 3 safe at 10 (cost 5) of 20, exactly 15%; one unsafe at 40 (cost 50), 5%. The 3
+    # unsafe ones that 40 needs bring safe at 10 to 3 of 23 (13%): a second pass adds one back
+    costs = np.array([5.0] * 6 + [30.0] * 16 + [50.0] * 6)
+    bins = np.array([0] * 6 + [1] * 16 + [2] * 6)
+    kept = np.array([0, 1, 2] + list(range(6, 22)) + [22])
+    out, added = share_floor(costs, bins, kept, [10, 20, 40], 0.15, np.random.default_rng(0))
+    assert added == {"40 unsafe": 3, "10 safe": 1} and len(out) == 24
+    for threshold in (10, 20, 40):
+        assert 0.15 <= float(np.mean(costs[out] <= threshold)) <= 0.85, threshold
+    # one pass alone leaves 10 under the floor
+    once, _ = share_floor(costs, bins, kept, [10, 20, 40], 0.15, np.random.default_rng(0),
+                          passes=1)
+    assert float(np.mean(costs[once] <= 10)) < 0.15
+
+
 def test_apply_grid_filter_targets_the_official_count_inside_the_official_window():
     spec = get_task("CarRun")  # window: cost 0..48, reward 204..; official count 651
     rng = np.random.default_rng(1)
