@@ -192,13 +192,14 @@ def test_study_stages_segments_and_annealed_limits():
                for lim in s.cost_limits)
     assert len({s.agent for s in stages}) == len(stages)  # every stage its own random streams
     assert collect._segments(1000, 400, 200) == [600, 400]  # whole epochs, no stub segment
-    # the study profile: four agents, the last one's limit the official file's largest cost
-    # (BallRun-v0-80-...: 80), unconstrained where that is no higher than 40 (CarRun's file);
-    # ants get three times the steps
+    # the study profile: five agents, the fourth one's limit the official file's largest cost
+    # (BallRun-v0-80-...: 80), none such where that is no higher than 40 (CarRun's file), the
+    # last unconstrained; ants get three times the steps
     study = COLLECT_PROFILES["study"]
-    assert study.cost_limits[-1] == collect.OFFICIAL_MAX and study.grid_filter is not None
-    assert collect.agent_cost_limits(study, get_task("BallRun")) == (10.0, 20.0, 40.0, 80.0)
-    assert collect.agent_cost_limits(study, get_task("CarRun"))[-1] == math.inf
+    assert collect.OFFICIAL_MAX in study.cost_limits and study.grid_filter is not None
+    assert collect.agent_cost_limits(study, get_task("BallRun")) == (10.0, 20.0, 40.0, 80.0,
+                                                                     math.inf)
+    assert collect.agent_cost_limits(study, get_task("CarRun")) == (10.0, 20.0, 40.0, math.inf)
     assert steps_for(study, get_task("AntRun")) == 3 * steps_for(study, get_task("CarRun"))
 
 
