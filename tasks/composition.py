@@ -113,19 +113,23 @@ def grid_filter(costs: np.ndarray, rewards: np.ndarray, window, cost_bins: int, 
     return draw(bins, bin_caps(bins, max_per_bin, min_per_bin, None, rng), rng)
 
 
-def kept_count(costs, rewards, window, cost_bins, reward_bins, max_per_bin, min_per_bin) -> int:
+def bin_sizes(bins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each filled bin's number and how many trajectories it holds (ascending bin numbers);
+    the one count that the cap search, the kept count and the per-bin caps all read."""
+    return np.unique(bins[bins >= 0], return_counts=True)
+
+
+def kept_count(bins: np.ndarray, max_per_bin: int, min_per_bin: int) -> int:
     """How many trajectories the filter keeps with this cap (no draw needed to count)."""
-    bins = grid_bins(costs, rewards, window, cost_bins, reward_bins)
-    _, counts = np.unique(bins[bins >= 0], return_counts=True)
+    _, counts = bin_sizes(bins)
     counts = counts[counts > min_per_bin]
     return int(np.minimum(counts, max_per_bin).sum())
 
 
-def smallest_cap(costs, rewards, window, cost_bins, reward_bins, min_per_bin, target) -> int:
+def smallest_cap(bins: np.ndarray, min_per_bin: int, target: int) -> int:
     """The smallest per-bin cap that keeps at least `target` trajectories (the largest bin's
     size when even no cap keeps fewer: then everything eligible is kept)."""
-    bins = grid_bins(costs, rewards, window, cost_bins, reward_bins)
-    _, counts = np.unique(bins[bins >= 0], return_counts=True)
+    _, counts = bin_sizes(bins)
     counts = counts[counts > min_per_bin]
     if len(counts) == 0:
         return max(1, min_per_bin + 1)
@@ -141,12 +145,11 @@ def apply_grid_filter(spec: TaskSpec, costs, rewards, settings: GridFilter,
     filter with a cap per bin, exact to the official count when the cap is derived from it
     (`exact_count`), then the share floor on each side of every threshold."""
     window = window_of(spec, settings)
+    bins = grid_bins(costs, rewards, window, settings.cost_bins, settings.reward_bins)
     cap, target = settings.max_per_bin, None
     if cap is None:
         target = official_numbers(spec)["trajectories"] or len(costs)
-        cap = smallest_cap(costs, rewards, window, settings.cost_bins, settings.reward_bins,
-                           settings.min_per_bin, target)
-    bins = grid_bins(costs, rewards, window, settings.cost_bins, settings.reward_bins)
+        cap = smallest_cap(bins, settings.min_per_bin, target)
     caps = bin_caps(bins, cap, settings.min_per_bin,
                     target if settings.exact_count else None, rng)
     kept = draw(bins, caps, rng)
@@ -171,7 +174,7 @@ def bin_caps(bins: np.ndarray, cap: int, min_per_bin: int, target: int | None,
     `min_per_bin` or fewer; with a `target`, bins at the cap give one back, drawn at random,
     until the total is the target (never below cap - 1, so every crowded bin still keeps its
     share of the plane)."""
-    labels, counts = np.unique(bins[bins >= 0], return_counts=True)
+    labels, counts = bin_sizes(bins)
     caps = {int(b): (0 if n <= min_per_bin else int(min(n, cap))) for b, n in zip(labels, counts)}
     if target is not None and cap > 1:
         at_cap = [b for b in caps if caps[b] == cap]

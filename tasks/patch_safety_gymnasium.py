@@ -1,4 +1,5 @@
-"""Make the installed safety-gymnasium importable on Python 3.11: `python -m tasks.patch_safety_gymnasium`.
+"""Make the installed safety-gymnasium importable on Python 3.11:
+`python -m tasks.patch_safety_gymnasium`.
 
 safety-gymnasium 0.4.0 (the version dsrl pins) declares dataclass fields such as
 `color: np.array = COLOR['vase']` in its asset modules. Since Python 3.11 a dataclass refuses

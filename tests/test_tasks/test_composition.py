@@ -55,7 +55,7 @@ def test_grid_filter_subsamples_crowded_bins_and_drops_sparse_ones():
     assert len(kept) == 4 and list(kept) == sorted(kept)
     assert (kept < 5).sum() == 2 and ((kept >= 5) & (kept < 8)).sum() == 2
     assert 8 not in kept  # a bin with min_per_bin or fewer is dropped, as DSRL's filter
-    assert kept_count(costs, rewards, NO_WINDOW, 3, 1, 2, 1) == 4
+    assert kept_count(grid_bins(costs, rewards, NO_WINDOW, 3, 1), 2, 1) == 4
     kept = grid_filter(costs, rewards, NO_WINDOW, 3, 1, max_per_bin=10, min_per_bin=0, rng=rng)
     assert kept.tolist() == list(range(9))  # nothing crowded, nothing sparse: all kept
 
@@ -63,10 +63,11 @@ def test_grid_filter_subsamples_crowded_bins_and_drops_sparse_ones():
 def test_smallest_cap_reaching_a_count():
     costs = np.array([0, 0, 0, 0, 0, 10, 10, 10, 20], dtype=float)
     rewards = np.zeros(9)
+    bins = grid_bins(costs, rewards, NO_WINDOW, 3, 1)
     # bins of 5 and 3 (the singleton is dropped): cap 2 keeps 4, cap 3 keeps 6
-    assert smallest_cap(costs, rewards, NO_WINDOW, 3, 1, min_per_bin=1, target=5) == 3
-    assert smallest_cap(costs, rewards, NO_WINDOW, 3, 1, min_per_bin=1, target=4) == 2
-    assert smallest_cap(costs, rewards, NO_WINDOW, 3, 1, min_per_bin=1, target=99) == 5
+    assert smallest_cap(bins, min_per_bin=1, target=5) == 3
+    assert smallest_cap(bins, min_per_bin=1, target=4) == 2
+    assert smallest_cap(bins, min_per_bin=1, target=99) == 5
 
 
 def test_bin_caps_give_one_back_at_random_until_the_count_is_exact():
@@ -128,7 +129,7 @@ def test_apply_grid_filter_targets_the_official_count_inside_the_official_window
     assert len(kept) == 651 + sum(report["added_for_share"].values())
     # one less per bin would keep fewer than the official count
     window = window_of(spec, GridFilter())
-    assert kept_count(costs, rewards, window, 60, 50, report["max_per_bin"] - 1, 1) < 651
+    assert kept_count(grid_bins(costs, rewards, window, 60, 50), report["max_per_bin"] - 1, 1) < 651
 
 
 def test_summary_row_by_hand():
