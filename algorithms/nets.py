@@ -143,7 +143,9 @@ class EnsembleMLP(nn.Module):
                     # ReLU in place: the same values and gradients (baddbmm's backward does
                     # not read its output), one pass less over the activations
                     x = torch.baddbmm(self.biases[i], x, self.weights[i]).relu_()
-        return torch.baddbmm(self.biases[last], x.float(), self.weights[last])  # the head
+        # the head, in its weights' dtype (fp32: the master copy; float64 in an oracle test)
+        head = self.weights[last]
+        return torch.baddbmm(self.biases[last], x.to(head.dtype), head)
 
     def _hidden(self, x: torch.Tensor, m: int) -> torch.Tensor:
         """Member m's last hidden activation."""
@@ -250,7 +252,8 @@ def ensemble_eval(net, inputs) -> torch.Tensor:
         with low_precision(net.compute_dtype, h):  # the hidden layers
             h = net._hidden(h, m)
         # the head; biases are (members, 1, out)
-        outputs.append(torch.addmm(net.biases[last][m, 0], h.float(), net.weights[last][m]))
+        head = net.weights[last][m]
+        outputs.append(torch.addmm(net.biases[last][m, 0], h.to(head.dtype), head))
     return torch.stack(outputs)
 
 
@@ -271,7 +274,7 @@ class SquashedGaussianActor(nn.Module):
         """Mean and clamped log std of the pre-tanh Gaussian."""
         with low_precision(self.compute_dtype, obs):  # the trunk
             hidden = self.trunk(obs)
-        mean, log_std = self.head(hidden.float()).chunk(2, -1)
+        mean, log_std = self.head(hidden.to(self.head.weight.dtype)).chunk(2, -1)
         return mean, log_std.clamp(*self.log_std_bounds)
 
     def sample(self, obs: torch.Tensor) -> torch.Tensor:
