@@ -37,6 +37,30 @@ def progress(job: Job) -> tuple[int, int] | None:
         return None
 
 
+def pace(job: Job) -> str:
+    """'step done/steps', with the steps per second since the job's process (re)started and
+    the time left at that pace, once it has moved (progress files of older runs lack the
+    start and show the step alone)."""
+    try:
+        data = json.loads((job.run_dir() / "progress.json").read_text())
+        step, steps = int(data["step"]), int(data["steps"])
+    except (OSError, ValueError, KeyError):
+        return "starting"
+    text = f"step {step:,}/{steps:,}"
+    try:
+        moved = step - int(data["session_step"])
+        seconds = float(data["updated"]) - float(data["session_started"])
+    except (KeyError, ValueError, TypeError):
+        return text
+    if moved <= 0 or seconds <= 0:
+        return text
+    rate = moved / seconds
+    left = (steps - step) / rate
+    hours, minutes = divmod(round(left / 60), 60)
+    return (f"{text}, {rate:.3g} steps/s, "
+            f"{f'{hours} h {minutes} min' if hours else f'{minutes} min'} left")
+
+
 def _slot(job: Job) -> tuple:
     """What a job is for, whatever its data or config hash: one cell of one table."""
     return (job.method, job.variant, job.precision, job.task, job.seed, job.train_threshold)
@@ -61,11 +85,9 @@ def status_rows(results: Path) -> tuple[list[tuple], list[tuple], list[str]]:
         name = job.method if job.precision == "fp32" else f"{job.method} {job.precision}"
         counts.setdefault((job.suite, name), Counter())[state] += 1
         if state == "running":
-            done = progress(job)
             who = owner(job.lock_path())
             where = f"{who.get('host', '?')}:{who.get('pid', '?')}"
-            details.append((job.label, "running",
-                            f"step {done[0]:,}/{done[1]:,}" if done else "starting", where))
+            details.append((job.label, "running", pace(job), where))
         for path, problem in job.damaged():  # counted as not done: `bench run` redoes it
             details.append((job.label, "damaged record", f"{path}: {problem}",
                             "bench run moves it aside and redoes the job"))

@@ -124,7 +124,10 @@ def train(method, arrays, schedule: TrainSchedule, run_dir: Path,
         window = defaultdict(list, saved["window"])
         resumed_from, seconds_before = saved["step"], saved["seconds"]
         first = resumed_from + 1
-    write_progress(run_dir, step=resumed_from, steps=steps, checkpoint_step=resumed_from)
+    # this process's start, so that `bench status` can tell the pace and the time left
+    session = {"session_step": resumed_from, "session_started": time.time()}
+    write_progress(run_dir, step=resumed_from, steps=steps, checkpoint_step=resumed_from,
+                   **session)
     writer = None
     if schedule.tensorboard:
         from torch.utils.tensorboard import SummaryWriter
@@ -172,7 +175,8 @@ def train(method, arrays, schedule: TrainSchedule, run_dir: Path,
             # the bars of `bench run` and `bench status` read this file; slow steps need more
             # than the log points to show movement
             if checkpointed or logged or time.time() - last_progress >= PROGRESS_SECONDS:
-                write_progress(run_dir, step=step, steps=steps, checkpoint_step=last_checkpoint)
+                write_progress(run_dir, step=step, steps=steps, checkpoint_step=last_checkpoint,
+                               **session)
                 last_progress = time.time()
     except Exception as err:
         err.step = getattr(err, "step", step)

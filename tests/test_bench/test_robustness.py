@@ -626,3 +626,26 @@ def test_an_interrupted_collection_says_its_segments_are_kept(data_dirs, monkeyp
     assert cli.main(["collect", "--tasks", "BallRun", "--profile", "smoke", "--jobs", "1"]) == 130
     err = capsys.readouterr().err
     assert "segments are kept" in err and "records" not in err and "Traceback" not in err
+
+
+def test_status_tells_the_pace_and_the_time_left_of_a_running_job(tmp_path):
+    from types import SimpleNamespace
+
+    from bench.status import pace
+
+    job = SimpleNamespace(run_dir=lambda: tmp_path)
+    assert pace(job) == "starting"  # no progress file yet
+    progress = {"step": 25_000, "steps": 100_000, "checkpoint_step": 25_000}
+    (tmp_path / "progress.json").write_text(json.dumps({**progress, "updated": 1000.0}))
+    assert pace(job) == "step 25,000/100,000"  # a file of an older run: no start recorded
+    # resumed at 10,000 steps 1,500 s ago: 10 steps/s, 75,000 steps left = 2 h 5 min
+    started = {"session_step": 10_000, "session_started": 0.0}
+    (tmp_path / "progress.json").write_text(json.dumps(
+        {**progress, **started, "updated": 1500.0}))
+    assert pace(job) == "step 25,000/100,000, 10 steps/s, 2 h 5 min left"
+    (tmp_path / "progress.json").write_text(json.dumps(
+        {**progress, "step": 99_400, **started, "updated": 8940.0}))
+    assert pace(job) == "step 99,400/100,000, 10 steps/s, 1 min left"
+    (tmp_path / "progress.json").write_text(json.dumps(
+        {**progress, "step": 10_000, **started, "updated": 5.0}))
+    assert pace(job) == "step 10,000/100,000"  # not moved since it started: no pace yet
