@@ -4,6 +4,7 @@ a sweep against a config field (Fig. 4, reports/sweep.py), a dataset's scatter (
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -12,22 +13,69 @@ from reports.aggregate import ReportError
 from tasks.registry import get_task
 
 
-def curve_frames(results: Path, task: str) -> dict[str, list[pd.DataFrame]]:
-    """Training curves with evaluation columns, keyed by policy label (one frame per run)."""
+def job_tags(results: Path) -> dict[str, str]:
+    """Job hash -> what sets the job's runs apart beside its method: its variant and a
+    precision other than fp32 ('' for neither), for every job that a record or a saved plan
+    under `results` names. A run folder (`run-seed<N>-<hash>`) of no such job, one left by an
+    abandoned plan, is nobody's result."""
+    from bench.plan import load_plans
+    from bench.records import load_records
+
+    tags = {}
+    for job in load_plans(results):
+        parts = [job.variant, job.precision if job.precision != "fp32" else ""]
+        tags[job.job_hash] = ", ".join(part for part in parts if part)
+    for record in load_records(results):
+        parts = [record.get("variant") or "", record.get("precision") or ""]
+        tags[record["config_hash"]] = ", ".join(p for p in parts if p and p != "fp32")
+    return tags
+
+
+#: a training run's folder (bench.records.artifact_dir, bench.plan.Job.run_dir): seed, job hash
+#: and, for a method trained per threshold, the threshold
+RUN_FOLDER = re.compile(r"run-seed\d+-([0-9a-f]+)(?:-thr[\d.]+)?$")
+
+
+def _runs(results: Path, task: str, left_out: list | None):
+    """(curve path, its method folder, its job hash, the job's tag) of each run of a known job
+    on `task`; the others' paths go to `left_out`."""
     spec = get_task(task)
-    curves: dict[str, list[pd.DataFrame]] = {}
+    tags = job_tags(results)
     for path in sorted(Path(results).glob(f"{spec.suite}/{spec.name}/*/run-*/curve.csv")):
+        named = RUN_FOLDER.match(path.parent.name)
+        job_hash = named.group(1) if named else ""
+        if job_hash not in tags:
+            if left_out is not None:
+                left_out.append(path)
+            continue
+        yield path, path.parent.parent.name, job_hash, tags[job_hash]
+
+
+def _named_apart(groups: dict[tuple[str, str], list]) -> dict[str, list]:
+    """{(label, job hash): runs} -> {label: runs}, a label shared by several jobs (other data,
+    config or budget under one name) suffixed with each job's hash: never averaged together."""
+    shared = Counter(label for label, _ in groups)
+    return {(f"{label} (job {job_hash[:8]})" if shared[label] > 1 else label): runs
+            for (label, job_hash), runs in groups.items()}
+
+
+def curve_frames(results: Path, task: str,
+                 left_out: list | None = None) -> dict[str, list[pd.DataFrame]]:
+    """Training curves with evaluation columns, keyed by policy label (one frame per run,
+    i.e. per seed of one job; `left_out` collects the runs of no known job)."""
+    groups: dict[tuple[str, str], list[pd.DataFrame]] = {}
+    for path, method, job_hash, tag in _runs(results, task, left_out):
         frame = pd.read_csv(path)
-        method = path.parent.parent.name
         threshold = re.search(r"-thr([\d.]+)$", path.parent.name)
         for column in [c for c in frame.columns if c.endswith("/reward_return")]:
             prefix = column.split("/")[0]
             label = method if prefix == "eval" else prefix
+            label += f" [{tag}]" if tag else ""
             label += f" (thr {threshold.group(1)})" if threshold else ""
             part = frame[["step", column, f"{prefix}/cost_return"]].dropna()
             part.columns = ["step", "reward_return", "cost_return"]
-            curves.setdefault(label, []).append(part)
-    return curves
+            groups.setdefault((label, job_hash), []).append(part)
+    return _named_apart(groups)
 
 
 #: the critics' estimates a method logs (bench.train's stats), drawn beside its returns: a
@@ -36,22 +84,22 @@ VALUE_COLUMNS = {"value/v": "V", "value/vc": "V^c"}
 
 
 def value_frames(results: Path, task: str) -> dict[str, list[pd.DataFrame]]:
-    """The logged critic estimates (VALUE_COLUMNS) of each method's runs on the task."""
-    spec = get_task(task)
-    values: dict[str, list[pd.DataFrame]] = {}
-    for path in sorted(Path(results).glob(f"{spec.suite}/{spec.name}/*/run-*/curve.csv")):
+    """The logged critic estimates (VALUE_COLUMNS) of each job's runs on the task."""
+    groups: dict[tuple[str, str], list[pd.DataFrame]] = {}
+    for path, method, job_hash, tag in _runs(results, task, None):
         frame = pd.read_csv(path)
         present = [c for c in VALUE_COLUMNS if c in frame.columns]
         if present:
-            method = path.parent.parent.name
-            values.setdefault(method, []).append(frame[["step", *present]].dropna())
-    return values
+            label = method + (f" [{tag}]" if tag else "")
+            groups.setdefault((label, job_hash), []).append(frame[["step", *present]].dropna())
+    return _named_apart(groups)
 
 
-def plot_curves(results: Path, tasks, path: Path) -> list[Path]:
+def plot_curves(results: Path, tasks, path: Path, left_out: list | None = None) -> list[Path]:
     """Per task (a row each; `tasks` one name or several): the reward and cost returns during
-    training, mean over seeds, thresholds dashed, and where logged the critics' estimates V
-    and V^c (paper Fig. 2, with the evidence for a budget beside it)."""
+    training, mean over the seeds of each job, thresholds dashed, and where logged the
+    critics' estimates V and V^c (paper Fig. 2, with the evidence for a budget beside it).
+    Runs of no recorded or planned job are left out (into `left_out`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -61,11 +109,13 @@ def plot_curves(results: Path, tasks, path: Path) -> list[Path]:
     rows = []
     for task in names:
         spec = get_task(task)
-        curves = curve_frames(results, task)
+        curves = curve_frames(results, task, left_out)
         if not curves:
             raise ReportError(
                 f"no training curves with evaluations for {spec.name} under {results}; run "
-                "with `--eval-every N` (the study and paper profiles do)")
+                "with `--eval-every N` (the study and paper profiles do)"
+                + (f" ({len(left_out)} run folder(s) there belong to no recorded or planned "
+                   "job)" if left_out else ""))
         rows.append((spec, curves, value_frames(results, task)))
     with_values = any(values for _, _, values in rows)
     columns = 3 if with_values else 2
@@ -75,8 +125,10 @@ def plot_curves(results: Path, tasks, path: Path) -> list[Path]:
         ax_r, ax_c = axes_row[0], axes_row[1]
         for label, runs in curves.items():
             mean = pd.concat(runs).groupby("step").mean()
-            ax_r.plot(mean.index, mean.reward_return, label=f"{label} ({len(runs)} runs)")
-            ax_c.plot(mean.index, mean.cost_return, label=label)
+            # markers: a run evaluated once is a point, which a line alone would not draw
+            ax_r.plot(mean.index, mean.reward_return, marker=".", label=f"{label} "
+                      f"({len(runs)} run{'s' if len(runs) > 1 else ''})")
+            ax_c.plot(mean.index, mean.cost_return, marker=".", label=label)
         for threshold in spec.thresholds:
             ax_c.axhline(threshold, color="red", linestyle="--", linewidth=0.8)
         ax_r.set(title=f"{spec.name}: reward return", xlabel="training step")

@@ -32,9 +32,16 @@ if [ "${3:-}" = "--docs" ]; then
   # figures are made from; never checkpoints
   out=docs/study/results
   mkdir -p "$out"
+  # a run's curve only where a record of its job exists (a run of an abandoned job, other
+  # data or another precision, is nobody's result)
   (cd "$results" && find . -path ./.plans -prune -o \( -name '*.json' ! -name '*.error.json' \
       ! -name 'progress.json' -o -name 'curve.csv' \) -type f -print) |
     while read -r file; do
+      if [ "$(basename "$file")" = curve.csv ]; then
+        run=$(basename "$(dirname "$file")"); job=${run#run-seed*-}; job=${job%%-thr*}
+        task_dir=$(dirname "$(dirname "$(dirname "$file")")")
+        [ -n "$(find "$results/$task_dir" -name "thr*-seed*-$job.json" -print -quit)" ] || continue
+      fi
       mkdir -p "$out/$(dirname "$file")"
       cp "$results/$file" "$out/$file"
     done

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from bench.cli.args import COLLECT_PROFILE_NAMES, UserError, csv_items, name_damaged, results_folder
@@ -120,8 +121,12 @@ def _plot(args) -> int:
         if not args.task:
             raise UserError("--kind curves needs --task (one, or several: CarRun,BallCircle)")
         tasks = csv_items(args.task)
+        left_out: list = []
         paths = figures.plot_curves(results, tasks, Path(args.out or results /
-                                                         f"curves-{'-'.join(tasks)}"))
+                                                         f"curves-{'-'.join(tasks)}"), left_out)
+        if left_out:  # an abandoned plan's runs (other data, another precision): not averaged in
+            print(f"left out {len(left_out)} run(s) of no recorded or planned job, e.g. "
+                  f"{left_out[0].parent}", file=sys.stderr)
     elif args.kind == "transfer":
         from bench.transfer import source_task
         from reports.transfer import plot_transfer, transfer_frame

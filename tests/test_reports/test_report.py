@@ -177,13 +177,39 @@ def test_figures_curves_and_dataset(local_ballrun, tmp_path, capsys):
     from reports.figures import curve_frames
 
     curves = curve_frames(results, "BallRun")
-    assert set(curves) == {"BC-All", "LSPC-S", "LSPC-O"}
-    assert curves["BC-All"][0].step.tolist() == [10, 20]  # smoke: 20 BC steps, every 10
-    assert curves["LSPC-O"][0].step.tolist() == [10]  # smoke: 10 LSPC steps
+    tag = " [batch_size=64]"  # the job's variant, as the report tables name it
+    assert set(curves) == {"BC-All" + tag, "LSPC-S" + tag, "LSPC-O" + tag}
+    assert curves["BC-All" + tag][0].step.tolist() == [10, 20]  # smoke: 20 BC steps, every 10
+    assert curves["LSPC-O" + tag][0].step.tolist() == [10]  # smoke: 10 LSPC steps
     from reports.figures import value_frames
 
     values = value_frames(results, "BallRun")  # LSPC's critics, as logged; BC has none
-    assert set(values) == {"LSPC"} and {"value/v", "value/vc"} <= set(values["LSPC"][0])
+    assert set(values) == {"LSPC" + tag}
+    assert {"value/v", "value/vc"} <= set(values["LSPC" + tag][0])
+    # a run folder of no plan or record (an abandoned job: other data, another precision) is
+    # left out, never averaged in; the CLI says so
+    (run,) = [p for p in (results / "bullet" / "BallRun" / "BC-All").glob("run-seed0-*")
+              if p.is_dir()]
+    stray = run.with_name("run-seed0-0123456789")
+    shutil.copytree(run, stray)
+    left_out = []
+    assert {k: len(v) for k, v in curve_frames(results, "BallRun", left_out).items()} == {
+        "BC-All" + tag: 1, "LSPC-S" + tag: 1, "LSPC-O" + tag: 1}
+    assert left_out == [stray / "curve.csv"]
+    assert main(["plot", "--kind", "curves", "--task", "BallRun", "--results",
+                 str(results)]) == 0
+    assert "left out 1 run(s) of no recorded or planned job" in capsys.readouterr().err
+    # two jobs under one name (here: a record of the stray run's hash, as after new data) are
+    # drawn apart, each labelled with its job, not averaged into one curve
+    record = next((results / "bullet" / "BallRun" / "BC-All").glob("thr10-seed0-*.json"))
+    other = json.loads(record.read_text()) | {"config_hash": "0123456789"}
+    record.with_name("thr10-seed0-0123456789.json").write_text(json.dumps(other))
+    job = run.name.rsplit("-", 1)[-1]
+    assert set(curve_frames(results, "BallRun")) == {
+        f"BC-All{tag} (job {job[:8]})", f"BC-All{tag} (job 01234567)", "LSPC-S" + tag,
+        "LSPC-O" + tag}
+    shutil.rmtree(stray)
+    record.with_name("thr10-seed0-0123456789.json").unlink()
     # several tasks, a row each; a task without curves is named
     assert main(["plot", "--kind", "curves", "--task", "BallRun,BallRun", "--results",
                  str(results), "--out", str(tmp_path / "two")]) == 0
