@@ -17,7 +17,8 @@ from pathlib import Path
 from algorithms import build_config, get_method
 from algorithms.base import ConfigError, field_types, is_tuple_type
 from bench.profiles import PROFILES
-from bench.records import artifact_dir, config_hash, read_record, record_path, write_json_atomic
+from bench.records import (artifact_dir, config_hash, job_tag, read_record, record_path,
+                           write_json_atomic)
 from tasks.datasets import DatasetError, file_sha256, resolve_path
 from tasks.registry import TaskSpec
 
@@ -318,6 +319,12 @@ def load_plans(results: Path, problems: list | None = None) -> list[Job]:
             jobs.setdefault((job.job_hash, job.task, job.method, job.seed, job.train_threshold),
                             job)
     return list(jobs.values())
+
+
+def planned_tags(results: Path) -> dict[str, str]:
+    """Job hash -> its tag (bench.records.job_tag) for every job of the saved plans: what
+    names a running job's curves before it has records."""
+    return {job.job_hash: job_tag(job.variant, job.precision) for job in load_plans(results)}
 
 
 def check_environments(jobs: list[Job]) -> None:

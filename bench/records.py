@@ -26,6 +26,12 @@ def config_hash(payload: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
+def job_tag(variant: str | None, precision: str | None) -> str:
+    """What sets a job apart beside its method, as reports name it: its --set values and a
+    precision other than fp32 ("epsilon=1, bf16"; "" for neither)."""
+    return ", ".join(part for part in (variant or "", precision or "") if part and part != "fp32")
+
+
 def slug(name: str) -> str:
     return name.replace("/", "-").replace(" ", "_")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.records import load_records
+from bench.records import job_tag, load_records
 from tasks.registry import TASKS
 
 LONG = ["suite", "task", "method", "reward", "cost", "reward_spread", "cost_spread", "n"]
@@ -27,8 +27,7 @@ class ReportError(ValueError):
 def method_label(record: dict) -> str:
     """A method's column name: a config made with --set values says so ("LSPC-O [epsilon=1]"),
     and so does a precision other than fp32 ("LSPC-O [bf16]", "LSPC-O [epsilon=1, bf16]")."""
-    parts = [record.get("variant") or "", precision_of(record)]
-    tags = ", ".join(part for part in parts if part and part != "fp32")
+    tags = job_tag(record.get("variant"), precision_of(record))
     return f"{record['method']} [{tags}]" if tags else record["method"]
 
 

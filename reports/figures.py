@@ -13,21 +13,16 @@ from reports.aggregate import ReportError
 from tasks.registry import get_task
 
 
-def job_tags(results: Path) -> dict[str, str]:
-    """Job hash -> what sets the job's runs apart beside its method: its variant and a
-    precision other than fp32 ('' for neither), for every job that a record or a saved plan
-    under `results` names. A run folder (`run-seed<N>-<hash>`) of no such job, one left by an
-    abandoned plan, is nobody's result."""
-    from bench.plan import load_plans
-    from bench.records import load_records
+def job_tags(results: Path, planned: dict[str, str] | None = None) -> dict[str, str]:
+    """Job hash -> what sets the job's runs apart beside its method (bench.records.job_tag),
+    for every job a record under `results` names, and the `planned` ones (the caller's, from
+    the saved plans: bench.plan.planned_tags). A run folder (`run-seed<N>-<hash>`) of no such
+    job, one left by an abandoned plan, is nobody's result."""
+    from bench.records import job_tag, load_records
 
-    tags = {}
-    for job in load_plans(results):
-        parts = [job.variant, job.precision if job.precision != "fp32" else ""]
-        tags[job.job_hash] = ", ".join(part for part in parts if part)
+    tags = dict(planned or {})
     for record in load_records(results):
-        parts = [record.get("variant") or "", record.get("precision") or ""]
-        tags[record["config_hash"]] = ", ".join(p for p in parts if p and p != "fp32")
+        tags[record["config_hash"]] = job_tag(record.get("variant"), record.get("precision"))
     return tags
 
 
@@ -36,11 +31,11 @@ def job_tags(results: Path) -> dict[str, str]:
 RUN_FOLDER = re.compile(r"run-seed\d+-([0-9a-f]+)(?:-thr[\d.]+)?$")
 
 
-def _runs(results: Path, task: str, left_out: list | None):
+def _runs(results: Path, task: str, left_out: list | None, planned: dict | None):
     """(curve path, its method folder, its job hash, the job's tag) of each run of a known job
     on `task`; the others' paths go to `left_out`."""
     spec = get_task(task)
-    tags = job_tags(results)
+    tags = job_tags(results, planned)
     for path in sorted(Path(results).glob(f"{spec.suite}/{spec.name}/*/run-*/curve.csv")):
         named = RUN_FOLDER.match(path.parent.name)
         job_hash = named.group(1) if named else ""
@@ -59,12 +54,12 @@ def _named_apart(groups: dict[tuple[str, str], list]) -> dict[str, list]:
             for (label, job_hash), runs in groups.items()}
 
 
-def curve_frames(results: Path, task: str,
-                 left_out: list | None = None) -> dict[str, list[pd.DataFrame]]:
+def curve_frames(results: Path, task: str, left_out: list | None = None,
+                 planned: dict | None = None) -> dict[str, list[pd.DataFrame]]:
     """Training curves with evaluation columns, keyed by policy label (one frame per run,
-    i.e. per seed of one job; `left_out` collects the runs of no known job)."""
+    i.e. per seed of one job; `left_out` collects the runs of no known job, job_tags)."""
     groups: dict[tuple[str, str], list[pd.DataFrame]] = {}
-    for path, method, job_hash, tag in _runs(results, task, left_out):
+    for path, method, job_hash, tag in _runs(results, task, left_out, planned):
         frame = pd.read_csv(path)
         threshold = re.search(r"-thr([\d.]+)$", path.parent.name)
         for column in [c for c in frame.columns if c.endswith("/reward_return")]:
@@ -83,10 +78,11 @@ def curve_frames(results: Path, task: str,
 VALUE_COLUMNS = {"value/v": "V", "value/vc": "V^c"}
 
 
-def value_frames(results: Path, task: str) -> dict[str, list[pd.DataFrame]]:
+def value_frames(results: Path, task: str,
+                 planned: dict | None = None) -> dict[str, list[pd.DataFrame]]:
     """The logged critic estimates (VALUE_COLUMNS) of each job's runs on the task."""
     groups: dict[tuple[str, str], list[pd.DataFrame]] = {}
-    for path, method, job_hash, tag in _runs(results, task, None):
+    for path, method, job_hash, tag in _runs(results, task, None, planned):
         frame = pd.read_csv(path)
         present = [c for c in VALUE_COLUMNS if c in frame.columns]
         if present:
@@ -95,11 +91,12 @@ def value_frames(results: Path, task: str) -> dict[str, list[pd.DataFrame]]:
     return _named_apart(groups)
 
 
-def plot_curves(results: Path, tasks, path: Path, left_out: list | None = None) -> list[Path]:
+def plot_curves(results: Path, tasks, path: Path, left_out: list | None = None,
+                planned: dict | None = None) -> list[Path]:
     """Per task (a row each; `tasks` one name or several): the reward and cost returns during
     training, mean over the seeds of each job, thresholds dashed, and where logged the
     critics' estimates V and V^c (paper Fig. 2, with the evidence for a budget beside it).
-    Runs of no recorded or planned job are left out (into `left_out`)."""
+    Runs of no recorded or `planned` job are left out (into `left_out`; job_tags)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -109,14 +106,14 @@ def plot_curves(results: Path, tasks, path: Path, left_out: list | None = None) 
     rows = []
     for task in names:
         spec = get_task(task)
-        curves = curve_frames(results, task, left_out)
+        curves = curve_frames(results, task, left_out, planned)
         if not curves:
             raise ReportError(
                 f"no training curves with evaluations for {spec.name} under {results}; run "
                 "with `--eval-every N` (the study and paper profiles do)"
                 + (f" ({len(left_out)} run folder(s) there belong to no recorded or planned "
                    "job)" if left_out else ""))
-        rows.append((spec, curves, value_frames(results, task)))
+        rows.append((spec, curves, value_frames(results, task, planned)))
     with_values = any(values for _, _, values in rows)
     columns = 3 if with_values else 2
     fig, axes = plt.subplots(len(rows), columns, figsize=(5 * columns, 3.6 * len(rows)),
