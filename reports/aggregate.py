@@ -24,11 +24,24 @@ class ReportError(ValueError):
     """Nothing to report, or inputs that do not fit together; the message says why."""
 
 
-def method_label(record: dict) -> str:
+def method_label(record: dict, with_precision: bool = True) -> str:
     """A method's column name: a config made with --set values says so ("LSPC-O [epsilon=1]"),
-    and so does a precision other than fp32 ("LSPC-O [bf16]", "LSPC-O [epsilon=1, bf16]")."""
-    tags = job_tag(record.get("variant"), precision_of(record))
+    and so does a precision other than fp32 ("LSPC-O [bf16]", "LSPC-O [epsilon=1, bf16]")
+    unless `with_precision` is off (single_precision)."""
+    tags = job_tag(record.get("variant"), precision_of(record) if with_precision else None)
     return f"{record['method']} [{tags}]" if tags else record["method"]
+
+
+def single_precision(frame: pd.DataFrame) -> pd.DataFrame:
+    """Records of one precision only, whichever, name their methods plainly ("LSPC-O", not
+    "LSPC-O [bf16]"), so that a study made in bf16 meets the paper's columns and claims; the
+    report's notes say the precision (tables.provenance_notes). Records of several precisions
+    keep them apart by name."""
+    if frame.empty or "precision" not in frame or frame.precision.nunique() != 1:
+        return frame
+    return frame.assign(method=[
+        method_label({"method": method, "variant": variant}, with_precision=False)
+        for method, variant in zip(frame.base_method, frame.variant)])
 
 
 def precision_of(record: dict) -> str:
@@ -40,11 +53,13 @@ def records_frame(results: Path) -> pd.DataFrame:
     """One row per record, with what the report needs to aggregate and to cite."""
     columns = ["suite", "task", "method", "threshold", "seed", "profile", "steps",
                "data_source", "normalized_reward", "normalized_cost", "config_hash", "created",
-               "bench_version", "git_sha"]
+               "bench_version", "git_sha", "precision", "variant", "base_method"]
     rows = []
     scan = load_records(results)
     for r in scan:
         rows.append({**{k: r[k] for k in columns if k in r}, "method": method_label(r),
+                     "precision": precision_of(r), "variant": r.get("variant") or "",
+                     "base_method": r["method"],
                      "bench_version": r.get("provenance", {}).get("bench_version"),
                      "git_sha": r.get("provenance", {}).get("git_sha")})
     frame = pd.DataFrame(rows, columns=columns)

@@ -228,7 +228,7 @@ def ours_frame(results: Path | None = None, input_csv: Path | None = None,
                profile: str | None = None) -> pd.DataFrame:
     """Our long frame, with Average rows, as `bench report` aggregates it: from the records of
     a results folder, or from a CSV of numbers (its Average rows kept as printed)."""
-    from reports.aggregate import aggregate, read_published, records_frame
+    from reports.aggregate import aggregate, read_published, records_frame, single_precision
 
     if input_csv is not None:
         long = read_published(Path(input_csv))
@@ -242,6 +242,7 @@ def ours_frame(results: Path | None = None, input_csv: Path | None = None,
         frame = frame[frame.profile == profile]
     if suites:
         frame = frame[frame.suite.isin(suites)]
+    frame = single_precision(frame)
     if methods:
         frame = frame[frame.method.str.lower().isin([m.lower() for m in methods])]
     if frame.empty:

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from reports.aggregate import (AVERAGE, SUITE_ORDER, ReportError, aggregate,  # noqa: F401
-                               read_published, records_frame, task_label, task_order,
-                               with_averages)
+                               read_published, records_frame, single_precision, task_label,
+                               task_order, with_averages)
 from reports.highlight import highlight
 from reports.render import (Section, Table, render_csv, render_html, render_json,
                             render_latex, render_markdown)
@@ -132,8 +132,11 @@ def provenance_notes(frame: pd.DataFrame) -> list[str]:
     warnings = [f"Warning: {len(mixed)} cell(s) average records of different configs or data "
                 f"(e.g. {mixed.index[0][1]} on {mixed.index[0][0]}); use --profile or separate "
                 "--results folders"] if len(mixed) else []
+    precisions = sorted(set(frame.precision)) if "precision" in frame else ["fp32"]
+    precision = (f"Precision: {precisions[0]}" if len(precisions) == 1 else
+                 f"Precision: {' and '.join(precisions)} (a column says one other than fp32)")
     return warnings + [f"Data: {data}. Profile: {', '.join(sorted(set(frame.profile)))}; "
-            f"training steps: {steps}.",
+            f"training steps: {steps}. {precision}.",
             f"Seeds: {seed_note(frame)}; thresholds: {thresholds}; {len(frame)} records.",
             f"Harness {harness_note(frame)}; report made "
             f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC."]
@@ -200,8 +203,10 @@ def report(results: Path | None = None, fmt: str = "markdown", layout: str = "su
             frame = frame[frame.profile == profile]
         if suites:
             frame = frame[frame.suite.isin(suites)]
+        frame = single_precision(frame)
         if methods:  # in any case, as `bench run --methods` takes them
-            methods = _matching_methods(methods, list(everything.method.unique()))
+            methods = _matching_methods(methods, list(everything.method.unique())
+                                        + list(frame.method.unique()))
             frame = frame[frame.method.isin(methods)]
         if everything.empty:
             raise ReportError(f"no records under {results}"

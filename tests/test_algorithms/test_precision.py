@@ -237,8 +237,22 @@ def test_a_bf16_run_records_beside_fp32_and_reports_say_which(local_ballrun, tmp
     assert main(["report", "--results", str(results)]) == 0
     table = capsys.readouterr().out
     assert "| BC-All reward" in table and "| BC-All [bf16] reward" in table  # both columns
+    assert "Precision: bf16 and fp32 (a column says one other than fp32)" in table
     assert main(["status", "--results", str(results)]) == 0
     assert "BC-All bf16" in capsys.readouterr().out
+    # a folder of bf16 records only (a study made in bf16): the paper's names, so that its
+    # columns meet the paper's and the claims find their methods; the notes say bf16
+    only_bf16 = tmp_path / "only-bf16"
+    for path in results.rglob("thr*-seed*.json"):
+        if json.loads(path.read_text()).get("precision") == "bf16":
+            (only_bf16 / path.relative_to(results)).parent.mkdir(parents=True, exist_ok=True)
+            (only_bf16 / path.relative_to(results)).write_text(path.read_text())
+    assert main(["report", "--results", str(only_bf16)]) == 0
+    table = capsys.readouterr().out
+    assert "| BC-All reward" in table and "[bf16]" not in table and "Precision: bf16." in table
+    assert main(["claims", "--results", str(only_bf16), "--format", "json"]) == 0
+    claims = {c["id"]: c for c in json.loads(capsys.readouterr().out)}
+    assert claims["C6"]["holds"] is not None  # "BC-All is unsafe": found and evaluated
 
 
 def test_a_resumed_bf16_job_writes_the_records_of_an_unbroken_one(local_ballrun, tmp_path):
