@@ -3,7 +3,7 @@
     python scripts/precision_equivalence.py RESULTS [--jobs 2]            # the study
     python scripts/precision_equivalence.py RESULTS --budget smoke        # a minute, a test
 
-The study (issue 21's "Equivalence", about 6 core-hours on idle cores): in fp32 and in bf16,
+The study (issue 21's "Equivalence", about 10 core-hours, one thread a job): in fp32 and bf16,
 - LSPC (LSPC-S and LSPC-O) and BC-Safe on two Bullet tasks (BallRun, CarRun) with the
   DSRL-like local data (`bench collect --profile study`), seeds 0-2, 30,000 steps each;
 - COptiDICE on the first task at threshold 20, seeds 0-2, 30,000 steps;
