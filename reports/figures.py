@@ -28,22 +28,22 @@ def job_tags(results: Path, planned: dict[str, str] | None = None) -> dict[str, 
 
 #: a training run's folder (bench.records.artifact_dir, bench.plan.Job.run_dir): seed, job hash
 #: and, for a method trained per threshold, the threshold
-RUN_FOLDER = re.compile(r"run-seed\d+-([0-9a-f]+)(?:-thr[\d.]+)?$")
+RUN_FOLDER = re.compile(r"run-seed\d+-([0-9a-f]+)(?:-thr([\d.]+))?$")
 
 
-def _runs(results: Path, task: str, left_out: list | None, planned: dict | None):
-    """(curve path, its method folder, its job hash, the job's tag) of each run of a known job
-    on `task`; the others' paths go to `left_out`."""
+def _runs(results: Path, task: str, left_out: list | None, tags: dict[str, str]):
+    """(curve path, its method folder, its job hash, the job's tag, its training threshold or
+    None) of each run of a job in `tags` (job_tags) on `task`; the others' paths go to
+    `left_out`."""
     spec = get_task(task)
-    tags = job_tags(results, planned)
     for path in sorted(Path(results).glob(f"{spec.suite}/{spec.name}/*/run-*/curve.csv")):
         named = RUN_FOLDER.match(path.parent.name)
-        job_hash = named.group(1) if named else ""
-        if job_hash not in tags:
+        if named is None or named.group(1) not in tags:
             if left_out is not None:
                 left_out.append(path)
             continue
-        yield path, path.parent.parent.name, job_hash, tags[job_hash]
+        job_hash = named.group(1)
+        yield path, path.parent.parent.name, job_hash, tags[job_hash], named.group(2)
 
 
 def _named_apart(groups: dict[tuple[str, str], list]) -> dict[str, list]:
@@ -55,18 +55,19 @@ def _named_apart(groups: dict[tuple[str, str], list]) -> dict[str, list]:
 
 
 def curve_frames(results: Path, task: str, left_out: list | None = None,
-                 planned: dict | None = None) -> dict[str, list[pd.DataFrame]]:
+                 tags: dict[str, str] | None = None) -> dict[str, list[pd.DataFrame]]:
     """Training curves with evaluation columns, keyed by policy label (one frame per run,
-    i.e. per seed of one job; `left_out` collects the runs of no known job, job_tags)."""
+    i.e. per seed of one job). Only runs of the jobs in `tags` (default: job_tags of the
+    records) count; `left_out` collects the others."""
+    tags = job_tags(results) if tags is None else tags
     groups: dict[tuple[str, str], list[pd.DataFrame]] = {}
-    for path, method, job_hash, tag in _runs(results, task, left_out, planned):
+    for path, method, job_hash, tag, threshold in _runs(results, task, left_out, tags):
         frame = pd.read_csv(path)
-        threshold = re.search(r"-thr([\d.]+)$", path.parent.name)
         for column in [c for c in frame.columns if c.endswith("/reward_return")]:
             prefix = column.split("/")[0]
             label = method if prefix == "eval" else prefix
             label += f" [{tag}]" if tag else ""
-            label += f" (thr {threshold.group(1)})" if threshold else ""
+            label += f" (thr {threshold})" if threshold else ""
             part = frame[["step", column, f"{prefix}/cost_return"]].dropna()
             part.columns = ["step", "reward_return", "cost_return"]
             groups.setdefault((label, job_hash), []).append(part)
@@ -79,10 +80,12 @@ VALUE_COLUMNS = {"value/v": "V", "value/vc": "V^c"}
 
 
 def value_frames(results: Path, task: str,
-                 planned: dict | None = None) -> dict[str, list[pd.DataFrame]]:
-    """The logged critic estimates (VALUE_COLUMNS) of each job's runs on the task."""
+                 tags: dict[str, str] | None = None) -> dict[str, list[pd.DataFrame]]:
+    """The logged critic estimates (VALUE_COLUMNS) of each job's runs on the task (the jobs
+    of `tags`, as curve_frames)."""
+    tags = job_tags(results) if tags is None else tags
     groups: dict[tuple[str, str], list[pd.DataFrame]] = {}
-    for path, method, job_hash, tag in _runs(results, task, None, planned):
+    for path, method, job_hash, tag, _ in _runs(results, task, None, tags):
         frame = pd.read_csv(path)
         present = [c for c in VALUE_COLUMNS if c in frame.columns]
         if present:
@@ -103,17 +106,18 @@ def plot_curves(results: Path, tasks, path: Path, left_out: list | None = None,
     import matplotlib.pyplot as plt
 
     names = [tasks] if isinstance(tasks, str) else list(tasks)
+    tags = job_tags(results, planned)  # the records read once for every task
     rows = []
     for task in names:
         spec = get_task(task)
-        curves = curve_frames(results, task, left_out, planned)
+        curves = curve_frames(results, task, left_out, tags)
         if not curves:
             raise ReportError(
                 f"no training curves with evaluations for {spec.name} under {results}; run "
                 "with `--eval-every N` (the study and paper profiles do)"
                 + (f" ({len(left_out)} run folder(s) there belong to no recorded or planned "
                    "job)" if left_out else ""))
-        rows.append((spec, curves, value_frames(results, task, planned)))
+        rows.append((spec, curves, value_frames(results, task, tags)))
     with_values = any(values for _, _, values in rows)
     columns = 3 if with_values else 2
     fig, axes = plt.subplots(len(rows), columns, figsize=(5 * columns, 3.6 * len(rows)),

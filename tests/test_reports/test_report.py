@@ -200,7 +200,10 @@ def test_figures_curves_and_dataset(local_ballrun, tmp_path, capsys):
                  str(results)]) == 0
     assert "left out 1 run(s) of no recorded or planned job" in capsys.readouterr().err
     # a job of a saved plan (running: no record yet) is drawn under its own tag
-    assert "BC-All [bf16]" in curve_frames(results, "BallRun", planned={"0123456789": "bf16"})
+    from reports.figures import job_tags
+
+    tags = job_tags(results, planned={"0123456789": "bf16"})
+    assert "BC-All [bf16]" in curve_frames(results, "BallRun", tags=tags)
     # two jobs under one name (here: a record of the stray run's hash, as after new data) are
     # drawn apart, each labelled with its job, not averaged into one curve
     record = next((results / "bullet" / "BallRun" / "BC-All").glob("thr10-seed0-*.json"))
