@@ -46,6 +46,13 @@ class GridFilter:
     back, spread over its bins, until it is reached (or that side has no more). A flat cap over
     a grid whose cost axis reaches 140 leaves cost <= 10 a few of 60 columns: DroneRun kept 9%
     safe at 10, while a dataset that informs a threshold needs both sides of it. None: off"""
+    thin_to_count_share: float | None = 2 / 3
+    """ours, not DSRL's: where adding back cannot reach the floor (the pool has too few on
+    that side: DroneCircle's tight-limit agents left 264 safe trajectories at cost <= 10 of
+    3,071 in its window), the other side gives trajectories up, one at a time from its
+    fullest bin and never a bin's last (a lower cap on that side, as DSRL's filter caps
+    crowded bins), until the floor is met or the kept count has fallen to this share of the
+    official count (2/3: the trajectory-count target allows a factor 1.5). None: off"""
     window: str = "official"
     """"official": keep cost returns in [0, official max cost x (1 + cost_margin)] and reward
     returns >= r_min, the extent of DSRL's file (open above: an agent of ours may run faster
@@ -153,16 +160,24 @@ def apply_grid_filter(spec: TaskSpec, costs, rewards, settings: GridFilter,
     caps = bin_caps(bins, cap, settings.min_per_bin,
                     target if settings.exact_count else None, rng)
     kept = draw(bins, caps, rng)
-    added = {}
+    added, removed = {}, {}
     if settings.min_share_each_side is not None:
-        kept, added = share_floor(np.asarray(costs, np.float64), bins, kept, spec.thresholds,
+        costs64 = np.asarray(costs, np.float64)
+        kept, added = share_floor(costs64, bins, kept, spec.thresholds,
                                   settings.min_share_each_side, rng)
+        if settings.thin_to_count_share is not None:
+            official = official_numbers(spec)["trajectories"] or len(kept)
+            fewest = math.ceil(settings.thin_to_count_share * official - 1e-9)
+            kept, removed = thin_to_floor(costs64, bins, kept, spec.thresholds,
+                                          settings.min_share_each_side, fewest, rng)
     report = {"cost_bins": settings.cost_bins, "reward_bins": settings.reward_bins,
               "min_per_bin": settings.min_per_bin, "max_per_bin": int(cap),
               "max_per_bin_rule": "given" if settings.max_per_bin else "official count",
               "exact_count": bool(settings.exact_count and target is not None),
               "min_share_each_side": settings.min_share_each_side,
               "added_for_share": added,
+              **({"thin_to_count_share": settings.thin_to_count_share,
+                  "removed_for_share": removed} if removed else {}),
               "window": [_finite(v) for v in window], "pool": int(len(costs)),
               "in_window": int(in_window(costs, rewards, window).sum()), "kept": int(len(kept))}
     return kept, report
@@ -229,6 +244,55 @@ def share_floor(costs: np.ndarray, bins: np.ndarray, kept: np.ndarray, threshold
         if len(kept) == before:
             break
     return kept, added
+
+
+def thin_to_floor(costs: np.ndarray, bins: np.ndarray, kept: np.ndarray, thresholds,
+                  floor: float, fewest: int, rng: np.random.Generator,
+                  passes: int = 5) -> tuple[np.ndarray, dict]:
+    """`kept` less trajectories of the other side where a threshold's safe or unsafe share is
+    still under `floor` after `share_floor`: taken one at a time from that side's fullest bin
+    (ties at random), never a bin's last one, the fewest that reach the floor, never leaving
+    fewer than `fewest` kept. Thresholds ascending, safe side first, in passes as
+    `share_floor`. Returns the new indices and how many were removed for each (threshold,
+    side short)."""
+    removed: dict[str, int] = {}
+    kept = np.sort(np.asarray(kept, dtype=np.int64))
+    for _ in range(passes):
+        before = len(kept)
+        for threshold in sorted(thresholds):
+            for side in ("safe", "unsafe"):
+                on_side = costs[kept] <= threshold if side == "safe" else costs[kept] > threshold
+                n, have = len(kept), int(on_side.sum())
+                if have == 0 or have >= floor * n:
+                    continue
+                # have / (n - m) >= floor: the fewest m
+                need = min(n - math.floor(have / floor + 1e-9), n - fewest)
+                order = _fullest_first(bins[kept], np.nonzero(~on_side)[0], need, rng)
+                if len(order):
+                    kept = np.delete(kept, order)
+                    key = f"{threshold:g} {side}"
+                    removed[key] = removed.get(key, 0) + int(len(order))
+        if len(kept) == before:
+            break
+    return kept, removed
+
+
+def _fullest_first(bins: np.ndarray, members: np.ndarray, count: int,
+                   rng: np.random.Generator) -> np.ndarray:
+    """Up to `count` of `members` (positions into `bins`), each taken from the bin holding the
+    most of them at that moment (ties at random), never a bin's last member."""
+    if count <= 0 or len(members) == 0:
+        return np.zeros(0, dtype=np.int64)
+    groups = {int(b): list(rng.permutation(members[bins[members] == b]))
+              for b in np.unique(bins[members])}
+    ties = {b: rank for rank, b in enumerate(rng.permutation(list(groups)))}
+    taken = []
+    while len(taken) < count:
+        fullest = max(groups, key=lambda b: (len(groups[b]), ties[b]))
+        if len(groups[fullest]) <= 1:
+            break
+        taken.append(groups[fullest].pop())
+    return np.asarray(taken, dtype=np.int64)
 
 
 def _round_robin(bins: np.ndarray, members: np.ndarray, rng: np.random.Generator) -> np.ndarray:

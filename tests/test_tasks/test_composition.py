@@ -10,7 +10,8 @@ import pytest
 
 from tasks.composition import (GridFilter, apply_grid_filter, bin_caps, draw, dsrl_like, grid_bins,
                                grid_filter, in_window, kept_count, official_numbers,
-                               share_floor, smallest_cap, summarize, window_of)
+                               share_floor, smallest_cap, summarize, thin_to_floor,
+                               window_of)
 from tasks.registry import get_task
 
 NO_WINDOW = (-math.inf, math.inf, -math.inf, math.inf)
@@ -113,6 +114,49 @@ def test_share_floor_keeps_every_threshold_at_the_floor_when_a_later_one_dilutes
     once, _ = share_floor(costs, bins, kept, [10, 20, 40], 0.15, np.random.default_rng(0),
                           passes=1)
     assert float(np.mean(costs[once] <= 10)) < 0.15
+
+
+def test_thin_to_floor_takes_the_fewest_from_the_fullest_bins_of_the_other_side():
+    # bin 0: 2 safe (cost 5); bin 1: 10 unsafe (cost 50); bin 2: 4 unsafe (cost 60); all kept:
+    # 2 of 16 safe at 10 (12.5%). 2 / (16 - m) >= 0.15 needs m = 3, all from bin 1 (10 > 4)
+    costs = np.array([5.0] * 2 + [50.0] * 10 + [60.0] * 4)
+    bins = np.array([0] * 2 + [1] * 10 + [2] * 4)
+    kept = np.arange(16)
+    out, removed = thin_to_floor(costs, bins, kept, [10], 0.15, 0, np.random.default_rng(0))
+    assert removed == {"10 safe": 3} and len(out) == 13
+    assert set(kept) - set(out) <= set(range(2, 12)) and {0, 1} <= set(out)
+    assert float(np.mean(costs[out] <= 10)) >= 0.15
+    # never below `fewest` kept: 14 leaves 2 of 14 (14.3%), under the floor
+    out, removed = thin_to_floor(costs, bins, kept, [10], 0.15, 14, np.random.default_rng(0))
+    assert removed == {"10 safe": 2} and len(out) == 14
+    # the fullest bin first: with 10 to take, bin 1 goes down to bin 2's size before bin 2
+    # gives any, and no bin gives its last one
+    out, _ = thin_to_floor(costs, bins, kept, [10], 0.5, 0, np.random.default_rng(0))
+    assert len(out) == 4 and np.sum(bins[out] == 1) == 1 and np.sum(bins[out] == 2) == 1
+    # the floor met, or a side with none at all: nothing changes
+    for threshold, floor in ((10, 0.1), (1, 0.15)):
+        out, removed = thin_to_floor(costs, bins, kept, [threshold], floor, 0,
+                                     np.random.default_rng(0))
+        assert removed == {} and out.tolist() == kept.tolist()
+
+
+def test_apply_grid_filter_thins_the_other_side_where_the_pool_has_too_few_safe():
+    spec = get_task("CarRun")  # window: cost 0..48, reward 204..; official count 651
+    rng = np.random.default_rng(2)
+    # 80 safe at 10 and 2,000 unsafe, each in a strip one reward bin high: adding
+    # back every safe one leaves about 11% of the official count
+    costs = np.concatenate([rng.uniform(0, 10, 80), rng.uniform(10.5, 48, 2000)])
+    rewards = np.concatenate([rng.uniform(300, 307, 80), rng.uniform(400, 407, 2000)])
+    kept, report = apply_grid_filter(spec, costs, rewards, GridFilter(), rng)
+    assert report["removed_for_share"]["10 safe"] > 0
+    safe = int(np.sum(costs[kept] <= 10))
+    # the floor reached by the fewest removals, above 2/3 of the official 651
+    assert safe / len(kept) >= 0.15 > safe / (len(kept) + 1) and len(kept) >= 434
+    off, off_report = apply_grid_filter(spec, costs, rewards,
+                                        GridFilter(thin_to_count_share=None),
+                                        np.random.default_rng(2))
+    assert "removed_for_share" not in off_report
+    assert np.sum(costs[off] <= 10) / len(off) < 0.15
 
 
 def test_apply_grid_filter_targets_the_official_count_inside_the_official_window():
