@@ -148,6 +148,17 @@ def format_summary(summary: dict) -> str:
         f = summary["filter"]
         lines.append(f"  grid filter: {f['pool']} pooled, {f['in_window']} in DSRL's window, "
                      f"{f['kept']} kept (at most {f['max_per_bin']} per bin)")
+        floor = f"{f.get('min_share_each_side') or 0:.0%}"
+        if f.get("added_for_share"):
+            moved = ", ".join(
+                f"{n} {side} (cost {'<=' if side == 'safe' else '>'} {threshold})"
+                for (threshold, side), n in ((key.split(), n)
+                                             for key, n in f["added_for_share"].items()))
+            lines.append(f"    added back for the {floor} floor: {moved}")
+        if f.get("removed_for_share"):
+            moved = ", ".join(f"{n} for the {key.split()[1]} share at {key.split()[0]}"
+                              for key, n in f["removed_for_share"].items())
+            lines.append(f"    given up by the other side for the {floor} floor: {moved}")
     if summary.get("resumed_stages"):
         lines.append(f"  resumed: {', '.join(summary['resumed_stages'])}")
     lines.append(f"  sha256: {summary['sha256']}")
