@@ -10,13 +10,13 @@
 #
 # Needs BENCH_LOCAL_DATA_DIR holding <Task>-local-study.hdf5 (bench collect --profile study).
 # Seed 0 of every job runs first, so that the curves that choose the budgets come early.
-# Environment: STUDY_TASKS (default BallRun,CarRun,DroneRun,BallCircle), STUDY_METHODS,
+# Environment: STUDY_TASKS (default BallRun,CarRun,DroneRun,CarCircle), STUDY_METHODS,
 # JOBS (default 2), PYTHON (default .venv/bin/python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 results="${1:?usage: bash scripts/study.sh RESULTS [fp32|bf16] [--docs]}"
 precision="${2:-fp32}"
-tasks="${STUDY_TASKS:-BallRun,CarRun,DroneRun,BallCircle}"
+tasks="${STUDY_TASKS:-BallRun,CarRun,DroneRun,CarCircle}"
 methods="${STUDY_METHODS:-LSPC,LSPC-code,BC-All,BC-Safe}"
 python="${PYTHON:-.venv/bin/python}"
 export DSRL_SUPPRESS_IMPORT_ERROR=1
