@@ -94,11 +94,60 @@ def value_frames(results: Path, task: str,
     return _named_apart(groups)
 
 
+#: where a curve is read for the flatness table: shares of its last step
+FLATNESS_AT = (0.5, 0.8)
+
+
+def _at(mean: pd.Series, share: float) -> float:
+    """The mean curve at the last logged step no later than `share` of its last step."""
+    steps = mean.index[mean.index <= share * mean.index.max()]
+    return float(mean.loc[steps.max()]) if len(steps) else float("nan")
+
+
+def flatness_rows(task: str, curves: dict[str, list[pd.DataFrame]],
+                  values: dict[str, list[pd.DataFrame]]) -> list[dict]:
+    """Where each curve of a task stands at half and four fifths of its training and at its
+    end (mean over its runs), and how much it moved over the last fifth, as a share of its
+    final value: the evidence for a budget, in numbers beside the figure. The returns are
+    evaluations of a few episodes (noisy); the critics' batch means V and V^c are smooth."""
+    rows = []
+    series = [(label, stat, runs) for label, runs in curves.items()
+              for stat in ("reward_return", "cost_return")]
+    series += [(label, name, [r.rename(columns={column: name}) for r in runs])
+               for label, runs in values.items()
+               for column, name in VALUE_COLUMNS.items() if column in runs[0]]
+    for label, stat, runs in series:
+        mean = pd.concat(runs).groupby("step")[stat].mean().dropna()
+        if mean.empty:
+            continue
+        final = float(mean.iloc[-1])
+        late = _at(mean, FLATNESS_AT[-1])
+        rows.append({"task": task, "curve": label, "statistic": stat, "runs": len(runs),
+                     "last_step": int(mean.index.max()),
+                     **{f"at_{share:g}": _at(mean, share) for share in FLATNESS_AT},
+                     "final": final,
+                     "change_last_fifth": (final - late) / abs(final) if final else float("nan")})
+    return rows
+
+
+def flatness_markdown(rows: list[dict]) -> str:
+    """The flatness rows as a markdown table."""
+    head = ("| task | curve | statistic | runs | at 50% | at 80% | final (step) | "
+            "change over the last 20% |")
+    lines = [head, "|" + "---|" * 8]
+    for r in rows:
+        lines.append(f"| {r['task']} | {r['curve']} | {r['statistic']} | {r['runs']} | "
+                     f"{r['at_0.5']:.4g} | {r['at_0.8']:.4g} | {r['final']:.4g} "
+                     f"({r['last_step']:,}) | {r['change_last_fifth']:+.1%} |")
+    return "\n".join(lines) + "\n"
+
+
 def plot_curves(results: Path, tasks, path: Path, left_out: list | None = None,
                 planned: dict | None = None) -> list[Path]:
     """Per task (a row each; `tasks` one name or several): the reward and cost returns during
     training, mean over the seeds of each job, thresholds dashed, and where logged the
-    critics' estimates V and V^c (paper Fig. 2, with the evidence for a budget beside it).
+    critics' estimates V and V^c (paper Fig. 2, with the evidence for a budget beside it),
+    and beside the figure, as `<path>.md`, the same curves in numbers (flatness_rows).
     Runs of no recorded or `planned` job are left out (into `left_out`; job_tags)."""
     import matplotlib
 
@@ -148,7 +197,12 @@ def plot_curves(results: Path, tasks, path: Path, left_out: list | None = None,
             if values:
                 ax_v.legend(fontsize=7)
     fig.tight_layout()
-    return _save(fig, path)
+    table = Path(path).with_suffix(".md")
+    flat = [row for spec, curves, values in rows
+            for row in flatness_rows(spec.name, curves, values)]
+    saved = _save(fig, path)
+    table.write_text(flatness_markdown(flat))
+    return saved + [table]
 
 
 def plot_dataset(task: str, path: Path, source: str = "auto", profile: str = "quick") -> list[Path]:

@@ -54,5 +54,5 @@ if [ "${3:-}" = "--docs" ]; then
   "$python" -m bench plot --kind curves --task "$tasks" --results "$out" \
     --out docs/study/curves >/dev/null
   rm -f docs/study/curves.pdf
-  echo "written: docs/study/report.md, claims.json, curves.png (${#names[@]} tasks)"
+  echo "written: docs/study/report.md, claims.json, curves.png and curves.md (${#names[@]} tasks)"
 fi

@@ -4,7 +4,9 @@ import json
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -173,7 +175,10 @@ def test_figures_curves_and_dataset(local_ballrun, tmp_path, capsys):
     assert main(["plot", "--kind", "curves", "--task", "BallRun", "--results",
                  str(results)]) == 0
     paths = capsys.readouterr().out.split()
-    assert [p[-4:] for p in paths] == [".png", ".pdf"]
+    assert [Path(p).suffix for p in paths] == [".png", ".pdf", ".md"]
+    table = Path(paths[2]).read_text()  # the curves in numbers, beside the figure
+    assert "| BallRun | LSPC-O [batch_size=64] | reward_return | 1 |" in table
+    assert "| BallRun | LSPC [batch_size=64] | V^c | 1 |" in table
     from reports.figures import curve_frames
 
     curves = curve_frames(results, "BallRun")
@@ -225,6 +230,32 @@ def test_figures_curves_and_dataset(local_ballrun, tmp_path, capsys):
     assert main(["plot", "--kind", "curves", "--task", "CarRun", "--results",
                  str(results)]) == 2
     assert "--eval-every" in capsys.readouterr().err
+
+
+def test_flatness_rows_by_hand():
+    from reports.figures import flatness_markdown, flatness_rows
+
+    steps = list(range(10, 101, 10))
+    # two runs whose mean is the step itself: 50 at half, 80 at four fifths, 100 at the end
+    runs = [pd.DataFrame({"step": steps, "reward_return": [x - 5 for x in steps],
+                          "cost_return": [3.0] * 10}),
+            pd.DataFrame({"step": steps, "reward_return": [x + 5 for x in steps],
+                          "cost_return": [5.0] * 10})]
+    values = {"LSPC": [pd.DataFrame({"step": [40, 95], "value/v": [1.0, 2.0],
+                                     "value/vc": [0.0, 0.0]})]}
+    rows = flatness_rows("BallRun", {"LSPC-O": runs}, values)
+    by = {(r["curve"], r["statistic"]): r for r in rows}
+    reward = by["LSPC-O", "reward_return"]
+    assert (reward["at_0.5"], reward["at_0.8"], reward["final"]) == (50, 80, 100)
+    assert reward["change_last_fifth"] == pytest.approx(0.2) and reward["runs"] == 2
+    assert by["LSPC-O", "cost_return"]["change_last_fifth"] == 0.0
+    # logged at 40 and 95 only: at 50% (47.5) and 80% (76) the curve still reads 1.0
+    v = by["LSPC", "V"]
+    assert (v["at_0.5"], v["at_0.8"], v["final"], v["last_step"]) == (1.0, 1.0, 2.0, 95)
+    assert v["change_last_fifth"] == pytest.approx(0.5)
+    assert np.isnan(by["LSPC", "V^c"]["change_last_fifth"])  # a final value of 0
+    table = flatness_markdown(rows)
+    assert "| BallRun | LSPC-O | reward_return | 2 | 50 | 80 | 100 (100) | +20.0% |" in table
 
 
 def test_compare_with_the_paper_and_tables_per_threshold(local_ballrun, tmp_path, capsys):
