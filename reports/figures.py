@@ -135,10 +135,14 @@ def flatness_markdown(rows: list[dict]) -> str:
     head = ("| task | curve | statistic | runs | at 50% | at 80% | final (step) | "
             "change over the last 20% |")
     lines = [head, "|" + "---|" * 8]
+    def num(value, fmt):
+        return "-" if pd.isna(value) else format(value, fmt)
+
     for r in rows:
         lines.append(f"| {r['task']} | {r['curve']} | {r['statistic']} | {r['runs']} | "
-                     f"{r['at_0.5']:.4g} | {r['at_0.8']:.4g} | {r['final']:.4g} "
-                     f"({r['last_step']:,}) | {r['change_last_fifth']:+.1%} |")
+                     f"{num(r['at_0.5'], '.4g')} | {num(r['at_0.8'], '.4g')} | "
+                     f"{num(r['final'], '.4g')} ({r['last_step']:,}) | "
+                     f"{num(r['change_last_fifth'], '+.1%')} |")
     return "\n".join(lines) + "\n"
 
 
