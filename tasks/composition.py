@@ -222,28 +222,21 @@ def share_floor(costs: np.ndarray, bins: np.ndarray, kept: np.ndarray, threshold
     others' shares. Returns the new indices and how many were added for each (threshold,
     side)."""
     filled = {int(b) for b in np.unique(bins[kept])} if len(kept) else set()
-    added: dict[str, int] = {}
-    kept = np.sort(np.asarray(kept, dtype=np.int64))
-    for _ in range(passes):
-        before = len(kept)
-        for threshold in sorted(thresholds):
-            for side in ("safe", "unsafe"):
-                on_side = costs <= threshold if side == "safe" else costs > threshold
-                n, have = len(kept), int(on_side[kept].sum())
-                need = math.ceil((floor * n - have) / (1.0 - floor) - 1e-9) if n else 0
-                if need <= 0:
-                    continue
-                spare = np.ones(len(costs), dtype=bool)
-                spare[kept] = False
-                candidates = spare & on_side & np.isin(bins, list(filled))
-                order = _round_robin(bins, np.nonzero(candidates)[0], rng)[:need]
-                if len(order):
-                    kept = np.sort(np.concatenate([kept, order]))
-                    key = f"{threshold:g} {side}"
-                    added[key] = added.get(key, 0) + int(len(order))
-        if len(kept) == before:
-            break
-    return kept, added
+
+    def add_back(kept, on_side):
+        n, have = len(kept), int(on_side[kept].sum())
+        need = math.ceil((floor * n - have) / (1.0 - floor) - 1e-9) if n else 0
+        if need <= 0:
+            return kept, 0
+        spare = np.ones(len(costs), dtype=bool)
+        spare[kept] = False
+        candidates = spare & on_side & np.isin(bins, list(filled))
+        order = _round_robin(bins, np.nonzero(candidates)[0], rng)[:need]
+        if len(order):
+            kept = np.sort(np.concatenate([kept, order]))
+        return kept, len(order)
+
+    return _in_passes(costs, kept, thresholds, passes, add_back)
 
 
 def thin_to_floor(costs: np.ndarray, bins: np.ndarray, kept: np.ndarray, thresholds,
@@ -255,26 +248,38 @@ def thin_to_floor(costs: np.ndarray, bins: np.ndarray, kept: np.ndarray, thresho
     fewer than `fewest` kept. Thresholds ascending, safe side first, in passes as
     `share_floor`. Returns the new indices and how many were removed for each (threshold,
     side short)."""
-    removed: dict[str, int] = {}
+    def give_up(kept, on_side):
+        on_side = on_side[kept]
+        n, have = len(kept), int(on_side.sum())
+        if have == 0 or have >= floor * n:
+            return kept, 0
+        # have / (n - m) >= floor: the fewest m
+        need = min(n - math.floor(have / floor + 1e-9), n - fewest)
+        order = _fullest_first(bins[kept], np.nonzero(~on_side)[0], need, rng)
+        return (np.delete(kept, order) if len(order) else kept), len(order)
+
+    return _in_passes(costs, kept, thresholds, passes, give_up)
+
+
+def _in_passes(costs: np.ndarray, kept: np.ndarray, thresholds, passes: int,
+               change) -> tuple[np.ndarray, dict]:
+    """`change(kept, on_side)` -> (kept, how many moved) for each threshold ascending and side
+    (safe first; `on_side` a mask over all trajectories), in passes until one changes nothing
+    (at most `passes`). Returns the indices and how many moved per "threshold side"."""
+    moved: dict[str, int] = {}
     kept = np.sort(np.asarray(kept, dtype=np.int64))
     for _ in range(passes):
         before = len(kept)
         for threshold in sorted(thresholds):
             for side in ("safe", "unsafe"):
-                on_side = costs[kept] <= threshold if side == "safe" else costs[kept] > threshold
-                n, have = len(kept), int(on_side.sum())
-                if have == 0 or have >= floor * n:
-                    continue
-                # have / (n - m) >= floor: the fewest m
-                need = min(n - math.floor(have / floor + 1e-9), n - fewest)
-                order = _fullest_first(bins[kept], np.nonzero(~on_side)[0], need, rng)
-                if len(order):
-                    kept = np.delete(kept, order)
+                on_side = costs <= threshold if side == "safe" else costs > threshold
+                kept, count = change(kept, on_side)
+                if count:
                     key = f"{threshold:g} {side}"
-                    removed[key] = removed.get(key, 0) + int(len(order))
+                    moved[key] = moved.get(key, 0) + int(count)
         if len(kept) == before:
             break
-    return kept, removed
+    return kept, moved
 
 
 def _fullest_first(bins: np.ndarray, members: np.ndarray, count: int,
