@@ -28,30 +28,30 @@ def job_state(job: Job) -> str:
     return "pending"
 
 
-def _progress_file(job: Job) -> dict | None:
-    """The job's progress file (bench.train.write_progress), if it has started training."""
+def _progress_file(job: Job) -> tuple[int, int, dict] | None:
+    """(steps done, steps, the whole file) from the job's progress file
+    (bench.train.write_progress), if it has started training."""
     try:
         data = json.loads((job.run_dir() / "progress.json").read_text())
-        int(data["step"]), int(data["steps"])
-        return data
+        return int(data["step"]), int(data["steps"]), data
     except (OSError, ValueError, KeyError):
         return None
 
 
 def progress(job: Job) -> tuple[int, int] | None:
     """(steps done, steps) from the job's progress file, if it has started training."""
-    data = _progress_file(job)
-    return (int(data["step"]), int(data["steps"])) if data else None
+    read = _progress_file(job)
+    return read[:2] if read else None
 
 
 def pace(job: Job) -> str:
     """'step done/steps', with the steps per second since the job's process (re)started and
     the time left at that pace, once it has moved (progress files of older runs lack the
     start and show the step alone)."""
-    data = _progress_file(job)
-    if data is None:
+    read = _progress_file(job)
+    if read is None:
         return "starting"
-    step, steps = int(data["step"]), int(data["steps"])
+    step, steps, data = read
     text = f"step {step:,}/{steps:,}"
     try:
         moved = step - int(data["session_step"])

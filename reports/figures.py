@@ -135,6 +135,7 @@ def flatness_markdown(rows: list[dict]) -> str:
     head = ("| task | curve | statistic | runs | at 50% | at 80% | final (step) | "
             "change over the last 20% |")
     lines = [head, "|" + "---|" * 8]
+
     def num(value, fmt):
         return "-" if pd.isna(value) else format(value, fmt)
 

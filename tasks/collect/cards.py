@@ -149,16 +149,16 @@ def format_summary(summary: dict) -> str:
         lines.append(f"  grid filter: {f['pool']} pooled, {f['in_window']} in DSRL's window, "
                      f"{f['kept']} kept (at most {f['max_per_bin']} per bin)")
         floor = f"{f.get('min_share_each_side') or 0:.0%}"
-        if f.get("added_for_share"):
-            moved = ", ".join(
+        # the filter report's keys are "<threshold> <side>" (tasks/composition.py)
+        added = [(*key.split(), n) for key, n in (f.get("added_for_share") or {}).items()]
+        removed = [(*key.split(), n) for key, n in (f.get("removed_for_share") or {}).items()]
+        if added:
+            lines.append(f"    added back for the {floor} floor: " + ", ".join(
                 f"{n} {side} (cost {'<=' if side == 'safe' else '>'} {threshold})"
-                for (threshold, side), n in ((key.split(), n)
-                                             for key, n in f["added_for_share"].items()))
-            lines.append(f"    added back for the {floor} floor: {moved}")
-        if f.get("removed_for_share"):
-            moved = ", ".join(f"{n} for the {key.split()[1]} share at {key.split()[0]}"
-                              for key, n in f["removed_for_share"].items())
-            lines.append(f"    given up by the other side for the {floor} floor: {moved}")
+                for threshold, side, n in added))
+        if removed:
+            lines.append(f"    given up by the other side for the {floor} floor: " + ", ".join(
+                f"{n} for the {side} share at {threshold}" for threshold, side, n in removed))
     if summary.get("resumed_stages"):
         lines.append(f"  resumed: {', '.join(summary['resumed_stages'])}")
     lines.append(f"  sha256: {summary['sha256']}")
