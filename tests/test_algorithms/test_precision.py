@@ -361,3 +361,38 @@ def test_an_fp32_ensemble_computes_the_batched_matmuls_bit_for_bit(threads):
             assert torch.equal(mine, plain)
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("members,outputs,shared", [(4, 1, True), (2, 1, False), (2, 3, True)])
+def test_a_bf16_ensemble_has_plain_autograds_numbers_bit_for_bit(members, outputs, shared):
+    """The bf16 ensemble's shortcuts (one unbind per stacked weight, the fp32 head's own
+    backward) change no number: its output and every gradient (weights, biases and input)
+    equal plain autograd's over per-member addmms and an upcast baddbmm head, exactly."""
+    from algorithms.nets import EnsembleMLP, low_precision
+
+    torch.manual_seed(0)
+    net = EnsembleMLP(41, outputs, (256, 256), members)
+    net.compute_dtype = torch.bfloat16
+    x = torch.randn(1024, 41) if shared else torch.randn(members, 1024, 41)
+
+    def plain(x):
+        with low_precision(torch.bfloat16, x):
+            hidden = []
+            for m in range(members):
+                h = x if x.dim() == 2 else x[m]
+                for w, b in zip(net.weights[:-1], net.biases[:-1]):
+                    h = torch.relu(torch.addmm(b[m, 0], h, w[m]))
+                hidden.append(h)
+        assert hidden[0].dtype == torch.bfloat16
+        return torch.baddbmm(net.biases[-1], torch.stack(hidden).float(), net.weights[-1])
+
+    results = []
+    for forward in (net, plain):
+        net.zero_grad(set_to_none=True)
+        leaf = x.clone().requires_grad_()
+        out = forward(leaf)
+        (out.square().mean() + 0.3 * out.sum()).backward()
+        results.append([out, leaf.grad, *(p.grad for p in net.parameters())])
+    assert results[0][0].dtype == torch.float32
+    for ours, theirs in zip(*results):
+        assert torch.equal(ours, theirs)
