@@ -86,7 +86,8 @@ class OfflineMethod(abc.ABC):
             raise ConfigError(f"unknown precision {precision!r}: {' or '.join(PRECISIONS)}")
         if precision != "fp32" and not cls.bf16_networks:
             raise ConfigError(f"{cls.__name__} trains in fp32 only: it names no networks to "
-                              "run in bf16 (its class attribute bf16_networks)")
+                              "run in bf16 (its class attribute bf16_networks); leave it out "
+                              "of --methods, or train it with --precision fp32")
 
     def set_precision(self, precision: str) -> None:
         """Train and act in `precision`: each network of `bf16_networks` gets its compute
