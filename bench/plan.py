@@ -17,7 +17,7 @@ from pathlib import Path
 from algorithms import build_config, get_method
 from algorithms.base import ConfigError, field_types, is_tuple_type
 from bench.profiles import PROFILES
-from bench.records import (artifact_dir, config_hash, job_tag, read_record, record_path,
+from bench.records import (artifact_dir, config_hash, read_record, record_path,
                            write_json_atomic)
 from tasks.datasets import DatasetError, file_sha256, resolve_path
 from tasks.registry import TaskSpec
@@ -321,10 +321,10 @@ def load_plans(results: Path, problems: list | None = None) -> list[Job]:
     return list(jobs.values())
 
 
-def planned_tags(results: Path) -> dict[str, str]:
-    """Job hash -> its tag (bench.records.job_tag) for every job of the saved plans: what
-    names a running job's curves before it has records."""
-    return {job.job_hash: job_tag(job.variant, job.precision) for job in load_plans(results)}
+def planned_variants(results: Path) -> dict[str, tuple[str | None, str]]:
+    """Job hash -> (variant, precision) for every job of the saved plans: what names a
+    running job's curves before it has records (reports.figures.job_tags)."""
+    return {job.job_hash: (job.variant, job.precision) for job in load_plans(results)}
 
 
 def check_environments(jobs: list[Job]) -> None:

@@ -13,17 +13,24 @@ from reports.aggregate import ReportError
 from tasks.registry import get_task
 
 
-def job_tags(results: Path, planned: dict[str, str] | None = None) -> dict[str, str]:
+def job_tags(results: Path, planned: dict[str, tuple] | None = None) -> dict[str, str]:
     """Job hash -> what sets the job's runs apart beside its method (bench.records.job_tag),
-    for every job a record under `results` names, and the `planned` ones (the caller's, from
-    the saved plans: bench.plan.planned_tags). A run folder (`run-seed<N>-<hash>`) of no such
-    job, one left by an abandoned plan, is nobody's result."""
+    for every job a record under `results` names, and the `planned` ones (hash -> (variant,
+    precision), the caller's, from the saved plans: bench.plan.planned_variants). A run folder
+    (`run-seed<N>-<hash>`) of no such job, one left by an abandoned plan, is nobody's result.
+    Where all of them are of one precision, the tags leave it out, as the report's columns
+    do (reports.aggregate.single_precision): a study made in bf16 is drawn under the paper's
+    names."""
     from bench.records import job_tag, load_records
+    from reports.aggregate import precision_of
 
-    tags = dict(planned or {})
+    jobs = {job_hash: (variant, precision or "fp32")
+            for job_hash, (variant, precision) in (planned or {}).items()}
     for record in load_records(results):
-        tags[record["config_hash"]] = job_tag(record.get("variant"), record.get("precision"))
-    return tags
+        jobs[record["config_hash"]] = (record.get("variant"), precision_of(record))
+    one_precision = len({precision for _, precision in jobs.values()}) == 1
+    return {job_hash: job_tag(variant, None if one_precision else precision)
+            for job_hash, (variant, precision) in jobs.items()}
 
 
 #: a training run's folder (bench.records.artifact_dir, bench.plan.Job.run_dir): seed, job hash

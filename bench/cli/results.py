@@ -121,12 +121,12 @@ def _plot(args) -> int:
         if not args.task:
             raise UserError("--kind curves needs --task (one, or several: CarRun,BallCircle)")
         tasks = csv_items(args.task)
-        from bench.plan import planned_tags
+        from bench.plan import planned_variants
 
         left_out: list = []
         paths = figures.plot_curves(results, tasks, Path(args.out or results /
                                                          f"curves-{'-'.join(tasks)}"),
-                                    left_out, planned_tags(results))
+                                    left_out, planned_variants(results))
         if left_out:  # an abandoned plan's runs (other data, another precision): not averaged in
             print(f"left out {len(left_out)} run(s) of no recorded or planned job, e.g. "
                   f"{left_out[0].parent}", file=sys.stderr)

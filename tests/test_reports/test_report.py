@@ -207,8 +207,20 @@ def test_figures_curves_and_dataset(local_ballrun, tmp_path, capsys):
     # a job of a saved plan (running: no record yet) is drawn under its own tag
     from reports.figures import job_tags
 
-    tags = job_tags(results, planned={"0123456789": "bf16"})
+    tags = job_tags(results, planned={"0123456789": (None, "bf16")})
     assert "BC-All [bf16]" in curve_frames(results, "BallRun", tags=tags)
+    # beside fp32 records it says bf16; where every job is bf16 (a study made in bf16) the
+    # curves take the paper's names, as the report's columns do
+    assert job_tags(results)[run.name.rsplit("-", 1)[-1]] == "batch_size=64"
+    assert set(job_tags(results, planned={"0123456789": (None, "bf16")}).values()) == {
+        "batch_size=64", "bf16"}
+    originals = {path: path.read_text() for path in results.rglob("thr*-seed*.json")}
+    for path, text in originals.items():
+        path.write_text(json.dumps(json.loads(text) | {"precision": "bf16"}))
+    assert set(job_tags(results, planned={"0123456789": (None, "bf16")}).values()) == {
+        "batch_size=64", ""}
+    for path, text in originals.items():
+        path.write_text(text)
     # two jobs under one name (here: a record of the stray run's hash, as after new data) are
     # drawn apart, each labelled with its job, not averaged into one curve
     record = next((results / "bullet" / "BallRun" / "BC-All").glob("thr10-seed0-*.json"))
