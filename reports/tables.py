@@ -142,8 +142,25 @@ def provenance_notes(frame: pd.DataFrame) -> list[str]:
             f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC."]
 
 
+def same_tasks(published: pd.DataFrame, long: pd.DataFrame) -> pd.DataFrame:
+    """The published numbers on the tasks `long` has: where those are some of a suite's
+    tasks, the suite's published Average is replaced by the mean over the same tasks (for a
+    method with all of them), so an Average row of a few tasks is never set beside the
+    paper's average over the whole suite."""
+    parts = []
+    for suite, part in published.groupby("suite"):
+        ours = set(long[(long.suite == suite) & (long.task != AVERAGE)].task)
+        theirs = set(part.task) - {AVERAGE}
+        if ours and ours < theirs:
+            part = with_averages(part[part.task.isin(ours)])
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True) if parts else published
+
+
 def compare_frame(long: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
-    """Reproduced beside published, with the difference (reproduced - published)."""
+    """Reproduced beside published, with the difference (reproduced - published); the
+    published Averages over the same tasks as the reproduced ones (same_tasks)."""
+    published = same_tasks(published, long)
     merged = long.merge(published[["suite", "task", "method", "reward", "cost"]],
                         on=["suite", "task", "method"], how="left", suffixes=("", "_paper"))
     merged["reward_diff"] = merged.reward - merged.reward_paper
@@ -230,7 +247,26 @@ def report(results: Path | None = None, fmt: str = "markdown", layout: str = "su
             raise ReportError("--compare compares records with published numbers; "
                               "give --results, not --input")
         published = read_published(PAPER_CSV if compare == "paper" else Path(compare))
-        return render_compare(compare_frame(with_averages(aggregate(frame)), published), fmt)
+        ours = with_averages(aggregate(frame))
+        differences = render_compare(compare_frame(ours, published), fmt)
+        if fmt in ("json", "csv"):
+            return differences
+        # readable formats: ours and theirs on the same tasks and methods, each with its bold
+        # and blue (blue: the best safe among the methods shown), then the differences
+        source = "the LSPC paper" if compare == "paper" else Path(compare).name
+        theirs = same_tasks(published, ours)
+        shown = set(zip(ours.suite, ours.task))
+        theirs = theirs[np.array([cell in shown for cell in zip(theirs.suite, theirs.task)])
+                        & theirs.method.isin(set(ours.method)).to_numpy()]
+        tables = build_tables(ours, layout, methods, notes=notes)
+        if not theirs.empty:
+            tables += build_tables(
+                theirs, layout, methods, title=f"{source}'s numbers on the same tasks",
+                notes=[f"Published by {source}, not reproduced here; bold and blue decided "
+                       "among the methods shown, the Average over the tasks shown."])
+        heading = {"markdown": "### Reproduced minus published\n\n", "html": "<h3>Reproduced "
+                   "minus published</h3>\n", "latex": "% reproduced minus published\n"}[fmt]
+        return render(tables, fmt) + "\n\n" + heading + differences
     if frame is None:
         if methods:
             long = long[long.method.isin(methods)]

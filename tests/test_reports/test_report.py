@@ -283,6 +283,16 @@ def test_compare_with_the_paper_and_tables_per_threshold(local_ballrun, tmp_path
     mine = next(r for r in ours if r["task"] == "BallRun")
     assert rows["BallRun"]["reward_paper"] == 0.6 and rows["BallRun"]["cost_paper"] == 5.08
     assert rows["BallRun"]["reward_diff"] == pytest.approx(mine["reward"] - 0.6)
+    # the Average of one task sits beside the paper's on that task, not its Bullet average
+    assert rows["Average"]["reward_paper"] == 0.6 and rows["Average"]["cost_paper"] == 5.08
+    # readable: our table, the paper's on the same tasks and methods (each with its bold and
+    # blue), then the differences; no other suite's numbers
+    assert main(["report", "--results", str(results), "--compare", "paper"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("### Bullet Safety Gym") == 2 and "MetaDrive" not in out
+    theirs = out.split("the LSPC paper's numbers on the same tasks")[1]
+    assert "| BallRun | 0.60 | 5.08 |" in theirs and "| Average | 0.60 | 5.08 |" in theirs
+    assert "BC-Safe" not in theirs and "### Reproduced minus published" in out
     assert main(["report", "--results", str(results), "--by-threshold"]) == 0
     out = capsys.readouterr().out
     assert [t in out for t in ("threshold 10", "threshold 20", "threshold 40")] == [True] * 3
@@ -372,3 +382,23 @@ def test_a_sweep_plots_both_policies_and_keeps_the_two_fig4_sweeps_apart(tmp_pat
 
     assert variant_settings("epsilon=0.1, hidden=64,64, safe_epsilon=None") == {
         "epsilon": "0.1", "hidden": "64,64", "safe_epsilon": "None"}
+
+
+def test_the_papers_average_is_over_the_same_tasks_as_ours():
+    from reports.aggregate import read_published
+    from reports.tables import PAPER_CSV, same_tasks
+
+    paper = read_published(PAPER_CSV)
+    bullet = paper[paper.suite == "bullet"]
+    average = bullet[(bullet.task == "Average") & (bullet.method == "LSPC-O")].reward.item()
+    two = bullet[bullet.task.isin(["BallRun", "CarRun"])]
+    mean = two[two.method == "LSPC-O"].reward.mean()
+    assert mean != pytest.approx(average)  # the paper's Bullet average is another number
+    # ours on two tasks: the paper's Average becomes its mean over those two
+    narrowed = same_tasks(bullet, two)
+    row = narrowed[(narrowed.task == "Average") & (narrowed.method == "LSPC-O")]
+    assert row.reward.item() == pytest.approx(mean)
+    assert set(narrowed.task) == {"BallRun", "CarRun", "Average"}
+    # ours on every task of the suite: the paper's own Average row stays
+    kept = same_tasks(bullet, bullet[bullet.task != "Average"])
+    assert kept.reset_index(drop=True).equals(bullet.reset_index(drop=True))
