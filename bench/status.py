@@ -67,15 +67,53 @@ def pace(job: Job) -> str:
             f"{f'{hours} h {minutes} min' if hours else f'{minutes} min'} left")
 
 
+def seconds_left(jobs: list[Job], results: Path) -> tuple[float, int, int]:
+    """(seconds, jobs timed, jobs of unknown speed) that the jobs not done still cost on one
+    core, at the speeds seen (bench.estimate: records, then the speed cache; nothing is
+    measured here): a job in training counts the steps its progress file has left, every
+    job its missing evaluations."""
+    from bench.estimate import SpeedBook
+
+    book = SpeedBook(results, measure=False)
+    seconds, timed, unknown = 0.0, 0, 0
+    for job in jobs:
+        todo = job.missing()
+        if not todo:
+            continue
+        rate, _ = book.steps_per_s(job.method, job.task, job.options.device, job.precision)
+        if rate is None:
+            unknown += 1
+            continue
+        done = progress(job)
+        steps = max(job.steps - (done[0] if done else 0), 0)
+        seconds += steps / rate + len(todo) * book.eval_seconds(job)[0]
+        timed += 1
+    return seconds, timed, unknown
+
+
+def time_left(jobs: list[Job], results: Path) -> str | None:
+    """seconds_left in words; None with nothing left."""
+    seconds, timed, unknown = seconds_left(jobs, results)
+    if not timed + unknown:
+        return None
+    amount = (f"{seconds / 3600:.1f} core-hours" if seconds >= 3600
+              else f"{seconds / 60:.0f} core-minutes")
+    text = (f"left: about {amount} for {timed} job(s), at the speeds seen (records, else the "
+            "speed cache of `bench speed` and dry runs)")
+    if unknown:
+        text += f"; {unknown} more job(s) of methods whose speed nothing here has seen"
+    return text
+
+
 def _slot(job: Job) -> tuple:
     """What a job is for, whatever its data or config hash: one cell of one table."""
     return (job.method, job.variant, job.precision, job.task, job.seed, job.train_threshold)
 
 
-def status_rows(results: Path) -> tuple[list[tuple], list[tuple], list[str]]:
+def status_rows(results: Path) -> tuple[list[tuple], list[tuple], list[str], str | None]:
     """(counts per suite and method, with a total row per suite when it has several
     methods; details of running and failed jobs and damaged records; the plans that could
-    not be read, each named with what is wrong). A failed job of an older plan whose cell a
+    not be read, each named with what is wrong; what the jobs left cost, time_left). A failed job of an older plan whose cell a
     newer job of another hash fills (its data or config changed) is superseded: not counted."""
     counts: dict[tuple[str, str], Counter] = {}
     details = []
@@ -114,7 +152,8 @@ def status_rows(results: Path) -> tuple[list[tuple], list[tuple], list[str]]:
         if len(methods) > 1:
             total = sum((counts[suite, m] for m in methods), Counter())
             rows.append((suite, "all", *(total[s] for s in STATES), sum(total.values())))
-    return rows, details, problems
+    left = time_left([job for job in jobs if job not in superseded], results)
+    return rows, details, problems, left
 
 
 def format_status(results: Path) -> tuple[str, list[str]]:
@@ -122,11 +161,13 @@ def format_status(results: Path) -> tuple[str, list[str]]:
     their jobs are unknown, so the counts may be short)."""
     from tabulate import tabulate
 
-    rows, details, problems = status_rows(results)
+    rows, details, problems, left = status_rows(results)
     if not rows:
         return (f"no plan under {results}: start one with `python -m bench run --results "
                 f"{results} ...`"), problems
     text = tabulate(rows, headers=["suite", "method", *STATES, "jobs"])
+    if left:
+        text += "\n" + left
     if details:
         text += "\n\n" + tabulate(details, headers=["job", "state", "detail", ""])
     transfers = transfer_progress(results)

@@ -7,6 +7,7 @@ import os
 import stat
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench.cli import main
@@ -649,3 +650,40 @@ def test_status_tells_the_pace_and_the_time_left_of_a_running_job(tmp_path):
     (tmp_path / "progress.json").write_text(json.dumps(
         {**progress, "step": 10_000, **started, "updated": 5.0}))
     assert pace(job) == "step 10,000/100,000"  # not moved since it started: no pace yet
+
+
+def test_status_says_what_the_jobs_left_cost_at_the_speeds_seen(local_ballrun, tmp_path, capsys):
+    import re
+
+    from bench.plan import load_plans, plan_jobs, save_plan
+    from bench.status import seconds_left, time_left
+    from tasks.registry import get_task
+
+    results = tmp_path / "results"
+    assert run(results, "--methods", "BC-All") == 0
+    capsys.readouterr()
+    assert main(["status", "--results", str(results)]) == 0
+    assert "left:" not in capsys.readouterr().out  # all done
+    (done,) = load_plans(results)
+    records = [json.loads(path.read_text())
+               for path in done.run_dir().parent.glob("thr*-seed0-*.json")]
+    assert len(records) == 3  # one a threshold
+    rate = np.median([r["steps"] / r["train_seconds"] for r in records])
+    evaluation = np.median([r["eval_seconds"] for r in records])
+    # two more seeds planned and not run (as a stopped `bench run` leaves them), one of them
+    # a third through its training
+    todo = plan_jobs([get_task("BallRun")], ["BC-All"], [1, 2], "smoke", results, "local")
+    save_plan(todo, results)
+    todo[0].run_dir().mkdir(parents=True)
+    (todo[0].run_dir() / "progress.json").write_text(json.dumps(
+        {"step": todo[0].steps // 3, "steps": todo[0].steps}))
+    seconds = (todo[0].steps - todo[0].steps // 3 + todo[1].steps) / rate + 2 * 3 * evaluation
+    assert seconds_left([done, *todo], results) == (pytest.approx(seconds), 2, 0)
+    assert main(["status", "--results", str(results)]) == 0
+    assert re.search(r"^left: about \d+ core-minutes for 2 job\(s\), at the speeds seen",
+                     capsys.readouterr().out, re.MULTILINE)
+    # a method nothing here has timed is counted apart, not guessed
+    (cpq,) = plan_jobs([get_task("BallRun")], ["CPQ"], [0], "smoke", results, "local")[:1]
+    assert time_left([cpq, todo[1]], results).endswith(
+        "for 1 job(s), at the speeds seen (records, else the speed cache of `bench speed` and "
+        "dry runs); 1 more job(s) of methods whose speed nothing here has seen")
