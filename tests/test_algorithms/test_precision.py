@@ -365,9 +365,9 @@ def test_an_fp32_ensemble_computes_the_batched_matmuls_bit_for_bit(threads):
 
 @pytest.mark.parametrize("members,outputs,shared", [(4, 1, True), (2, 1, False), (2, 3, True)])
 def test_a_bf16_ensemble_has_plain_autograds_numbers_bit_for_bit(members, outputs, shared):
-    """The bf16 ensemble's shortcuts (one unbind per stacked weight, the fp32 head's own
-    backward) change no number: its output and every gradient (weights, biases and input)
-    equal plain autograd's over per-member addmms and an upcast baddbmm head, exactly."""
+    """The bf16 ensemble's members taken by one unbind per stacked weight change no number:
+    its output and every gradient (weights, biases and input) equal plain autograd's over
+    per-member indexing, addmms and an upcast baddbmm head, exactly."""
     from algorithms.nets import EnsembleMLP, low_precision
 
     torch.manual_seed(0)
