@@ -197,17 +197,27 @@ def plot_curves(results: Path, tasks, path: Path, left_out: list | None = None,
         ax_c.set(title=f"{spec.name}: cost return (thresholds dashed)", xlabel="training step")
         ax_r.legend(fontsize=7)
         if with_values:
+            # V^c is a cost value, often a tenth of V or less: on an axis of its own (right,
+            # dotted), so that whether it has flattened can be seen beside V
             ax_v = axes_row[2]
-            for method, runs in values.items():
+            ax_vc = ax_v.twinx()
+            for i, (method, runs) in enumerate(values.items()):
                 mean = pd.concat(runs).groupby("step").mean()
                 for column, name in VALUE_COLUMNS.items():
                     if column in mean:
-                        ax_v.plot(mean.index, mean[column], label=f"{method} {name}",
-                                  linestyle="-" if column == "value/v" else ":")
+                        ax = ax_v if column == "value/v" else ax_vc
+                        ax.plot(mean.index, mean[column], label=f"{method} {name}",
+                                color=f"C{i}", linestyle="-" if ax is ax_v else ":")
             ax_v.set(title=f"{spec.name}: critic estimates (batch mean)",
-                     xlabel="training step")
+                     xlabel="training step", ylabel="V (solid)")
+            ax_vc.set_ylabel("V^c (dotted)")
             if values:
-                ax_v.legend(fontsize=7)
+                lines = ax_v.get_lines() + ax_vc.get_lines()
+                ax_v.legend(lines, [line.get_label() for line in lines], fontsize=7)
+    from matplotlib.ticker import FuncFormatter
+
+    for ax in axes.flat:  # "25k", not "25000": five-digit step labels run into each other
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k" if x else "0"))
     fig.tight_layout()
     table = Path(path).with_suffix(".md")
     flat = [row for spec, curves, values in rows
