@@ -199,8 +199,11 @@ def _num(value: float, digits: int = 3) -> str:
 
 
 def render(args, rows: list[dict], tracking: list[dict], command: str, missing: int) -> str:
-    lines = ["# fp32 against bf16 (`--precision`)", "", "Made with:", "", "```bash", command,
-             "```", "",
+    lines = ["# fp32 against bf16 (`--precision`)", "", "Made with (BENCH_LOCAL_DATA_DIR "
+             f"holding the `{args.data_profile}` collection: `python -m bench collect --tasks "
+             f"{args.tasks} --profile {args.data_profile}`; RESULTS a folder of your choice; "
+             "rerun to resume, then add `--out docs/precision.md` to write this page):", "",
+             "```bash", command, "```", "",
              f"Jobs: LSPC (LSPC-S, LSPC-O) and BC-Safe on {args.tasks.replace(',', ', ')}; "
              f"{COST_METHOD} on {args.tasks.split(',')[0]} at threshold {COST_THRESHOLD:g}; "
              f"seeds {args.seeds}, {args.steps:,} steps, `{args.data_profile}` local data, "
@@ -234,6 +237,25 @@ def render(args, rows: list[dict], tracking: list[dict], command: str, missing: 
     return "\n".join(lines) + "\n"
 
 
+def made_with(argv: list[str], args) -> str:
+    """The command that trains what the page shows, as a reader would type it: the results
+    folder as RESULTS (no path of the machine that ran it), without the options that only
+    render (--out, --report-only, --quiet)."""
+    words, skip = [], False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word == "--out":
+            skip = True
+        elif word.startswith("--out=") or word in ("--report-only", "--quiet"):
+            pass
+        elif word == str(args.results) or Path(word) == args.results:
+            words.append("RESULTS")
+        else:
+            words.append(word)
+    return " ".join(["python scripts/precision_equivalence.py", *words])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -255,8 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, key) is None:
             setattr(args, key, value)
     args.results = Path(args.results)
-    command = "python scripts/precision_equivalence.py " + " ".join(
-        argv if argv is not None else sys.argv[1:])
+    command = made_with(argv if argv is not None else sys.argv[1:], args)
 
     jobs = {precision: plan(args, precision) for precision in PRECISIONS}
     failed = []

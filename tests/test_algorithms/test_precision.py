@@ -326,9 +326,14 @@ def test_the_equivalence_script_on_a_smoke_budget(local_ballrun, tmp_path, capsy
     assert len(rows) == 21 and rows[0].startswith("step,loss/v")
     # rendered again from what is recorded, nothing trained
     capsys.readouterr()
+    out = tmp_path / "precision.md"
     assert script.main([str(results), "--budget", "smoke", "--report-only",
-                        "--track-steps", "20"]) == 0
+                        "--track-steps", "20", "--out", str(out)]) == 0
     assert capsys.readouterr().out.count("| BallRun |") == 8
+    # the page names the command that trains it, with no path of this machine in it
+    assert "python scripts/precision_equivalence.py RESULTS --budget smoke --track-steps 20\n" \
+        in out.read_text()
+    assert str(tmp_path) not in out.read_text()
 
 
 @pytest.mark.parametrize("threads", [1, 2])
