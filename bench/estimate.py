@@ -170,6 +170,17 @@ def transfer_estimate(jobs: list[Job], targets: list[str], results: Path, n_work
             "wall_hours": hours / max(1, n_workers)}
 
 
+def job_seconds(book: SpeedBook, job: Job, evaluations: int, steps_done: int = 0
+                ) -> float | None:
+    """Seconds on one core that a job still costs at the speeds the book knows: its steps
+    after steps_done, and its evaluations still missing; None where the book knows no speed
+    of its method (a dry run that may measure has measured it by then)."""
+    rate, _ = book.steps_per_s(job.method, job.task, job.options.device, job.precision)
+    if rate is None:
+        return None
+    return max(job.steps - steps_done, 0) / rate + evaluations * book.eval_seconds(job)[0]
+
+
 def dry_run_table(jobs: list[Job], results: Path, n_workers: int, measure: bool = True
                   ) -> tuple[list[tuple], dict]:
     """Rows per method (jobs to train, evaluations, steps per job, steps/s, core-hours) and
@@ -183,16 +194,17 @@ def dry_run_table(jobs: list[Job], results: Path, n_workers: int, measure: bool 
         row = per_method.setdefault(job.method, {"jobs": 0, "evaluations": 0, "steps": set(),
                                                  "seconds": 0.0, "sources": set(),
                                                  "unknown": 0})
-        rate, source = book.steps_per_s(job.method, job.task, job.options.device, job.precision)
-        evaluation, eval_source = book.eval_seconds(job)
+        _, source = book.steps_per_s(job.method, job.task, job.options.device, job.precision)
+        _, eval_source = book.eval_seconds(job)
         row["jobs"] += 1
         row["evaluations"] += len(todo)
         row["steps"].add(job.steps)
         row["sources"] |= {source, f"eval {eval_source}"}
-        if rate is None:
+        seconds = job_seconds(book, job, len(todo))
+        if seconds is None:
             row["unknown"] += 1
         else:
-            row["seconds"] += job.steps / rate + len(todo) * evaluation
+            row["seconds"] += seconds
     rows, total = [], 0.0
     for method, row in per_method.items():
         steps = "/".join(f"{s:,}" for s in sorted(row["steps"]))

@@ -18,8 +18,9 @@ from bench.transfer import transfer_progress
 STATES = ("done", "running", "failed", "pending")
 
 
-def job_state(job: Job) -> str:
-    if not job.missing():
+def job_state(job: Job, missing: list | None = None) -> str:
+    """The job's state; missing, its records not written yet where the caller has them."""
+    if not (job.missing() if missing is None else missing):
         return "done"
     if is_locked(job.lock_path()):
         return "running"
@@ -67,33 +68,34 @@ def pace(job: Job) -> str:
             f"{f'{hours} h {minutes} min' if hours else f'{minutes} min'} left")
 
 
-def seconds_left(jobs: list[Job], results: Path) -> tuple[float, int, int]:
+def seconds_left(jobs: list[Job], results: Path, missing: dict | None = None
+                 ) -> tuple[float, int, int]:
     """(seconds, jobs timed, jobs of unknown speed) that the jobs not done still cost on one
     core, at the speeds seen (bench.estimate: records, then the speed cache; nothing is
     measured here): a job in training counts the steps its progress file has left, every
-    job its missing evaluations."""
-    from bench.estimate import SpeedBook
+    job its missing evaluations. missing: {id(job): its missing records} where the caller
+    has read them already."""
+    from bench.estimate import SpeedBook, job_seconds
 
     book = SpeedBook(results, measure=False)
     seconds, timed, unknown = 0.0, 0, 0
     for job in jobs:
-        todo = job.missing()
+        todo = job.missing() if missing is None else missing[id(job)]
         if not todo:
             continue
-        rate, _ = book.steps_per_s(job.method, job.task, job.options.device, job.precision)
-        if rate is None:
-            unknown += 1
-            continue
         done = progress(job)
-        steps = max(job.steps - (done[0] if done else 0), 0)
-        seconds += steps / rate + len(todo) * book.eval_seconds(job)[0]
-        timed += 1
+        cost = job_seconds(book, job, len(todo), done[0] if done else 0)
+        if cost is None:
+            unknown += 1
+        else:
+            seconds += cost
+            timed += 1
     return seconds, timed, unknown
 
 
-def time_left(jobs: list[Job], results: Path) -> str | None:
+def time_left(jobs: list[Job], results: Path, missing: dict | None = None) -> str | None:
     """seconds_left in words; None with nothing left."""
-    seconds, timed, unknown = seconds_left(jobs, results)
+    seconds, timed, unknown = seconds_left(jobs, results, missing)
     if not timed + unknown:
         return None
     amount = (f"{seconds / 3600:.1f} core-hours" if seconds >= 3600
@@ -119,7 +121,8 @@ def status_rows(results: Path) -> tuple[list[tuple], list[tuple], list[str], str
     details = []
     problems: list[str] = []
     jobs = load_plans(results, problems)
-    states = {id(job): job_state(job) for job in jobs}
+    missing = {id(job): job.missing() for job in jobs}  # one pass over the record files
+    states = {id(job): job_state(job, missing[id(job)]) for job in jobs}
     alive = {_slot(job) for job in jobs if states[id(job)] != "failed"}
     superseded = [job for job in jobs if states[id(job)] == "failed" and _slot(job) in alive]
     for job in jobs:
@@ -152,7 +155,7 @@ def status_rows(results: Path) -> tuple[list[tuple], list[tuple], list[str], str
         if len(methods) > 1:
             total = sum((counts[suite, m] for m in methods), Counter())
             rows.append((suite, "all", *(total[s] for s in STATES), sum(total.values())))
-    left = time_left([job for job in jobs if job not in superseded], results)
+    left = time_left([job for job in jobs if job not in superseded], results, missing)
     return rows, details, problems, left
 
 
