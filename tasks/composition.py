@@ -321,13 +321,17 @@ def summarize(spec: TaskSpec, reward_returns: np.ndarray, cost_returns: np.ndarr
     """The numbers of one dataset that `bench datasets` prints (returns of its trajectories)."""
     rewards = np.asarray(reward_returns, np.float64)
     costs = np.asarray(cost_returns, np.float64)
-    safe_fraction, best = {}, {}
+    safe_fraction, best, median = {}, {}, {}
     for threshold in spec.thresholds:
         safe = costs <= threshold
         key = f"{threshold:g}"
         safe_fraction[key] = float(safe.mean()) if len(costs) else 0.0
         best[key] = (float(spec.normalize(rewards[safe].max(), 0.0, threshold)[0])
                      if safe.any() else None)
+        # where an agent that imitates the safe part of the file lands, roughly: the yardstick
+        # for BC-Safe and LSPC-S, as the best safe trajectory is the ceiling of every safe agent
+        median[key] = (float(spec.normalize(np.median(rewards[safe]), 0.0, threshold)[0])
+                       if safe.any() else None)
     return {
         "task": spec.name,
         "trajectories": int(len(rewards)),
@@ -340,6 +344,7 @@ def summarize(spec: TaskSpec, reward_returns: np.ndarray, cost_returns: np.ndarr
         if len(rewards) else None,
         "safe_fraction": safe_fraction,
         "best_normalized_reward": best,
+        "median_safe_normalized_reward": median,
         "official": official_numbers(spec),
     }
 
@@ -441,6 +446,8 @@ def datasets_table(rows: list[dict]) -> str:
             f"{num(row['cost_max'])} ({official['cost_max']:g})",
             " / ".join(f"{row['safe_fraction'][t]:.0%}" for t in thresholds),
             " / ".join(num(row["best_normalized_reward"][t], "{:.2f}") for t in thresholds),
+            " / ".join(num(row.get("median_safe_normalized_reward", {}).get(t), "{:.2f}")
+                       for t in thresholds),
             f"{num(row['below_reward_min_fraction'], '{:.0%}')}",
             "all" if not missed else "misses " + ", ".join(missed),
         ])

@@ -186,10 +186,14 @@ def test_summary_row_by_hand():
     norm = lambda r: (r - spec.reward_min) / (spec.reward_max - spec.reward_min)  # noqa: E731
     assert row["best_normalized_reward"]["10"] == pytest.approx(norm(100.0))
     assert row["best_normalized_reward"]["20"] == pytest.approx(norm(500.0))
+    # median of the safe trajectories: {100, 20} at 10, {100, 500, 20} at 20 and 40
+    assert row["median_safe_normalized_reward"]["10"] == pytest.approx(norm(60.0))
+    assert row["median_safe_normalized_reward"]["40"] == pytest.approx(norm(100.0))
     assert row["best_normalized_reward_overall"] == pytest.approx(norm(900.0))
     assert row["below_reward_min_fraction"] == 0.25  # 20 < r_min = 26.3
     none_safe = summarize(spec, np.array([10.0]), np.array([99.0]))
     assert none_safe["best_normalized_reward"]["40"] is None
+    assert none_safe["median_safe_normalized_reward"]["40"] is None
 
 
 def test_each_dsrl_like_target_flips_where_it_should():
