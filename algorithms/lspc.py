@@ -188,11 +188,15 @@ def critic_losses(cfg: Config, q_ens, v_ens, q_target, batch):
     return v_loss + q_loss + vc_loss + qc_loss, reward_adv, cost_adv, mask, stats
 
 
+def cost_weights(cfg: Config, cost_adv, mask):
+    """w_c of eq. 43: min(exp(lambda A_c), 200), zero where the safety mask is."""
+    weights = exp_weights(cost_adv, cfg.cost_inverse_temperature, cfg.max_weight)
+    return weights if mask is None else weights * mask
+
+
 def cvae_loss(cfg: Config, cvae: CVAE, obs, actions, cost_adv, mask):
     """Eq. 43: cost-advantage-weighted negative ELBO; w_c = min(exp(lambda A_c), 200)."""
-    weights = exp_weights(cost_adv, cfg.cost_inverse_temperature, cfg.max_weight)
-    if mask is not None:
-        weights = weights * mask
+    weights = cost_weights(cfg, cost_adv, mask)
     mean, log_std = cvae.encode(obs, actions)
     std = log_std.exp()
     z = mean + std * torch.randn_like(std)
@@ -321,6 +325,25 @@ class LSPC(TorchMethod):
     def _act_tensor(self, obs, policy: str | None = None):
         """The decoder at the latent of `policy` (LSPC-S or LSPC-O; None: self.policy)."""
         return self.cvae.decode(obs, self.latent(obs, policy or self.policy))
+
+    @torch.no_grad()
+    def latent_view(self, batch: dict) -> dict[str, torch.Tensor]:
+        """What a trained run holds for a batch of dataset transitions (tensors, as a sampler
+        gives them): where the CVAE puts each action (q(z | s, a)'s mean and std), the weight
+        w_c of eq. 43 the critics as they stand give it, the latents LSPC-S and LSPC-O take at
+        its state, and the squared action error (summed over action dimensions) of the decoder
+        at the action's own code, at LSPC-S's and at LSPC-O's latent. `bench latent` reads it."""
+        cfg = self.config
+        obs, actions = batch["observations"], batch["actions"]
+        _, _, cost_adv, mask, _ = critic_losses(cfg, self.q_ens, self.v_ens, self.q_target, batch)
+        mean, log_std = self.cvae.encode(obs, actions)
+        safe, optimal = self.policies
+        out = {"code_mean": mean, "code_std": log_std.exp(),
+               "cost_weight": cost_weights(cfg, cost_adv, mask),
+               "z_safe": self.latent(obs, safe), "z_optimal": self.latent(obs, optimal)}
+        for name, z in (("code", mean), ("safe", out["z_safe"]), ("optimal", out["z_optimal"])):
+            out[f"error_{name}"] = (self.cvae.decode(obs, z) - actions).square().sum(-1)
+        return {key: value.float() for key, value in out.items()}
 
     @torch.no_grad()
     def action_space_samples(self, obs: np.ndarray, n: int = 1000) -> dict:

@@ -41,6 +41,13 @@ class RunOptions:
     """the training curve also as TensorBoard events"""
 
 
+def recorded_config(method: str, config: dict):
+    """(method class, its Config) from a config as records and plans hold it (JSON lists for
+    tuples)."""
+    _, cls = get_method(method)
+    return cls, cls.Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+
+
 @dataclass(frozen=True, kw_only=True)
 class Job:
     """One training run and the records it writes: what it is (its hash covers the method,
@@ -111,9 +118,7 @@ class Job:
 
     def method_config(self):
         """(method class, its Config) as this job records them."""
-        _, cls = get_method(self.method)
-        return cls, cls.Config(**{k: tuple(v) if isinstance(v, list) else v
-                                  for k, v in self.config.items()})
+        return recorded_config(self.method, self.config)
 
     def damaged(self) -> list[tuple[Path, str]]:
         """(path, what is wrong) of each of this job's records that exists but is damaged."""

@@ -17,7 +17,7 @@ import torch
 from algorithms import load_method_module
 from bench.curves import curve_evaluator
 from bench.locks import JobLock
-from bench.plan import Job, job_fields
+from bench.plan import Job, job_fields, recorded_config
 from bench.profiles import PROFILES
 from bench.recording import record_evaluation, worker_name
 from bench.records import SCHEMA, utc_now, write_json_atomic
@@ -65,6 +65,15 @@ def build_method(job: Job, spec):
     cls, config = job.method_config()
     method = cls.create(spec, config, job.train_threshold, job.seed, job.options.device)
     method.set_precision(job.precision)
+    return method
+
+
+def build_method_from_record(record: dict, spec, device: str = "cpu"):
+    """A record's method, untrained, as its job built it: class, config, training threshold,
+    seed and precision (to load the run's checkpoint into)."""
+    cls, config = recorded_config(record["trained_as"], record["config"])
+    method = cls.create(spec, config, record.get("train_threshold"), record["seed"], device)
+    method.set_precision(record.get("precision") or "fp32")
     return method
 
 

@@ -292,6 +292,68 @@ def plot_datasets(specs, path: Path, source: str = "auto", profile: str = "quick
     return _save(fig, path)
 
 
+def plot_latent(view: dict, summary: dict, threshold: float, path: Path) -> list[Path]:
+    """`bench latent`'s figure (bench/latent.py): left, the data's codes (q(z | s, a)'s means)
+    in the two most used latent dimensions, safe trajectories at `threshold` apart from the
+    others, with LSPC-S's box, the eps restriction and LSPC-O's latents at the same states;
+    right, the share of transitions and of the cost weight w_c by the normalized reward of
+    their trajectory, for the safe and the unsafe ones."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.patches import Rectangle
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4))
+    used = summary["used_dimensions"][:2]
+    safe = view["cost_return"] <= threshold
+    title = f"{summary['task']}: {summary['method']}, seed {summary['seed']}, {summary['steps']:,} steps"
+    if len(used) == 2:
+        x, y = used
+        codes = view["code_mean"]
+        show = np.random.default_rng(0).permutation(len(codes))[:4000]
+        for mask, color, label in ((~safe, "tab:red", f"cost > {threshold:g}"),
+                                   (safe, "tab:green", f"cost <= {threshold:g}")):
+            pick = show[mask[show]]
+            left.scatter(codes[pick, x], codes[pick, y], s=3, alpha=0.35, color=color,
+                         label=f"data's codes, trajectory {label}")
+        z = view["z_optimal"][show[:600]]
+        left.scatter(z[:, x], z[:, y], s=6, color="tab:blue", label="LSPC-O's latents")
+        for bound, style, label in ((summary["safe_box"], "-", "LSPC-S's box"),
+                                    (summary["epsilon"], "--", "eps")):
+            left.add_patch(Rectangle((-bound, -bound), 2 * bound, 2 * bound, fill=False,
+                                     linestyle=style, linewidth=1.5, label=label))
+        left.set_xlabel(f"z[{x}]")
+        left.set_ylabel(f"z[{y}]")
+        left.legend(fontsize=7, loc="upper right", markerscale=3)
+    else:
+        left.text(0.5, 0.5, f"{len(used)} used latent dimension(s): nothing to draw in 2-d",
+                  ha="center", va="center", transform=left.transAxes)
+    left.set_title(title, fontsize=9)
+    spec = get_task(summary["task"])
+    reward = spec.normalize(view["reward_return"], np.zeros_like(view["reward_return"]), 1.0)[0]
+    edges = np.linspace(min(0.0, reward.min()), max(1.0, reward.max()), 11)
+    weights = view["cost_weight"]
+    width = (edges[1] - edges[0]) / 4
+    centers = (edges[:-1] + edges[1:]) / 2
+    for offset, mask, name, color in ((-1.5, safe, "safe", "tab:green"),
+                                      (0.5, ~safe, "unsafe", "tab:red")):
+        count, _ = np.histogram(reward[mask], edges)
+        mass, _ = np.histogram(reward[mask], edges, weights=weights[mask])
+        right.bar(centers + offset * width, count / len(reward), width, color=color, alpha=0.4,
+                  label=f"{name}: share of transitions")
+        right.bar(centers + (offset + 1) * width, mass / weights.sum(), width, color=color,
+                  label=f"{name}: share of w_c")
+    right.set_xlabel("normalized reward of the transition's trajectory")
+    right.set_ylabel("share")
+    right.set_title(f"where the cost weights put the CVAE's mass (safe: cost <= {threshold:g})",
+                    fontsize=9)
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def _save(fig, path: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 

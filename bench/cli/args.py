@@ -21,6 +21,7 @@ EXAMPLES = {
     "plot": "python -m bench plot --kind curves --task CarRun",
     "status": "python -m bench status --results results",
     "claims": "python -m bench claims --results results [--format markdown|json]",
+    "latent": "python -m bench latent --task DroneRun --method LSPC --results results --plot latent",
     "transfer": "python -m bench transfer --from easysparse --profile quick",
     "speed": "python -m bench speed --method all --precision bf16 --steps 10 --rounds 3",
 }

@@ -104,6 +104,28 @@ def _report_transfer(args) -> int:
     return 0
 
 
+def cmd_latent(args) -> int:
+    import json
+
+    from bench.latent import LatentError, find_run, latent_view, load_run, render, summarize
+
+    try:
+        record = find_run(Path(args.results), args.task, args.method, args.seed, args.job)
+        method, spec, arrays = load_run(Path(args.results), record)
+    except LatentError as err:
+        raise UserError(str(err)) from None
+    view = latent_view(method, arrays, args.sample)
+    summary = summarize(record, method, spec, view)
+    print(json.dumps(summary, indent=1) if args.format == "json" else render(summary))
+    if args.plot:
+        from reports.figures import plot_latent
+
+        threshold = spec.thresholds[len(spec.thresholds) // 2]
+        paths = plot_latent(view, summary, threshold, Path(args.plot))
+        print(f"plot: {paths[0]}", file=sys.stderr)
+    return 0
+
+
 def cmd_plot(args) -> int:
     from reports.aggregate import ReportError
 
@@ -209,6 +231,19 @@ def add_parsers(add) -> None:
                    help="claims of your own (default: reports/paper_claims.json)")
     p.add_argument("--format", choices=["text", "markdown", "json"], default="text")
     p.set_defaults(func=cmd_claims)
+    p = add("latent", "what a trained LSPC run's latent space holds: the codes of the data's "
+                      "actions, the restrictions of LSPC-S and LSPC-O, where the cost weights "
+                      "put the CVAE's mass")
+    p.add_argument("--task", required=True)
+    p.add_argument("--method", default="LSPC", help="LSPC or LSPC-code")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--job", help="the job's hash (or its start) where several jobs match")
+    p.add_argument("--results", default="results", type=results_folder)
+    p.add_argument("--sample", type=int, default=20_000,
+                   help="transitions read (a fixed draw; all where the file has fewer)")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument("--plot", help="also draw the figure here (path without suffix)")
+    p.set_defaults(func=cmd_latent)
     p = add("plot", "figures (PNG + PDF): training curves, a sweep, a dataset's scatter, the "
                     "transfer chart")
     p.add_argument("--kind", choices=["curves", "sweep", "dataset", "datasets", "transfer"],

@@ -308,3 +308,26 @@ def test_lspc_code_drops_an_unfinished_last_trajectory():
     whole = fake_arrays(n=600)
     assert model.training_data(whole) is whole
     assert len(lspc().training_data(arrays)["rewards"]) == 620  # LSPC keeps every transition
+
+
+def test_latent_view_is_what_training_reads():
+    # bench latent's numbers come from the same critics, weights and decoder the losses use
+    model = lspc(small_config(safe_epsilon=0.25, epsilon=0.6))
+    arrays = fake_arrays(n=200)
+    batch = {k: torch.as_tensor(v) for k, v in arrays.items()}
+    view = model.latent_view(batch)
+    _, _, cost_adv, mask, _ = critic_losses(model.config, model.q_ens, model.v_ens,
+                                            model.q_target, batch)
+    torch.manual_seed(0)  # cvae_loss draws z; its weights do not depend on the draw
+    _, stats = cvae_loss(model.config, model.cvae, batch["observations"], batch["actions"],
+                         cost_adv, mask)
+    assert view["cost_weight"].mean().item() == pytest.approx(stats["weights/cost_mean"].item())
+    with torch.no_grad():
+        mean, log_std = model.cvae.encode(batch["observations"], batch["actions"])
+        error = (model.cvae.decode(batch["observations"], mean) - batch["actions"]).square().sum(-1)
+    np.testing.assert_allclose(view["code_mean"], mean, atol=1e-6)
+    np.testing.assert_allclose(view["code_std"], log_std.exp(), atol=1e-6)
+    np.testing.assert_allclose(view["error_code"], error, atol=1e-6)
+    assert view["z_safe"].abs().max() <= 0.25 and view["z_optimal"].abs().max() < 0.6
+    assert {k: tuple(v.shape) for k, v in view.items() if k.startswith("error")} == {
+        "error_code": (200,), "error_safe": (200,), "error_optimal": (200,)}

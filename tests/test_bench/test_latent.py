@@ -1,0 +1,68 @@
+"""`bench latent` on a real (tiny) LSPC run: its numbers, its figure, and its one-line errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from bench.cli import main
+from tasks.datasets import split_trajectories
+from helpers import run
+
+
+@pytest.fixture
+def lspc_run(local_ballrun, tmp_path):
+    results = tmp_path / "results"
+    assert run(results, "--methods", "LSPC,BC-All") == 0
+    return results, local_ballrun
+
+
+def test_latent_summary_and_figure(lspc_run, capsys, tmp_path):
+    results, (path, arrays) = lspc_run
+    capsys.readouterr()
+    out = tmp_path / "figs" / "latent"
+    assert main(["latent", "--task", "BallRun", "--results", str(results), "--format", "json",
+                 "--plot", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["method"] == "LSPC" and summary["task"] == "BallRun"
+    assert summary["latent_dim"] == 32 and summary["action_dim"] == 2
+    assert summary["transitions"] == len(arrays["rewards"])  # fewer than the sample: all read
+    # the safe share is the data's own: transitions of trajectories within each threshold
+    trajectories = split_trajectories(arrays)
+    lengths = trajectories.ends - trajectories.starts
+    for threshold, row in summary["safe_trajectories"].items():
+        safe = trajectories.cost_returns <= float(threshold)
+        assert row["share"] == pytest.approx(lengths[safe].sum() / lengths.sum())
+        assert 0.0 <= row["weighted_share"] <= 1.0
+    assert summary["safe_box"] == 0.25 and summary["epsilon"] == 0.6  # A.3.1, BallRun
+    assert all(value >= 0 for value in summary["action_error"].values())
+    assert out.with_suffix(".png").stat().st_size > 0
+
+    capsys.readouterr()
+    assert main(["latent", "--task", "BallRun", "--results", str(results)]) == 0
+    text = capsys.readouterr().out
+    assert "latent dimensions" in text and "LSPC-S's box |z| <= 0.25" in text
+
+
+@pytest.mark.parametrize("args, damage, message", [
+    (["--method", "BC-All"], None, "has no latent space"),
+    (["--seed", "5"], None, "no record of LSPC on BallRun, seed 5"),
+    ([], "checkpoint", "checkpoint.pt is missing"),
+    ([], "data", "is missing: the run trained on BallRun-local-smoke.hdf5"),
+    ([], "other data", "is not the file the run trained on"),
+])
+def test_bad_input_is_one_line_exit_2(lspc_run, capsys, args, damage, message):
+    results, (path, arrays) = lspc_run
+    if damage == "checkpoint":
+        next(results.rglob("LSPC/run-*/checkpoint.pt")).unlink()
+    elif damage == "data":
+        path.rename(path.with_suffix(".moved"))
+    elif damage == "other data":
+        from tasks.datasets import write_dsrl_file
+
+        changed = {**arrays, "rewards": arrays["rewards"] + np.float32(1.0)}
+        write_dsrl_file(path, changed, {"source": "local", "seed": 0})
+    capsys.readouterr()
+    assert main(["latent", "--task", "BallRun", "--results", str(results), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
