@@ -145,6 +145,7 @@ def summarize(record: dict, method, spec, view: dict) -> dict:
         "transitions": int(len(weights)),
         "latent_dim": int(view["code_mean"].shape[1]), "action_dim": spec.act_dim,
         "used_dimensions": [int(d) for d in used],
+        "code_center": [float(view["code_mean"][:, d].mean()) for d in used],
         "code_spread": [float(view["code_mean"][:, d].std()) for d in used],
         "code_std": [float(view["code_std"][:, d].mean()) for d in used],
         "safe_box": float(method.safe_epsilon), "epsilon": float(cfg.epsilon),
@@ -166,8 +167,9 @@ def summarize(record: dict, method, spec, view: dict) -> dict:
 def render(summary: dict) -> str:
     """The summary as a few lines of text (markdown-friendly)."""
     s = summary
-    dims = ", ".join(f"{d} (spread {a:.2f}, std {b:.2f})"
-                     for d, a, b in zip(s["used_dimensions"], s["code_spread"], s["code_std"]))
+    dims = ", ".join(f"{d} (centre {c:+.2f}, spread {a:.2f}, std {b:.2f})"
+                     for d, c, a, b in zip(s["used_dimensions"], s["code_center"],
+                                           s["code_spread"], s["code_std"]))
     pct = lambda x: "-" if x is None else f"{x:.1%}"  # noqa: E731
     safe = "; ".join(f"cost <= {t}: {pct(v['share'])} of transitions, {pct(v['weighted_share'])} "
                      "of the weight" for t, v in s["safe_trajectories"].items())

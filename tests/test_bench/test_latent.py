@@ -34,6 +34,7 @@ def test_latent_summary_and_figure(lspc_run, capsys, tmp_path):
         safe = trajectories.cost_returns <= float(threshold)
         assert row["share"] == pytest.approx(lengths[safe].sum() / lengths.sum())
         assert 0.0 <= row["weighted_share"] <= 1.0
+    assert len(summary["code_center"]) == len(summary["used_dimensions"])
     assert summary["safe_box"] == 0.25 and summary["epsilon"] == 0.6  # A.3.1, BallRun
     assert all(value >= 0 for value in summary["action_error"].values())
     assert out.with_suffix(".png").stat().st_size > 0
