@@ -67,3 +67,14 @@ def test_bad_input_is_one_line_exit_2(lspc_run, capsys, args, damage, message):
     assert main(["latent", "--task", "BallRun", "--results", str(results), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_latent_of_the_authors_code_uses_its_box(local_ballrun, tmp_path, capsys):
+    results = tmp_path / "results"
+    assert run(results, "--methods", "LSPC-code") == 0
+    capsys.readouterr()
+    assert main(["latent", "--task", "BallRun", "--method", "LSPC-code", "--results",
+                 str(results), "--format", "json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    # the authors' code samples LSPC-S in the same box as LSPC-O: eps_S = eps = 0.6 on BallRun
+    assert summary["method"] == "LSPC-code" and summary["safe_box"] == summary["epsilon"] == 0.6
