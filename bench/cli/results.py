@@ -109,6 +109,9 @@ def cmd_latent(args) -> int:
 
     from bench.latent import LatentError, find_run, latent_view, load_run, render, summarize
 
+    if args.sample < 1:
+        raise UserError(f"--sample is the number of transitions to read, at least 1, not "
+                        f"{args.sample}")
     try:
         record = find_run(Path(args.results), args.task, args.method, args.seed, args.job)
         method, spec, arrays = load_run(Path(args.results), record)

@@ -47,6 +47,7 @@ def test_latent_summary_and_figure(lspc_run, capsys, tmp_path):
 
 @pytest.mark.parametrize("args, damage, message", [
     (["--method", "BC-All"], None, "has no latent space"),
+    (["--sample", "0"], None, "--sample is the number of transitions to read"),
     (["--seed", "5"], None, "no record of LSPC on BallRun, seed 5"),
     ([], "checkpoint", "checkpoint.pt is missing"),
     ([], "data", "is missing: the run trained on BallRun-local-smoke.hdf5"),
