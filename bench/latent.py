@@ -21,8 +21,8 @@ import torch
 
 from bench.records import load_records
 from bench.run import build_method_from_record
-from tasks.datasets import (DatasetError, file_sha256, local_dir, official_dir, read_dsrl_file,
-                            split_trajectories)
+from tasks.datasets import (DatasetError, arrays_sha256, file_sha256, local_dir, official_dir,
+                            read_dsrl_file, split_trajectories)
 from tasks.registry import get_task
 
 #: the transitions a summary reads (a fixed draw); every transition where the file has fewer
@@ -78,16 +78,19 @@ def load_run(results: Path, record: dict):
         variable = "BENCH_LOCAL_DATA_DIR" if record["data_source"] == "local" else "DSRL_DATASET_DIR"
         raise LatentError(f"{path} is missing: the run trained on {record['dataset_file']}; "
                           f"set {variable} to the folder that holds it")
-    if file_sha256(path) != record["dataset_sha256"]:
-        raise LatentError(f"{path} is not the file the run trained on (sha256 "
-                          f"{record['dataset_sha256'][:12]}); point {path.parent} at that one")
-    method = build_method_from_record(record, spec)
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    method.load_state_dict(saved["state"])
     try:
         arrays, _ = read_dsrl_file(path, spec)
     except DatasetError as err:
         raise LatentError(str(err)) from None
+    # the transitions decide (a record since jobs are named by them), else the file
+    wanted = record.get("dataset_arrays_sha256") or record["dataset_sha256"]
+    found = arrays_sha256(arrays) if record.get("dataset_arrays_sha256") else file_sha256(path)
+    if found != wanted:
+        raise LatentError(f"{path} is not the data the run trained on (sha256 {wanted[:12]}); "
+                          f"point {path.parent} at that one")
+    method = build_method_from_record(record, spec)
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    method.load_state_dict(saved["state"])
     return method, spec, method.training_data(arrays)
 
 

@@ -19,7 +19,7 @@ from algorithms.base import ConfigError, field_types, is_tuple_type
 from bench.profiles import PROFILES
 from bench.records import (artifact_dir, config_hash, read_record, record_path,
                            write_json_atomic)
-from tasks.datasets import DatasetError, file_sha256, resolve_path
+from tasks.datasets import DatasetError, file_arrays_sha256, file_sha256, resolve_path
 from tasks.registry import TaskSpec
 
 
@@ -73,6 +73,7 @@ class Job:
     eval_every: int = 0  # evaluations during training for the curves; 0: none
     method_module: str = ""  # "package.module:Class" of a method from outside the repository
     precision: str = "fp32"  # "bf16": hidden layers in bfloat16 (a job, and records, of its own)
+    data_arrays_sha256: str = ""  # the transitions' hash (tasks.datasets.arrays_sha256)
 
     @property
     def recorded_as(self) -> tuple[str, ...]:
@@ -151,9 +152,15 @@ def plan_jobs(tasks: list[TaskSpec], methods: list[str], seeds: list[int], profi
 
     With `missing_data` (a list, for a dry run) a task without data is planned all the same
     (data source "missing") and its DatasetError is appended there instead of raised.
-    `precision` "bf16" makes jobs of their own (the precision enters their hash; fp32 jobs
-    keep the hashes they always had). `data_profile`: which local collection to train on
-    (default: `profile`'s; "study" for the DSRL-like files); the data's hash is in every job's."""
+    `precision` "bf16" makes jobs of their own (the precision enters their hash; an fp32
+    job's payload has no precision field). `data_profile`: which local collection to train on
+    (default: `profile`'s; "study" for the DSRL-like files).
+
+    A job is named by the hash of its transitions, not of its file: a local file's card names
+    the commit and the machine's timings, so the same collection made again on a new machine
+    (collection is seeded) is another file with the same transitions, and the jobs that a
+    machine before finished (their records committed) are found and not trained again. The
+    file's own hash still guards the run (bench.run: the file must not change after planning)."""
     prof = PROFILES[profile]
     eval_every = prof.eval_every if eval_every is None else eval_every
     # not in the job hash: a checkpointed run resumes to the same state as an unbroken one
@@ -166,9 +173,9 @@ def plan_jobs(tasks: list[TaskSpec], methods: list[str], seeds: list[int], profi
             if missing_data is None:
                 raise
             missing_data.append((spec, err))
-            data_by_task[spec.name] = (Path(""), "missing", "missing")
+            data_by_task[spec.name] = (Path(""), "missing", "missing", "missing")
             continue
-        data_by_task[spec.name] = (path, source, file_sha256(path))
+        data_by_task[spec.name] = (path, source, file_sha256(path), file_arrays_sha256(path))
     jobs = []
     registered = list(dict.fromkeys(get_method(name)[0] for name in methods))  # LSPC-S -> LSPC
     for name in registered:
@@ -181,18 +188,19 @@ def plan_jobs(tasks: list[TaskSpec], methods: list[str], seeds: list[int], profi
             config = dataclasses.asdict(built)
             variant = ", ".join(f"{k}={v}" for k, v in variant_sets.items())
             n_steps = steps if steps is not None else cls.steps_for(profile, spec.name)
-            path, source, sha = data_by_task[spec.name]
+            path, source, sha, arrays_sha = data_by_task[spec.name]
             trainings = [None] if cls.threshold_agnostic else list(spec.thresholds)
             for seed in seeds:
                 for train_threshold in trainings:
                     evaluated = spec.thresholds if train_threshold is None else (train_threshold,)
                     payload = {
                         "method": display, "config": config, "steps": n_steps,
-                        "eval_episodes": prof.eval_episodes, "data_sha256": sha,
+                        "eval_episodes": prof.eval_episodes,
+                        "data_arrays_sha256": arrays_sha,
                         "train_threshold": train_threshold}
                     if eval_every:  # only then: keeps the hashes of runs without curves
                         payload["eval_every"] = eval_every
-                    if precision != "fp32":  # only then: fp32 jobs keep their hashes
+                    if precision != "fp32":  # only then: an fp32 payload is as it always was
                         payload["precision"] = precision
                     job_hash = config_hash(payload)
                     options = RunOptions(
@@ -208,7 +216,7 @@ def plan_jobs(tasks: list[TaskSpec], methods: list[str], seeds: list[int], profi
                         options=options, policies=tuple(cls.policies), variant=variant,
                         eval_every=eval_every,
                         method_module=(method_modules or {}).get(display, ""),
-                        precision=precision))
+                        precision=precision, data_arrays_sha256=arrays_sha))
     return jobs
 
 

@@ -56,6 +56,7 @@ def evaluation_fields(job: Job, spec, method, threshold: float, seed: int) -> di
         "steps": job.steps, "variant": job.variant, **method.record_fields(),
         "train_threshold": job.train_threshold, "data_source": job.data_source,
         "dataset_file": Path(job.data_path).name, "dataset_sha256": job.data_sha256,
+        "dataset_arrays_sha256": job.data_arrays_sha256,
         "eval_episodes": job.eval_episodes, "eval_seed": seed, **episodes,
         "normalized_rewards": norm_r.tolist(), "normalized_costs": norm_c.tolist(),
         "normalized_reward": float(norm_r.mean()), "normalized_cost": float(norm_c.mean()),

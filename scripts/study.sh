@@ -4,33 +4,71 @@
 # 3 seeds, 3 thresholds, 20 episodes, budgets of the `study` profile (bench/profiles.py and
 # each method's profile_steps), curves every 10k steps.
 #
-#   bash scripts/study.sh RESULTS [fp32|bf16]        # train (resumes: rerun the same command)
-#   bash scripts/study.sh RESULTS [fp32|bf16] --docs # then copy records and curves to
-#       docs/study/results and write docs/study/report.md, claims.json and curves.png from them
+#   bash scripts/study.sh RESULTS [fp32|bf16]         # train (resumes: rerun the same command)
+#   bash scripts/study.sh RESULTS [fp32|bf16] --save  # copy the finished records and curves to
+#       docs/study/results (no training): commit them, and a later machine resumes from them
+#   bash scripts/study.sh RESULTS [fp32|bf16] --docs  # train, save, then write
+#       docs/study/report.md, claims.json and curves.png from docs/study/results alone
+#
+# Training first copies docs/study/results into RESULTS (never over a file there): a job
+# whose records a machine before this one committed is not trained again. That holds only
+# on data with the same transitions (jobs are named by the data's arrays hash), i.e. the
+# `study` collection made again on a new machine (collection is seeded; docs/data's
+# arrays_sha256 says whether it came out the same).
 #
 # Needs BENCH_LOCAL_DATA_DIR holding <Task>-local-study.hdf5 (bench collect --profile study).
 # Seed 0 of every job runs first, so that the curves that choose the budgets come early.
 # Environment: STUDY_TASKS (default BallRun,CarRun,DroneRun,CarCircle), STUDY_METHODS,
-# JOBS (default 2), PYTHON (default .venv/bin/python).
+# STUDY_SEEDS (default "0 1,2": the groups run one after the other), JOBS (default 2),
+# PYTHON (default .venv/bin/python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-results="${1:?usage: bash scripts/study.sh RESULTS [fp32|bf16] [--docs]}"
+results="${1:?usage: bash scripts/study.sh RESULTS [fp32|bf16] [--save|--docs]}"
 precision="${2:-fp32}"
+mode="${3:-}"
+case "$mode" in ""|--save|--docs) ;; *) echo "study.sh: unknown mode $mode; use --save or --docs" >&2; exit 2;; esac
 tasks="${STUDY_TASKS:-BallRun,CarRun,DroneRun,CarCircle}"
 methods="${STUDY_METHODS:-LSPC,LSPC-code,BC-All,BC-Safe}"
 python="${PYTHON:-.venv/bin/python}"
 export DSRL_SUPPRESS_IMPORT_ERROR=1
 
-for seeds in 0 1,2; do
-  "$python" -m bench run --tasks "$tasks" --methods "$methods" --seeds "$seeds" \
-    --profile study --precision "$precision" --results "$results" --jobs "${JOBS:-2}"
-done
-"$python" -m bench report --results "$results" --profile study --compare paper --claims
+out=docs/study/results
 
-if [ "${3:-}" = "--docs" ]; then
+if [ "$mode" != --save ]; then
+  if [ -d "$out" ]; then
+    # only onto the data they were made on: a report would average records of two datasets
+    "$python" - "$out" <<'PY' || exit 2
+import json, sys
+from pathlib import Path
+
+from tasks.datasets import file_arrays_sha256, local_path
+from tasks.registry import get_task
+
+found = {}
+for record in sorted(Path(sys.argv[1]).rglob("thr*-seed*.json")):
+    r = json.loads(record.read_text())
+    path = local_path(get_task(r["task"]), "study")
+    if r["task"] not in found:
+        found[r["task"]] = file_arrays_sha256(path) if path.exists() else None
+    if found[r["task"]] not in (None, r.get("dataset_arrays_sha256")):
+        sys.exit(f"study.sh: {record} was made on other data than {path} (transitions "
+                 f"{str(r.get('dataset_arrays_sha256'))[:12]}, the file's {found[r['task']][:12]}); "
+                 "collect at the commit docs/data's card names, or move the records aside "
+                 "to begin another study")
+PY
+    mkdir -p "$results"
+    cp -rn "$out/." "$results/"
+  fi
+  for seeds in ${STUDY_SEEDS:-0 1,2}; do
+    "$python" -m bench run --tasks "$tasks" --methods "$methods" --seeds "$seeds" \
+      --profile study --precision "$precision" --results "$results" --jobs "${JOBS:-2}"
+  done
+  "$python" -m bench report --results "$results" --profile study --compare paper --claims
+fi
+
+if [ -n "$mode" ]; then
   # the records (JSON) and each run's curve (CSV): what the document's tables, ledger and
   # figures are made from; never checkpoints
-  out=docs/study/results
   mkdir -p "$out"
   # a run's curve only where a record of its job exists (a run of an abandoned job, other
   # data or another precision, is nobody's result)
@@ -45,7 +83,10 @@ if [ "${3:-}" = "--docs" ]; then
       mkdir -p "$out/$(dirname "$file")"
       cp "$results/$file" "$out/$file"
     done
-  echo "copied $(find "$out" -type f | wc -l) files to $out"
+  echo "copied: $out holds $(find "$out" -type f | wc -l) files"
+fi
+
+if [ "$mode" = --docs ]; then
   # what docs/reproduction.md shows, made from the copies alone (as a reader would)
   IFS=, read -r -a names <<< "$tasks"
   "$python" -m bench report --results "$out" --profile study --compare paper --claims \

@@ -83,6 +83,12 @@ def arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
+def file_arrays_sha256(path: Path) -> str:
+    """arrays_sha256 of the transitions a DSRL-layout file holds (reads them all)."""
+    arrays, _ = read_dsrl_file(path)
+    return arrays_sha256(arrays)
+
+
 def resolve_path(spec: TaskSpec, source: str = "auto", profile: str = "quick") -> tuple[Path, str]:
     """Where the task's data is, and which source it is; a clear DatasetError if it is nowhere,
     or if a locally collected file sits under the official name (every reader, planner and

@@ -207,10 +207,10 @@ def test_fp32_jobs_keep_their_hashes_and_bf16_jobs_have_their_own(local_ballrun,
     from bench.records import config_hash
 
     fp32, bf16 = _jobs(tmp_path, local_ballrun), _jobs(tmp_path, local_ballrun, "bf16")
-    for job in fp32:  # the payload the hash was made of before precision existed
+    for job in fp32:  # an fp32 payload has no precision field
         assert job.job_hash == config_hash({
             "method": job.method, "config": job.config, "steps": job.steps,
-            "eval_episodes": job.eval_episodes, "data_sha256": job.data_sha256,
+            "eval_episodes": job.eval_episodes, "data_arrays_sha256": job.data_arrays_sha256,
             "train_threshold": job.train_threshold})
         assert "precision" not in _payload([job])[0]  # plans saved as before, too
     for a, b in zip(fp32, bf16):

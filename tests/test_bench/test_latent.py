@@ -51,7 +51,7 @@ def test_latent_summary_and_figure(lspc_run, capsys, tmp_path):
     (["--seed", "5"], None, "no record of LSPC on BallRun, seed 5"),
     ([], "checkpoint", "checkpoint.pt is missing"),
     ([], "data", "is missing: the run trained on BallRun-local-smoke.hdf5"),
-    ([], "other data", "is not the file the run trained on"),
+    ([], "other data", "is not the data the run trained on"),
 ])
 def test_bad_input_is_one_line_exit_2(lspc_run, capsys, args, damage, message):
     results, (path, arrays) = lspc_run

@@ -66,6 +66,39 @@ def test_run_records_every_threshold_and_resumes_without_training(local_ballrun,
     assert "| BallRun |" in table and "locally collected" in table
 
 
+def test_jobs_are_named_by_the_transitions_so_records_move_to_a_new_machine(
+        local_ballrun, tmp_path, capsys):
+    """The same collection made again (another card: commit, timings) is the same jobs: copied
+    records are found and nothing trains; other transitions are other jobs."""
+    import shutil
+
+    from tasks.datasets import file_arrays_sha256
+
+    path, arrays = local_ballrun
+    first = tmp_path / "first"
+    assert run(first, "--methods", "BC-All") == 0
+    old = json.loads(next(first.rglob("thr10-seed0-*.json")).read_text())
+    assert old["dataset_arrays_sha256"] == file_arrays_sha256(path)
+
+    old_file = file_sha256(path)
+    write_dsrl_file(path, arrays, {"source": "local", "seed": 0, "commit": "another"})
+    assert file_sha256(path) != old_file  # another file, the same transitions
+    moved = tmp_path / "moved"
+    for record in first.rglob("thr*-seed*.json"):  # the records alone, as docs/ keeps them
+        target = moved / record.relative_to(first)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(record, target)
+    capsys.readouterr()
+    assert run(moved, "--methods", "BC-All") == 0
+    assert "0 to run, 1 already recorded" in capsys.readouterr().out
+    assert not list(moved.rglob("checkpoint.pt"))
+
+    write_dsrl_file(path, {**arrays, "rewards": arrays["rewards"] * 2}, {"source": "local"})
+    assert run(moved, "--methods", "BC-All") == 0
+    assert "1 to run" in capsys.readouterr().out
+    assert len(list(moved.rglob("thr10-seed0-*.json"))) == 2
+
+
 def test_missing_data_is_one_clear_message(data_dirs, tmp_path, capsys):
     assert run(tmp_path / "r", "--methods", "BC-All") == 2
     err = capsys.readouterr().err
