@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 
 from bench.cli import data, results, runs, tools
 from bench.cli.args import COLLECT_PROFILE_NAMES, EXAMPLES, UserError  # noqa: F401
@@ -45,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
 
     user_errors = (UserError, UnknownNameError, DatasetError, ConfigError, EnvUnavailableError,
                    FileExistsError)
+    # `kill` (SIGTERM) stops a command as Ctrl-C does: joblib then ends its worker processes,
+    # which would otherwise go on training and writing beside a rerun of the same command
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
     try:
         return args.func(args)
     except user_errors as err:
@@ -58,3 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # piped into `head` and the like: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt

@@ -557,6 +557,61 @@ def test_sigkill_during_evaluation_then_resume_gives_the_unbroken_records(local_
     assert records(killed) == records(whole)
 
 
+def _children(pid: int) -> list[int]:
+    """The live (not zombie) processes whose parent is `pid`, from /proc."""
+    found = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat_file.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_sigterm_ends_the_worker_processes_too(local_ballrun, tmp_path):
+    """`kill` on a parallel run: the workers stop with it (they used to train on, orphaned,
+    beside the rerun), the message says how to resume, and the rerun trains."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from helpers import ROOT
+
+    results = tmp_path / "results"
+    env = {**os.environ, "BENCH_THREADS_PER_JOB": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench", "run", "--tasks", "BallRun", "--methods", "BC-All",
+         "--seeds", "0,1", "--profile", "smoke", "--steps", "10000000", "--jobs", "2",
+         "--results", str(results), "--quiet"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while len(list(results.rglob("run-seed*"))) < 2:  # both workers are training
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read()
+        time.sleep(0.1)
+    workers = _children(proc.pid)
+    assert workers
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "run the same command to resume" in out
+    deadline = time.time() + 30
+    while set(workers) & {int(p.parent.name) for p in Path("/proc").glob("[0-9]*/stat")
+                          if _alive(p)}:
+        assert time.time() < deadline, "worker processes outlived the terminated run"
+        time.sleep(0.2)
+    assert not list(results.rglob("thr*-seed*.json"))  # nothing finished, nothing recorded
+
+
+def _alive(stat_file: Path) -> bool:
+    try:
+        return stat_file.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 # ------------------------------------------------------------ a plan without data (item 11)
 
 
