@@ -60,7 +60,43 @@ def timing(stages: list[Stage], done: dict[str, dict], resumed: list[str]) -> di
         "agents": {agent: _stage_seconds(stages, done, agent, "cpu_seconds")
                    for agent in dict.fromkeys(stage.lineage for stage in stages)},
         "resumed_stages": resumed,
+        "machine": machine(),
     }
+
+
+def machine() -> dict:
+    """The processor the stages trained on, and the instruction sets torch and numpy chose on
+    it: collection repeats bit for bit on one kind of processor, but its kernels round
+    differently on another (the study's data, collected at one commit on three machines, came
+    out as one set of transitions twice and another once; docs/data/README.md), so a card
+    says where its transitions were made."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu = next((line.split(":", 1)[1].strip() for line in handle
+                        if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:  # numpy < 2
+        from numpy.core._multiarray_umath import __cpu_features__
+    flags = ("AVX2", "AVX512F", "AVX512_SKX", "AVX512_SPR", "AVX512_BF16", "AMX_BF16")
+    return {"cpu": cpu, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "numpy_cpu_features": [f for f in flags if __cpu_features__.get(f)],
+            "amx": _has_cpu_flag("amx_bf16")}
+
+
+def _has_cpu_flag(flag: str) -> bool | None:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            return any(flag in line.split() for line in handle if line.startswith("flags"))
+    except OSError:
+        return None
 
 
 def file_attrs(spec: TaskSpec, profile: str, seed: int, budget: CollectBudget,
@@ -115,6 +151,7 @@ def summary(spec: TaskSpec, profile: str, seed: int, budget: CollectBudget, out_
         "agents": card["agents"],
         "filter": card["filter"],
         "resumed_stages": times["resumed_stages"],
+        "machine": times["machine"],
         "row": summarize(spec, trajs.reward_returns, trajs.cost_returns),
         "core_seconds": times["core_seconds"],
         "agent_core_seconds": times["agents"],
@@ -161,6 +198,11 @@ def format_summary(summary: dict) -> str:
                 f"{n} for the {side} share at {threshold}" for threshold, side, n in removed))
     if summary.get("resumed_stages"):
         lines.append(f"  resumed: {', '.join(summary['resumed_stages'])}")
+    if summary.get("machine"):
+        made_on = summary["machine"]
+        lines.append(f"  made on: {made_on['cpu']} (torch kernels {made_on['torch_cpu_capability']}"
+                     f"{', AMX' if made_on.get('amx') else ''}; another processor may round "
+                     "the training differently and collect other transitions)")
     lines.append(f"  sha256: {summary['sha256']}")
     return "\n".join(lines)
 

@@ -256,6 +256,11 @@ def test_study_collection_card_resume_and_datasets(local_dir, tiny_study, monkey
     assert card["filter"]["kept"] == summary["n_trajectories"]
     assert card["profile"] == tiny_study and card["seed"] == 2
     assert card["budget"]["anneal_from"] == 2.0 and card["timing"]["core_seconds"] > 0
+    # where the transitions were made: their rounding depends on the processor's kernels
+    import torch
+    made_on = card["timing"]["machine"]
+    assert made_on["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert made_on["cpu"] and summary["machine"] == made_on
     # the card round-trips: the file's copy is the JSON beside it less its timings
     row = describe_dataset(SPEC, out, "local", tiny_study)
     assert row["card"] == {k: v for k, v in card.items() if k != "timing"}
