@@ -32,8 +32,7 @@ def cmd_tasks(args) -> int:
 
 
 def cmd_collect(args) -> int:
-    from joblib import Parallel, delayed
-    from tasks.collect import CollectError, collect_task, format_summary
+    from tasks.collect import CollectError
     from tasks.datasets import local_path
 
     specs = selected_tasks(args)
@@ -43,24 +42,8 @@ def cmd_collect(args) -> int:
         print("already collected (kept; --force to collect again): "
               + ", ".join(p.name for p in existing))
     todo = [s for s in specs if args.force or not local_path(s, args.profile).exists()]
-    n_jobs = min(args.jobs or 2, max(1, len(todo)))
-    if todo:
-        print(f"collecting {', '.join(s.name for s in todo)} ({args.profile} profile, "
-              f"{n_jobs} in parallel)", flush=True)
-    call = delayed(collect_task)
     try:
-        summaries = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-            call(spec, profile=args.profile, seed=args.seed, progress=(n_jobs == 1),
-                 force=args.force) for spec in todo) if todo else []
-        from tqdm import tqdm
-
-        with tqdm(total=len(todo), desc="tasks collected", unit="task",
-                  disable=n_jobs == 1 or not todo) as bar:
-            done = []
-            for summary in summaries:
-                bar.write(format_summary(summary))
-                bar.update(1)
-                done.append(summary["task"])
+        done = _collect(todo, args) if todo else []
     except CollectError as err:
         raise UserError(str(err)) from None
     if done:
@@ -71,6 +54,46 @@ def cmd_collect(args) -> int:
         print("\nbeside the official files (`python -m bench datasets` prints this again):")
         print(datasets_table(rows))
     return 0
+
+
+def _collect(todo, args) -> list[str]:
+    """Collect the tasks; return their names. With one job, task after task with a bar. With
+    several, every agent of every task is one job (the largest first), so that all the cores
+    work until the last agent ends, whatever the tasks' sizes; each task is then pooled from
+    its agents' saved stages (the same file as a serial collection: the agents are
+    independent and seeded alone)."""
+    import time
+
+    from joblib import Parallel, delayed
+    from tqdm import tqdm
+
+    from tasks.collect import agents_of, collect_task, format_summary, train_agent_stages
+
+    n_jobs = args.jobs or 2
+    print(f"collecting {', '.join(s.name for s in todo)} ({args.profile} profile, "
+          f"{n_jobs} in parallel)", flush=True)
+    started = time.perf_counter()
+    resumed = {spec.name: [] for spec in todo}
+    if n_jobs > 1:
+        agents = sorted(((spec, agent, i) for spec in todo
+                         for i, agent in enumerate(agents_of(spec, args.profile))),
+                        key=lambda unit: unit[2])  # every task's largest agent first
+        trained = Parallel(n_jobs=min(n_jobs, len(agents)), return_as="generator_unordered")(
+            delayed(train_agent_stages)(spec, args.profile, args.seed, agent, force=args.force)
+            for spec, agent, _ in agents)
+        with tqdm(total=len(agents), desc="agents trained", unit="agent") as bar:
+            for outcome in trained:
+                resumed[outcome["task"]] += outcome["resumed"]
+                bar.update(1)
+    done = []
+    for spec in todo:
+        summary = collect_task(spec, profile=args.profile, seed=args.seed,
+                               progress=(n_jobs == 1), force=args.force,
+                               **({"resumed_stages": resumed[spec.name], "started": started}
+                                  if n_jobs > 1 else {}))
+        print(format_summary(summary), flush=True)
+        done.append(summary["task"])
+    return done
 
 
 def cmd_datasets(args) -> int:

@@ -24,7 +24,8 @@ The modules, in the order a collection uses them:
   rollout, the training loop);
 - cards.py: the dataset card, the file's attributes and the printed summary;
 - this file: collect_task, which runs the stages, pools and filters their episodes and
-  writes the file.
+  writes the file; train_agent_stages, which trains one agent's stages alone (bench collect
+  trains the agents of its tasks on all its cores, then pools each task).
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ from tasks.registry import TASKS, TaskSpec
 
 __all__ = [
     "COLLECT_PROFILES", "COLLECTOR_NAME", "COLLECTOR_VERSION", "OFFICIAL_MAX", "REFERENCE_SPEED",
-    "CollectBudget", "CollectError", "Stage", "agent_cost_limits", "budget_for",
-    "card_path_for", "collect_task", "format_summary", "get_budget", "official_cost_max",
+    "CollectBudget", "CollectError", "Stage", "agent_cost_limits", "agents_of", "budget_for",
+    "card_path_for", "collect_task", "train_agent_stages", "format_summary", "get_budget", "official_cost_max",
     "partial_dir", "plan_stages", "steps_for",
 ]
 
@@ -67,44 +68,24 @@ def official_cost_max(spec: TaskSpec) -> float:
 
 
 def collect_task(spec: TaskSpec, profile: str = "quick", seed: int = 0, out_path=None,
-                 progress: bool = True, force: bool = False) -> dict:
+                 progress: bool = True, force: bool = False,
+                 resumed_stages: list[str] | None = None, started: float | None = None) -> dict:
     """Collect the task's dataset with PPO-Lagrangian agents; write it, plot it, summarise it.
 
     Returns the summary dict (also what gets printed, see format_summary); the dataset card
     (how the file was made) is in the file's attribute `card` and in `<file>.card.json`.
+    When its agents were trained before this call, each by `train_agent_stages` (on several
+    cores), every stage is found saved: `resumed_stages` then names the ones an earlier run
+    had saved, and `started` (time.perf_counter) when the collection began.
     """
-    import torch
-
+    out_path = _check_out_path(spec, profile, out_path, force)
     budget = budget_for(profile, spec)
-    out_path = Path(out_path) if out_path is not None else local_path(spec, profile)
-    official_names = {task.dataset_file for task in TASKS.values()}
-    if out_path.name in official_names:
-        raise CollectError(
-            f"{out_path}: {out_path.name} is the name of an official DSRL file; locally "
-            "collected data must not pose as official data, choose another name")
-    if out_path.exists() and not force:
-        raise CollectError(
-            f"{out_path} already exists; pass --force (force=True) to collect again and "
-            "overwrite it")
-
     stages = plan_stages(budget, spec)
     partial = partial_dir(out_path, seed)
-    started = time.perf_counter()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    bar = None
-    try:
-        from tqdm import tqdm
-
-        bar = tqdm(total=sum(stage.steps for stage in stages), unit="step",
-                   disable=not progress, desc=f"collect {spec.name} ({profile})",
-                   dynamic_ncols=True)
-        say = None if progress else (lambda line: print(line, flush=True))
-        done, resumed = _run_stages(spec, profile, budget, seed, stages, partial, bar, say)
-    finally:
-        torch.set_num_threads(threads)
-        if bar is not None:
-            bar.close()
+    started = time.perf_counter() if started is None else started
+    done, resumed = _train_stages(spec, profile, budget, seed, stages, partial, progress)
+    if resumed_stages is not None:
+        resumed = [stage.name for stage in stages if stage.name in set(resumed_stages)]
 
     arrays, stage_of, trajs, filter_report = _pool(spec, budget, seed, stages, done)
     card = cards.dataset_card(spec, profile, seed, budget, stages, done, stage_of,
@@ -131,6 +112,70 @@ def collect_task(spec: TaskSpec, profile: str = "quick", seed: int = 0, out_path
                          card, times, plot, started)
 
 
+def _check_out_path(spec: TaskSpec, profile: str, out_path, force: bool) -> Path:
+    """Where the file goes; a CollectError if that is an official name, or taken (no force)."""
+    out_path = Path(out_path) if out_path is not None else local_path(spec, profile)
+    official_names = {task.dataset_file for task in TASKS.values()}
+    if out_path.name in official_names:
+        raise CollectError(
+            f"{out_path}: {out_path.name} is the name of an official DSRL file; locally "
+            "collected data must not pose as official data, choose another name")
+    if out_path.exists() and not force:
+        raise CollectError(
+            f"{out_path} already exists; pass --force (force=True) to collect again and "
+            "overwrite it")
+    return out_path
+
+
+def agents_of(spec: TaskSpec, profile: str = "quick") -> list[str]:
+    """The agents (stage lineages) of a collection, the one with the most steps first."""
+    stages = plan_stages(budget_for(profile, spec), spec)
+    steps = {}
+    for stage in stages:
+        steps[stage.lineage] = steps.get(stage.lineage, 0) + stage.steps
+    return sorted(steps, key=lambda lineage: -steps[lineage])
+
+
+def train_agent_stages(spec: TaskSpec, profile: str, seed: int, agent: str, out_path=None,
+                       force: bool = False) -> dict:
+    """Train the stages of one agent of a collection (a lineage: "limit 10", "unconstrained")
+    that are not saved yet, saving each to the partial folder; collect_task then finds them
+    saved and pools. The agents are independent (each seeds its own networks, noise and
+    resets from (seed, agent)), so training them in separate processes, in any order, gives
+    the file a serial collection writes. Returns {"task", "agent", "trained", "resumed"}."""
+    out_path = _check_out_path(spec, profile, out_path, force)
+    budget = budget_for(profile, spec)
+    stages = [stage for stage in plan_stages(budget, spec) if stage.lineage == agent]
+    if not stages:
+        raise CollectError(f"{spec.name} has no agent {agent!r} in the {profile} collection; "
+                           f"its agents: {', '.join(agents_of(spec, profile))}")
+    _, resumed = _train_stages(spec, profile, budget, seed, stages,
+                               partial_dir(out_path, seed), progress=False)
+    return {"task": spec.name, "agent": agent, "resumed": resumed,
+            "trained": [stage.name for stage in stages if stage.name not in resumed]}
+
+
+def _train_stages(spec, profile, budget, seed, stages, partial, progress):
+    """_run_stages on one torch thread, with a bar (progress) or one line per stage."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    bar = None
+    try:
+        from tqdm import tqdm
+
+        bar = tqdm(total=sum(stage.steps for stage in stages), unit="step",
+                   disable=not progress, desc=f"collect {spec.name} ({profile})",
+                   dynamic_ncols=True)
+        say = None if progress else (lambda line: print(line, flush=True))
+        return _run_stages(spec, profile, budget, seed, stages, partial, bar, say)
+    finally:
+        torch.set_num_threads(threads)
+        if bar is not None:
+            bar.close()
+
+
 def _run_stages(spec, profile, budget, seed, stages, partial, bar, say=None):
     """Train every stage not saved yet; return each stage's saved arrays and which resumed.
     `say` (when given) gets one line per stage: how far the collection is, without a bar."""
@@ -138,6 +183,8 @@ def _run_stages(spec, profile, budget, seed, stages, partial, bar, say=None):
     done: dict[str, dict] = {}
     prints: dict[str, str] = {}
     resumed = []
+    lineages = {stage.lineage for stage in stages}
+    scope = f" of {stages[0].lineage}" if len(lineages) == 1 else ""
     for stage in stages:
         fingerprint = stage_fingerprint(spec, profile, budget, seed, stage,
                                         prints.get(stage.parent))
@@ -176,7 +223,7 @@ def _run_stages(spec, profile, budget, seed, stages, partial, bar, say=None):
             share = sum(s.steps for s in stages if s.name in done) / sum(s.steps for s in stages)
             how = "resumed" if stage.name in resumed else "trained"
             say(f"{spec.name} ({profile}): {stage.name} {how} ({len(done)}/{len(stages)} "
-                f"stages, {share:.0%} of the steps); "
+                f"stages{scope}, {share:.0%} of the steps); "
                 f"its last episodes: reward {rewards[-tail:].mean():.0f}, cost "
                 f"{costs[-tail:].mean():.1f}, limit {stage.cost_limits[-1]:g}")
     return done, resumed

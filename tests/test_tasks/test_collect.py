@@ -316,3 +316,27 @@ def test_the_cli_offers_every_collection_profile():
     from bench.cli import COLLECT_PROFILE_NAMES
 
     assert tuple(COLLECT_PROFILES) == COLLECT_PROFILE_NAMES
+
+
+def test_agents_trained_apart_on_two_cores_make_the_serial_file(local_dir, capsys):
+    """`bench collect --jobs 2` trains every agent of a task as its own job (worker
+    processes) and pools after: the same transitions as the serial collection, its card
+    naming what an earlier run had saved."""
+    from bench.cli import main
+
+    reference = collect_task(SPEC, "smoke", seed=0, out_path=local_dir / "ref-x.hdf5",
+                             progress=False)
+    agents = collect.agents_of(SPEC, "smoke")
+    assert len(agents) == len(COLLECT_PROFILES["smoke"].cost_limits) >= 2
+    # one agent trained before (an interrupted run): kept, and named as resumed
+    first = collect.train_agent_stages(SPEC, "smoke", 0, agents[-1])
+    assert first["resumed"] == [] and len(first["trained"]) == 1
+    capsys.readouterr()
+    assert main(["collect", "--tasks", "BallRun", "--profile", "smoke", "--jobs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"resumed: {first['trained'][0]}\n" in out
+    a, b = _arrays(reference["path"]), _arrays(local_path(SPEC, "smoke"))
+    for key in KEYS:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    with pytest.raises(CollectError, match="no agent 'limit 99'"):
+        collect.train_agent_stages(SPEC, "smoke", 0, "limit 99", force=True)
