@@ -17,10 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from bench.records import load_records
-from bench.run import build_method_from_record
+from bench.run import build_method_from_record, load_checkpoint
 from tasks.datasets import (DatasetError, arrays_sha256, file_sha256, local_dir, official_dir,
                             read_dsrl_file, split_trajectories)
 from tasks.registry import get_task
@@ -89,8 +88,7 @@ def load_run(results: Path, record: dict):
         raise LatentError(f"{path} is not the data the run trained on (sha256 {wanted[:12]}); "
                           f"point {path.parent} at that one")
     method = build_method_from_record(record, spec)
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    method.load_state_dict(saved["state"])
+    load_checkpoint(method, checkpoint)
     return method, spec, method.training_data(arrays)
 
 

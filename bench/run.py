@@ -63,18 +63,30 @@ def build_method(job: Job, spec):
     if job.method_module:  # a method from outside the repository: register it in this worker
         load_method_module(job.method_module, replace=True)  # the planner checked its name
     cls, config = job.method_config()
-    method = cls.create(spec, config, job.train_threshold, job.seed, job.options.device)
-    method.set_precision(job.precision)
-    return method
+    return _create(cls, config, spec, job.train_threshold, job.seed, job.options.device,
+                   job.precision)
 
 
 def build_method_from_record(record: dict, spec, device: str = "cpu"):
     """A record's method, untrained, as its job built it: class, config, training threshold,
     seed and precision (to load the run's checkpoint into)."""
     cls, config = recorded_config(record["trained_as"], record["config"])
-    method = cls.create(spec, config, record.get("train_threshold"), record["seed"], device)
-    method.set_precision(record.get("precision") or "fp32")
+    return _create(cls, config, spec, record.get("train_threshold"), record["seed"], device,
+                   record.get("precision") or "fp32")
+
+
+def _create(cls, config, spec, threshold, seed, device, precision):
+    method = cls.create(spec, config, threshold, seed, device)
+    method.set_precision(precision)
     return method
+
+
+def load_checkpoint(method, checkpoint: Path, device: str = "cpu") -> dict:
+    """Load a run's saved weights into `method` (built as its job built it); return what the
+    checkpoint holds beside them (final stats, training seconds, where it resumed from)."""
+    saved = torch.load(checkpoint, map_location=device, weights_only=False)
+    method.load_state_dict(saved["state"])
+    return saved
 
 
 def _execute(job: Job, missing: list[tuple[float, str]], started: float) -> dict:
@@ -87,8 +99,7 @@ def _execute(job: Job, missing: list[tuple[float, str]], started: float) -> dict
     run_dir = job.run_dir()
     checkpoint = run_dir / "checkpoint.pt"
     if checkpoint.exists():  # trained before, interrupted during evaluation: don't retrain
-        saved = torch.load(checkpoint, map_location=job.options.device, weights_only=False)
-        method.load_state_dict(saved["state"])
+        saved = load_checkpoint(method, checkpoint, job.options.device)
         trained = TrainResult(final_stats=saved["final_stats"],
                               resumed_from=saved.get("resumed_from", 0),
                               seconds=saved["train_seconds"],

@@ -26,7 +26,7 @@ from bench.parallel import in_parallel, share_cores
 from bench.plan import PLANS, Job, PlanError, flat_fields, read_plan, save_plan
 from bench.records import read_record, set_aside, slug, utc_now, write_json_atomic
 from bench.recording import eval_seed, evaluation_fields
-from bench.run import build_method
+from bench.run import build_method, load_checkpoint
 from tasks.registry import TaskSpec, UnknownNameError, get_task, suite_tasks
 
 TRANSFER = "transfer"
@@ -71,8 +71,7 @@ def load_trained(job: Job, spec: TaskSpec):
         raise FileNotFoundError(f"{job.label}: no trained checkpoint at {checkpoint}; its "
                                 "training failed (see `bench status`)")
     method = build_method(job, spec)
-    saved = torch.load(checkpoint, map_location=job.options.device, weights_only=False)
-    method.load_state_dict(saved["state"])
+    load_checkpoint(method, checkpoint, job.options.device)
     return method, checkpoint
 
 
