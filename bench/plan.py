@@ -175,7 +175,8 @@ def plan_jobs(tasks: list[TaskSpec], methods: list[str], seeds: list[int], profi
             missing_data.append((spec, err))
             data_by_task[spec.name] = (Path(""), "missing", "missing", "missing")
             continue
-        data_by_task[spec.name] = (path, source, file_sha256(path), file_arrays_sha256(path))
+        file_sha = file_sha256(path)
+        data_by_task[spec.name] = (path, source, file_sha, file_arrays_sha256(path, file_sha))
     jobs = []
     registered = list(dict.fromkeys(get_method(name)[0] for name in methods))  # LSPC-S -> LSPC
     for name in registered:

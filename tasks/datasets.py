@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.files import write_atomic
+from tasks.files import write_atomic, write_text_atomic
 from tasks.registry import TaskSpec
 
 KEYS = ("observations", "next_observations", "actions", "rewards", "costs", "terminals",
@@ -83,10 +83,36 @@ def arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def file_arrays_sha256(path: Path) -> str:
-    """arrays_sha256 of the transitions a DSRL-layout file holds (reads them all)."""
+def file_arrays_sha256(path: Path, file_sha: str | None = None) -> str:
+    """arrays_sha256 of the transitions a DSRL-layout file holds. Given the file's sha256
+    (which names its bytes, hence its transitions), the answer of an earlier call is read
+    from a cache (one small file per data file, under $BENCH_CACHE_DIR, default
+    ~/.cache/bench): planning a run reads each data file once, not twice (a MetaDrive file
+    is gigabytes). Without it, or with no usable cache, the transitions are read and hashed."""
+    cached = _arrays_cache(file_sha) if file_sha else None
+    if cached is not None:
+        try:
+            value = cached.read_text().strip()
+            if len(value) == 64 and all(c in "0123456789abcdef" for c in value):
+                return value
+        except OSError:
+            pass
     arrays, _ = read_dsrl_file(path)
-    return arrays_sha256(arrays)
+    value = arrays_sha256(arrays)
+    if cached is not None:
+        try:
+            write_text_atomic(cached, value + "\n")
+        except OSError:
+            pass  # a read-only home: no cache, the same answer
+    return value
+
+
+def _arrays_cache(file_sha: str) -> Path | None:
+    if len(file_sha) != 64 or any(c not in "0123456789abcdef" for c in file_sha):
+        return None
+    # the folder bench keeps its measured speeds in (bench/estimate.py)
+    root = Path(os.environ.get("BENCH_CACHE_DIR") or Path.home() / ".cache" / "bench")
+    return root / "arrays-sha256" / file_sha
 
 
 def resolve_path(spec: TaskSpec, source: str = "auto", profile: str = "quick") -> tuple[Path, str]:

@@ -139,3 +139,26 @@ def test_download_from_a_mirror_validates_before_taking_the_official_name(data_d
     assert download_official(SPEC, mirror.as_uri()) == official_path(SPEC)
     assert load_dataset(SPEC).source == "dsrl"
     assert not list(official_path(SPEC).parent.glob("*.download"))
+
+
+def test_the_arrays_hash_of_a_file_is_read_once_then_cached_by_its_sha256(tmp_path,
+                                                                          monkeypatch):
+    """Planning reads a data file for its sha256; the transitions' hash of those bytes comes
+    from the cache after the first time, and a damaged cache entry is computed again."""
+    import tasks.datasets as datasets
+
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    path = write_dsrl_file(tmp_path / "one.hdf5", dsrl_like(column=False), {})
+    reads = []
+    real_read = datasets.read_dsrl_file
+    monkeypatch.setattr(datasets, "read_dsrl_file",
+                        lambda *a, **k: reads.append(a[0]) or real_read(*a, **k))
+    file_sha = file_sha256(path)
+    expected = arrays_sha256(real_read(path)[0])
+    assert datasets.file_arrays_sha256(path, file_sha) == expected and len(reads) == 1
+    assert datasets.file_arrays_sha256(path, file_sha) == expected and len(reads) == 1
+    entry = tmp_path / "cache" / "arrays-sha256" / file_sha
+    entry.write_text("not a hash\n")
+    assert datasets.file_arrays_sha256(path, file_sha) == expected and len(reads) == 2
+    assert entry.read_text().strip() == expected  # mended
+    assert datasets.file_arrays_sha256(path) == expected and len(reads) == 3  # no sha: reads
