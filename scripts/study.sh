@@ -18,6 +18,10 @@
 #
 # Needs BENCH_LOCAL_DATA_DIR holding <Task>-local-study.hdf5 (bench collect --profile study).
 # Seed 0 of every job runs first, so that the curves that choose the budgets come early.
+# The study's transitions are named in docs/study/data.json: training refuses, exit 2, a data
+# file whose transitions differ (collection repeats on one kind of processor, not on every
+# kind; docs/data/README.md). STUDY_DIR=docs/study/second-collection trains and saves the
+# study of the second collection's transitions instead.
 # Environment: STUDY_TASKS (default BallRun,CarRun,DroneRun,CarCircle), STUDY_METHODS,
 # STUDY_SEEDS (default "0 1,2": the groups run one after the other), JOBS (default 2),
 # PYTHON (default .venv/bin/python).
@@ -32,12 +36,18 @@ methods="${STUDY_METHODS:-LSPC,LSPC-code,BC-All,BC-Safe}"
 python="${PYTHON:-.venv/bin/python}"
 export DSRL_SUPPRESS_IMPORT_ERROR=1
 
-out=docs/study/results
+# the study's folder: its transitions (data.json), its records (results/), its documents
+study_dir="${STUDY_DIR:-docs/study}"
+out="$study_dir/results"
+if [ ! -f "$study_dir/data.json" ]; then
+  echo "study.sh: $study_dir/data.json is missing: it names the transitions the study trains on" >&2
+  exit 2
+fi
 
 if [ "$mode" != --save ]; then
-  if [ -d "$out" ]; then
-    # only onto the data they were made on: a report would average records of two datasets
-    "$python" - "$out" <<'PY' || exit 2
+  # only on the study's transitions (docs/study/data.json), and committed records only onto
+  # the data they were made on: a report would average records of two datasets
+  "$python" - "$out" "$tasks" "$study_dir/data.json" <<'PY' || exit 2
 import json, sys
 from pathlib import Path
 
@@ -45,17 +55,35 @@ from tasks.datasets import file_arrays_sha256, local_path
 from tasks.registry import get_task
 
 found = {}
-for record in sorted(Path(sys.argv[1]).rglob("thr*-seed*.json")):
+def transitions(task):
+    if task not in found:
+        path = local_path(get_task(task), "study")
+        found[task] = (path, file_arrays_sha256(path) if path.exists() else None)
+    return found[task]
+
+study = json.loads(Path(sys.argv[3]).read_text())["arrays_sha256"]
+for task in sys.argv[2].split(","):
+    path, sha = transitions(task)
+    if sha is not None and task in study and sha != study[task]:
+        machine = {}
+        card = path.with_name(path.name + ".card.json")
+        if card.exists():
+            machine = json.loads(card.read_text()).get("timing", {}).get("machine", {})
+        sys.exit(f"study.sh: {path} holds other transitions ({sha[:12]}) than the study's "
+                 f"({study[task][:12]}, {sys.argv[3]}): this machine "
+                 f"({machine.get('cpu', 'its processor is not on the card')}) collected "
+                 "them otherwise (docs/data/README.md); train where the collection gives the "
+                 "study's transitions, or on a study whose data.json names these (STUDY_DIR)")
+for record in sorted(Path(sys.argv[1]).rglob("thr*-seed*.json")) if Path(sys.argv[1]).is_dir() else []:
     r = json.loads(record.read_text())
-    path = local_path(get_task(r["task"]), "study")
-    if r["task"] not in found:
-        found[r["task"]] = file_arrays_sha256(path) if path.exists() else None
-    if found[r["task"]] not in (None, r.get("dataset_arrays_sha256")):
+    path, sha = transitions(r["task"])
+    if sha not in (None, r.get("dataset_arrays_sha256")):
         sys.exit(f"study.sh: {record} was made on other data than {path} (transitions "
-                 f"{str(r.get('dataset_arrays_sha256'))[:12]}, the file's {found[r['task']][:12]}); "
+                 f"{str(r.get('dataset_arrays_sha256'))[:12]}, the file's {sha[:12]}); "
                  "collect at the commit docs/data's card names, or move the records aside "
                  "to begin another study")
 PY
+  if [ -d "$out" ]; then
     mkdir -p "$results"
     cp -rn "$out/." "$results/"
   fi
@@ -90,10 +118,10 @@ if [ "$mode" = --docs ]; then
   # what docs/reproduction.md shows, made from the copies alone (as a reader would)
   IFS=, read -r -a names <<< "$tasks"
   "$python" -m bench report --results "$out" --profile study --compare paper --claims \
-    > docs/study/report.md
-  "$python" -m bench claims --results "$out" --format json > docs/study/claims.json
+    > "$study_dir/report.md"
+  "$python" -m bench claims --results "$out" --format json > "$study_dir/claims.json"
   "$python" -m bench plot --kind curves --task "$tasks" --results "$out" \
-    --out docs/study/curves >/dev/null
-  rm -f docs/study/curves.pdf
-  echo "written: docs/study/report.md, claims.json, curves.png and curves.md (${#names[@]} tasks)"
+    --out "$study_dir/curves" >/dev/null
+  rm -f "$study_dir/curves.pdf"
+  echo "written: $study_dir/report.md, claims.json, curves.png and curves.md (${#names[@]} tasks)"
 fi
