@@ -329,8 +329,8 @@ class LSPC(TorchMethod):
     @torch.no_grad()
     def latent_view(self, batch: dict) -> dict[str, torch.Tensor]:
         """What a trained run holds for a batch of dataset transitions (tensors, as a sampler
-        gives them): where the CVAE puts each action (q(z | s, a)'s mean and std), the weight
-        w_c of eq. 43 the critics as they stand give it, the latents LSPC-S and LSPC-O take at
+        gives them): where the CVAE puts each action (q(z | s, a)'s mean and std), its cost
+        advantage A_c and the weight w_c of eq. 43 the critics as they stand give it, the latents LSPC-S and LSPC-O take at
         its state, and the squared action error (summed over action dimensions) of the decoder
         at the action's own code, at LSPC-S's and at LSPC-O's latent. `bench latent` reads it."""
         cfg = self.config
@@ -338,7 +338,7 @@ class LSPC(TorchMethod):
         _, _, cost_adv, mask, _ = critic_losses(cfg, self.q_ens, self.v_ens, self.q_target, batch)
         mean, log_std = self.cvae.encode(obs, actions)
         safe, optimal = self.policies
-        out = {"code_mean": mean, "code_std": log_std.exp(),
+        out = {"code_mean": mean, "code_std": log_std.exp(), "cost_advantage": cost_adv,
                "cost_weight": cost_weights(cfg, cost_adv, mask),
                "z_safe": self.latent(obs, safe), "z_optimal": self.latent(obs, optimal)}
         for name, z in (("code", mean), ("safe", out["z_safe"]), ("optimal", out["z_optimal"])):

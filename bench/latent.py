@@ -132,12 +132,22 @@ def summarize(record: dict, method, spec, view: dict) -> dict:
     def inside(bound):
         return float(np.mean(np.all(np.abs(codes) <= bound, axis=1))) if len(used) else None
 
+    advantage = np.abs(view["cost_advantage"].astype(np.float64))
+
+    def mean_over(values, rows):
+        return float(values[rows].mean()) if rows.any() else None
+
     by_threshold = {}
     for threshold in spec.thresholds:
         safe = view["cost_return"] <= threshold
+        # w_c compares the actions taken in a state; where |A_c| is large a state's actions
+        # differ in cost, and that decides which trajectories' transitions gain weight
         by_threshold[f"{threshold:g}"] = {
             "share": float(safe.mean()),
-            "weighted_share": float(weights[safe].sum() / weights.sum()) if weights.sum() else None}
+            "weighted_share": float(weights[safe].sum() / weights.sum()) if weights.sum() else None,
+            "mean_weight": {"safe": mean_over(weights, safe), "unsafe": mean_over(weights, ~safe)},
+            "mean_abs_advantage": {"safe": mean_over(advantage, safe),
+                                   "unsafe": mean_over(advantage, ~safe)}}
     z_optimal = np.abs(view["z_optimal"][:, used])
     return {
         "task": spec.name, "method": record["trained_as"], "seed": record["seed"],
@@ -175,6 +185,11 @@ def render(summary: dict) -> str:
     safe = "; ".join(f"cost <= {t}: {pct(v['share'])} of transitions, {pct(v['weighted_share'])} "
                      "of the weight" for t, v in s["safe_trajectories"].items())
     errors = s["action_error"]
+    num = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
+    by_side = "; ".join(
+        f"cost <= {t}: w_c {num(v['mean_weight']['safe'])} vs {num(v['mean_weight']['unsafe'])}, "
+        f"|A_c| {num(v['mean_abs_advantage']['safe'])} vs "
+        f"{num(v['mean_abs_advantage']['unsafe'])}" for t, v in s["safe_trajectories"].items())
     return "\n".join([
         f"{s['method']} on {s['task']}, seed {s['seed']}, job {s['job'][:10]}, "
         f"{s['steps']:,} steps, {s['precision']}, data {s['data']} "
@@ -189,6 +204,7 @@ def render(summary: dict) -> str:
         f"{errors['code']:.3f}, LSPC-S {errors['LSPC-S']:.3f}, LSPC-O {errors['LSPC-O']:.3f}",
         f"- cost weights w_c: mean {s['cost_weight']['mean']:.2f}, at the clip "
         f"{pct(s['cost_weight']['at_clip'])}; trajectories safe at {safe}",
+        f"- per transition, safe vs unsafe trajectories: {by_side}",
         f"- normalized reward of the transitions' trajectories: {s['trajectory_reward']['mean']:.3f}"
         f", weighted by w_c {s['trajectory_reward']['weighted_mean']:.3f}",
     ])

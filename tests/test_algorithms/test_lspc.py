@@ -322,6 +322,7 @@ def test_latent_view_is_what_training_reads():
     _, stats = cvae_loss(model.config, model.cvae, batch["observations"], batch["actions"],
                          cost_adv, mask)
     assert view["cost_weight"].mean().item() == pytest.approx(stats["weights/cost_mean"].item())
+    np.testing.assert_allclose(view["cost_advantage"], cost_adv.float(), atol=1e-6)
     with torch.no_grad():
         mean, log_std = model.cvae.encode(batch["observations"], batch["actions"])
         error = (model.cvae.decode(batch["observations"], mean) - batch["actions"]).square().sum(-1)

@@ -34,6 +34,12 @@ def test_latent_summary_and_figure(lspc_run, capsys, tmp_path):
         safe = trajectories.cost_returns <= float(threshold)
         assert row["share"] == pytest.approx(lengths[safe].sum() / lengths.sum())
         assert 0.0 <= row["weighted_share"] <= 1.0
+        # the weighted share is the two sides' mean weights, each by its count of transitions
+        w_safe, w_unsafe = row["mean_weight"]["safe"], row["mean_weight"]["unsafe"]
+        if w_safe is not None and w_unsafe is not None:
+            share = w_safe * row["share"] / (w_safe * row["share"] + w_unsafe * (1 - row["share"]))
+            assert row["weighted_share"] == pytest.approx(share, rel=1e-4)
+        assert all(v is None or v >= 0 for v in row["mean_abs_advantage"].values())
     assert len(summary["code_center"]) == len(summary["used_dimensions"])
     assert summary["safe_box"] == 0.25 and summary["epsilon"] == 0.6  # A.3.1, BallRun
     assert all(value >= 0 for value in summary["action_error"].values())
@@ -43,6 +49,7 @@ def test_latent_summary_and_figure(lspc_run, capsys, tmp_path):
     assert main(["latent", "--task", "BallRun", "--results", str(results)]) == 0
     text = capsys.readouterr().out
     assert "latent dimensions" in text and "LSPC-S's box |z| <= 0.25" in text
+    assert "safe vs unsafe trajectories: cost <= 10: w_c" in text
 
 
 @pytest.mark.parametrize("args, damage, message", [
