@@ -16,7 +16,6 @@ assumed at a per-suite cost per simulator step (ASSUMED_SECONDS_PER_ENV_STEP), a
 from __future__ import annotations
 
 import json
-import os
 import socket
 import statistics
 from collections import defaultdict
@@ -24,7 +23,7 @@ from pathlib import Path
 
 from bench.plan import Job
 from bench.records import load_records
-from tasks.files import write_text_atomic
+from tasks.files import cache_dir, write_text_atomic
 from tasks.registry import get_task
 
 ASSUMED_SECONDS_PER_ENV_STEP = {"bullet": 0.002, "safetygym": 0.002, "metadrive": 0.0045}
@@ -33,8 +32,7 @@ engine); a record of the method on the task replaces them"""
 
 
 def cache_path() -> Path:
-    root = Path(os.environ.get("BENCH_CACHE_DIR", Path.home() / ".cache" / "bench"))
-    return root / f"speed-{socket.gethostname()}.json"
+    return cache_dir() / f"speed-{socket.gethostname()}.json"
 
 
 def read_cache() -> dict:

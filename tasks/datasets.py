@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.files import write_atomic, write_text_atomic
+from tasks.files import cache_dir, write_atomic, write_text_atomic
 from tasks.registry import TaskSpec
 
 KEYS = ("observations", "next_observations", "actions", "rewards", "costs", "terminals",
@@ -93,7 +93,7 @@ def file_arrays_sha256(path: Path, file_sha: str | None = None) -> str:
     if cached is not None:
         try:
             value = cached.read_text().strip()
-            if len(value) == 64 and all(c in "0123456789abcdef" for c in value):
+            if _is_sha256(value):
                 return value
         except OSError:
             pass
@@ -108,11 +108,11 @@ def file_arrays_sha256(path: Path, file_sha: str | None = None) -> str:
 
 
 def _arrays_cache(file_sha: str) -> Path | None:
-    if len(file_sha) != 64 or any(c not in "0123456789abcdef" for c in file_sha):
-        return None
-    # the folder bench keeps its measured speeds in (bench/estimate.py)
-    root = Path(os.environ.get("BENCH_CACHE_DIR") or Path.home() / ".cache" / "bench")
-    return root / "arrays-sha256" / file_sha
+    return cache_dir() / "arrays-sha256" / file_sha if _is_sha256(file_sha) else None
+
+
+def _is_sha256(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
 def resolve_path(spec: TaskSpec, source: str = "auto", profile: str = "quick") -> tuple[Path, str]:

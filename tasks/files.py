@@ -16,6 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def cache_dir() -> Path:
+    """Where bench keeps what it can compute again (measured speeds, data files' hashes):
+    $BENCH_CACHE_DIR, default ~/.cache/bench."""
+    return Path(os.environ.get("BENCH_CACHE_DIR") or Path.home() / ".cache" / "bench")
+
+
 def umask_mode() -> int:
     """The mode a plain open() would give a new file under the process umask."""
     return 0o666 & ~_umask()

@@ -74,13 +74,18 @@ def machine() -> dict:
 
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
+    model, flags_line = None, ""
+    try:  # the first processor's lines (its model name comes before its flags)
         with open("/proc/cpuinfo") as handle:
-            cpu = next((line.split(":", 1)[1].strip() for line in handle
-                        if line.startswith("model name")), cpu)
+            for line in handle:
+                if line.startswith("model name") and model is None:
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags_line = line
+                    break
     except OSError:
         pass
+    cpu = model or platform.processor() or platform.machine()
     try:
         from numpy._core._multiarray_umath import __cpu_features__
     except ImportError:  # numpy < 2
@@ -88,15 +93,7 @@ def machine() -> dict:
     flags = ("AVX2", "AVX512F", "AVX512_SKX", "AVX512_SPR", "AVX512_BF16", "AMX_BF16")
     return {"cpu": cpu, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "numpy_cpu_features": [f for f in flags if __cpu_features__.get(f)],
-            "amx": _has_cpu_flag("amx_bf16")}
-
-
-def _has_cpu_flag(flag: str) -> bool | None:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            return any(flag in line.split() for line in handle if line.startswith("flags"))
-    except OSError:
-        return None
+            "amx": "amx_bf16" in flags_line.split() if flags_line else None}
 
 
 def file_attrs(spec: TaskSpec, profile: str, seed: int, budget: CollectBudget,
