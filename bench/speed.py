@@ -57,15 +57,39 @@ def count_flops(step, batch) -> float:
 
 def matmul_peak_gflops(size: int = 2048, repeats: int = 10,
                        dtype: torch.dtype = torch.float32) -> float:
-    """Best GEMM throughput on the CPU with the current thread count (fp32, or `dtype`)."""
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    torch.mm(a, b)
+    """Best GEMM throughput on the CPU with the current thread count (fp32, or `dtype`), on
+    square matrices of `size`, or of the first side from 256 up whose product takes over
+    0.1 s: a processor without bf16 arithmetic takes a minute for one 2048 product in bf16."""
+    side = min(size, 256)
+    while True:
+        a, b = torch.randn(side, side, dtype=dtype), torch.randn(side, side, dtype=dtype)
+        t0 = time.perf_counter()
+        torch.mm(a, b)  # the first product also warms the kernel up
+        if side >= size or time.perf_counter() - t0 > 0.1:
+            break
+        side *= 2
+    size = side
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
         torch.mm(a, b)
         best = min(best, time.perf_counter() - t0)
     return 2 * size**3 / best / 1e9
+
+
+def bf16_matmul_slowdown(size: int = 256, repeats: int = 5) -> float:
+    """How many times longer a bf16 matmul takes than an fp32 one on this CPU (best of
+    `repeats`, one small GEMM each): below 1 where the processor has bfloat16 arithmetic (AMX,
+    AVX512-BF16), near 1 where oneDNN converts on AVX-512, and 50 to 100 where torch falls back
+    to a scalar loop (an AVX2-only processor; docs/performance.md, Precision). On one thread:
+    threads that wait for a busy core would slow the fp32 matmul by more than the ratio."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return (matmul_peak_gflops(size, repeats) /
+                matmul_peak_gflops(size, repeats, dtype=torch.bfloat16))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _synchronize(device: str) -> None:

@@ -9,6 +9,9 @@ from tasks.registry import get_task
 os.environ.setdefault("DSRL_SUPPRESS_IMPORT_ERROR", "1")
 # one torch thread per job in the runs tests make (in process and in subprocesses)
 os.environ.setdefault("BENCH_THREADS_PER_JOB", "1")
+# the bf16 tests train a few steps: on a processor without bfloat16 arithmetic that is slow,
+# not wrong, and `bench run` would refuse it (test_robustness tests the refusal)
+os.environ.setdefault("BENCH_ALLOW_SLOW_BF16", "1")
 
 
 @pytest.fixture

@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for a command that reruns itself
     from algorithms.base import ConfigError
     from tasks.datasets import DatasetError
     from tasks.envs import EnvUnavailableError

@@ -169,6 +169,33 @@ def add_precision(p, help_text: str = "") -> None:
         "Precision); a bf16 job is a job of its own, with records of its own"))
 
 
+#: how many times slower than fp32 a bf16 matmul may run before training in bf16 is refused:
+#: processors with bfloat16 arithmetic run it faster than fp32, AVX-512 ones about as fast,
+#: AVX2-only ones 40 to 100 times slower (bench.speed.bf16_matmul_slowdown)
+BF16_SLOWDOWN_LIMIT = 4.0
+
+
+def refuse_emulated_bf16(precision: str, device: str) -> None:
+    """A UserError when `precision` is bf16 on a CPU that has no bfloat16 arithmetic: there
+    torch runs bf16 matmuls in a scalar loop, and a training run that takes an hour in fp32
+    takes a day or more. Measured (two small matmuls, well under a second) rather than read off
+    the processor's flags, so that it holds for processors this list never named.
+    BENCH_ALLOW_SLOW_BF16=1 trains anyway (a test of the bf16 path on such a machine)."""
+    if precision != "bf16" or str(device).startswith("cuda") or \
+            os.environ.get("BENCH_ALLOW_SLOW_BF16") == "1":
+        return
+    from bench.speed import bf16_matmul_slowdown
+    from tasks.collect.cards import machine
+
+    slowdown = bf16_matmul_slowdown()
+    if slowdown > BF16_SLOWDOWN_LIMIT:
+        raise UserError(
+            f"--precision bf16: this processor ({machine()['cpu']}) has no bfloat16 "
+            f"arithmetic: a bf16 matmul took {slowdown:.0f}x as long as an fp32 one here; train "
+            "with --precision fp32, or in bf16 on a processor with AMX or AVX512-BF16 "
+            "(BENCH_ALLOW_SLOW_BF16=1 trains in bf16 here anyway)")
+
+
 def add_task_selection(p):
     p.add_argument("--suite", help="bullet | safetygym | metadrive | all, or a comma list")
     p.add_argument("--tasks", help="comma-separated task names (any case, paper short forms)")

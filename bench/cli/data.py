@@ -33,8 +33,19 @@ def cmd_tasks(args) -> int:
 
 def cmd_collect(args) -> int:
     from tasks.collect import CollectError
+    from tasks.collect.kernels import KernelsError, kernels_in_use, portable_environment
     from tasks.datasets import local_path
 
+    if args.kernels == "portable" and kernels_in_use() != "portable":
+        # the libraries read their kernel settings when they load: this command again, in a
+        # process that loads them under the pinned settings
+        import subprocess
+
+        try:
+            env = portable_environment()
+        except KernelsError as err:
+            raise UserError(str(err)) from None
+        return subprocess.call([sys.executable, "-m", "bench", *args.argv], env=env)
     specs = selected_tasks(args)
     existing = [local_path(s, args.profile) for s in specs
                 if local_path(s, args.profile).exists()]
@@ -146,6 +157,12 @@ def add_parsers(add) -> None:
                            "about an hour of one core a task), paper (cluster)")
     p.add_argument("--seed", type=whole_number(0), default=0)
     p.add_argument("--force", action="store_true", help="collect again over an existing file")
+    p.add_argument("--kernels", choices=["native", "portable"], default="native",
+                   help="native (default): torch, MKL and numpy pick their kernels for this "
+                        "processor, so the file repeats bit for bit on processors of its kind; "
+                        "portable: every library pinned to AVX2 kernels (MKL's COMPATIBLE "
+                        "branch), in a child process, for the same file on other x86-64 "
+                        "processors (tasks/collect/kernels.py)")
     p.set_defaults(func=cmd_collect)
     p = add("datasets", "the datasets on disk beside the official files' numbers")
     p.add_argument("--suite", help="bullet | safetygym | metadrive | all, or a comma list")

@@ -17,6 +17,7 @@ from bench.cli.args import (
     module_name,
     name_damaged,
     planned_workers,
+    refuse_emulated_bf16,
     results_folder,
     seed_list,
     selected_methods,
@@ -64,6 +65,8 @@ def cmd_run(args) -> int:
     sources = sorted({job.data_source for job in jobs})
     if args.dry_run:
         return _dry_run(jobs, args, missing_data)
+    if todo:
+        refuse_emulated_bf16(args.precision, args.device)
     check_environments(jobs)  # what a method needs outside the harness (FISOR's official code)
     from bench.plan import save_plan
     from bench.records import set_aside
@@ -149,6 +152,8 @@ def cmd_transfer(args) -> int:
         raise UserError(f"--results {args.results}: cannot write there (read-only or not "
                         "yours); give a folder you can write to")
     untrained = sum(bool(job.missing()) for job in jobs)
+    if untrained:
+        refuse_emulated_bf16(args.precision, args.device)
     print(f"{len(jobs)} agents trained on {source.name} ({untrained} to train first); "
           f"evaluating each on {len(targets)} MetaDrive configurations", flush=True)
     done = transfer_experiment(jobs, targets, results, n_jobs=args.jobs,

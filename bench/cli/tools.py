@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from bench.cli.args import STEPS, add_precision, torch_device
+from bench.cli.args import BF16_SLOWDOWN_LIMIT, STEPS, add_precision, torch_device
 
 
 def cmd_methods(args) -> int:
@@ -40,6 +40,15 @@ def cmd_speed(args) -> int:
              else [get_method(m.strip())[0] for m in args.method.split(",") if m.strip()])
     from algorithms.base import ConfigError
 
+    if args.precision == "bf16" and args.device == "cpu":
+        from bench.speed import bf16_matmul_slowdown
+
+        slowdown = bf16_matmul_slowdown()
+        if slowdown > BF16_SLOWDOWN_LIMIT:  # timed all the same: that is what speed is for
+            print(f"note: a bf16 matmul takes {slowdown:.0f}x as long as an fp32 one on this "
+                  "processor (no bfloat16 arithmetic): the bf16 steps are slow, and so is "
+                  "this command; --steps 2 --rounds 1 for a first look", file=sys.stderr,
+                  flush=True)
     results = []
     for name in names:
         try:

@@ -91,7 +91,10 @@ def machine() -> dict:
     except ImportError:  # numpy < 2
         from numpy.core._multiarray_umath import __cpu_features__
     flags = ("AVX2", "AVX512F", "AVX512_SKX", "AVX512_SPR", "AVX512_BF16", "AMX_BF16")
-    return {"cpu": cpu, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    from tasks.collect.kernels import kernels_in_use
+
+    return {"cpu": cpu, "kernels": kernels_in_use(),
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "numpy_cpu_features": [f for f in flags if __cpu_features__.get(f)],
             "amx": "amx_bf16" in flags_line.split() if flags_line else None}
 
@@ -197,9 +200,14 @@ def format_summary(summary: dict) -> str:
         lines.append(f"  resumed: {', '.join(summary['resumed_stages'])}")
     if summary.get("machine"):
         made_on = summary["machine"]
-        lines.append(f"  made on: {made_on['cpu']} (torch kernels {made_on['torch_cpu_capability']}"
-                     f"{', AMX' if made_on.get('amx') else ''}; another processor may round "
-                     "the training differently and collect other transitions)")
+        if made_on.get("kernels") == "portable":
+            lines.append(f"  made on: {made_on['cpu']}, portable kernels (torch, MKL, oneDNN "
+                         "and numpy pinned to AVX2: tasks/collect/kernels.py)")
+        else:
+            lines.append(f"  made on: {made_on['cpu']} (native kernels, torch's "
+                         f"{made_on['torch_cpu_capability']}{', AMX' if made_on.get('amx') else ''}"
+                         "; another kind of processor may round the training differently and "
+                         "collect other transitions: --kernels portable does not)")
     lines.append(f"  sha256: {summary['sha256']}")
     return "\n".join(lines)
 

@@ -116,6 +116,7 @@ def stage_fingerprint(spec: TaskSpec, profile: str, budget: CollectBudget, seed:
     the budget's agent list and per-task scales are left out, and of the grid filter only the
     window (episodes outside it are not stored): adding an agent or changing the filter
     retrains nothing already saved."""
+    from tasks.collect.kernels import kernels_in_use
     from tasks.composition import window_of
 
     settings = {k: repr(v) for k, v in dataclasses.asdict(budget).items()
@@ -124,7 +125,10 @@ def stage_fingerprint(spec: TaskSpec, profile: str, budget: CollectBudget, seed:
               else None)
     return json.dumps({"collector": COLLECTOR_VERSION, "task": spec.name, "profile": profile,
                        "seed": seed, "stage": dataclasses.asdict(stage),
-                       "parent": parent_fingerprint, "budget": settings, "window": window},
+                       "parent": parent_fingerprint, "budget": settings, "window": window,
+                       # portable kernels make other numbers: a stage of either is not the
+                       # other's (native stages keep the fingerprints they always had)
+                       **({"kernels": "portable"} if kernels_in_use() == "portable" else {})},
                       sort_keys=True, default=repr)
 
 

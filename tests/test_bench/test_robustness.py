@@ -742,3 +742,34 @@ def test_status_says_what_the_jobs_left_cost_at_the_speeds_seen(local_ballrun, t
     assert time_left([cpq, todo[1]], results).endswith(
         "for 1 job(s), at the speeds seen (records, else the speed cache of `bench speed` and "
         "dry runs); 1 more job(s) of methods whose speed nothing here has seen")
+
+
+# ---------------------------------------------------------------- bf16 without bf16 arithmetic
+
+@pytest.mark.parametrize("slowdown, refused", [(51.0, True), (0.4, False)])
+def test_bf16_is_refused_where_the_processor_emulates_it(slowdown, refused, local_ballrun,
+                                                         tmp_path, capsys, monkeypatch):
+    """An AVX2-only processor runs bf16 matmuls 40-100x slower than fp32: training there is
+    refused before anything is written, with the way out; one with bf16 arithmetic trains."""
+    import bench.speed
+
+    monkeypatch.delenv("BENCH_ALLOW_SLOW_BF16", raising=False)
+    monkeypatch.setattr(bench.speed, "bf16_matmul_slowdown", lambda: slowdown)
+    results = tmp_path / "results"
+    code = run(results, "--methods", "BC-All", "--precision", "bf16", "--seeds", "0")
+    if refused:
+        assert code == 2 and not results.exists()
+        err = capsys.readouterr().err
+        assert "no bfloat16 arithmetic" in err and "51x" in err and "--precision fp32" in err
+        assert "Traceback" not in err
+        monkeypatch.setenv("BENCH_ALLOW_SLOW_BF16", "1")  # the way round it, said in the line
+        assert run(results, "--methods", "BC-All", "--precision", "bf16", "--seeds", "0") == 0
+    else:
+        assert code == 0
+    trained = [json.loads(path.read_text()) for path in records_in(results)]
+    assert trained and {record.get("precision") for record in trained} == {"bf16"}
+    # fp32 never asks
+    monkeypatch.setattr(bench.speed, "bf16_matmul_slowdown", lambda: 1 / 0)
+    assert run(results, "--methods", "BC-All", "--seeds", "0") == 0
+    assert len(records_in(results)) == 2 * len(trained)
+

@@ -340,3 +340,46 @@ def test_agents_trained_apart_on_two_cores_make_the_serial_file(local_dir, capsy
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     with pytest.raises(CollectError, match="no agent 'limit 99'"):
         collect.train_agent_stages(SPEC, "smoke", 0, "limit 99", force=True)
+
+
+def test_portable_kernels_pin_what_the_machine_would_pick(local_dir, capfd, monkeypatch):
+    """`--kernels portable` collects in a child process whose torch, MKL, oneDNN and numpy
+    load pinned to AVX2 kernels: settings a machine picks otherwise (stood in for by variables
+    the parent set otherwise) do not reach the file, though they do change a native one; the
+    card says which kernels; a native stage saved before is not taken for a portable one."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from bench.cli import main
+    from tasks.collect.kernels import KernelsError, portable_environment
+    from tasks.datasets import file_arrays_sha256
+
+    try:
+        portable_environment()
+    except KernelsError:
+        pytest.skip("this processor has no AVX2, which portable kernels pin")
+    path = local_path(SPEC, "smoke")
+    last_agent = collect.agents_of(SPEC, "smoke")[-1]
+    assert collect.train_agent_stages(SPEC, "smoke", 0, last_agent)["trained"]  # native
+    capfd.readouterr()
+    argv = ["collect", "--tasks", "BallRun", "--profile", "smoke", "--jobs", "1", "--force"]
+    assert main([*argv, "--kernels", "portable"]) == 0
+    out = capfd.readouterr().out
+    assert "resumed:" not in out and "portable kernels" in out
+    card = path.with_name(path.name + ".card.json")
+    machine = json.loads(card.read_text())["timing"]["machine"]
+    assert machine["kernels"] == "portable" and machine["torch_cpu_capability"] == "AVX2"
+    assert not any(name.startswith("AVX512") for name in machine["numpy_cpu_features"])
+    portable = file_arrays_sha256(path)
+
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")  # torch's plainest kernels
+    monkeypatch.setenv("MKL_CBWR", "AUTO")
+    assert main([*argv, "--kernels", "portable"]) == 0
+    assert file_arrays_sha256(path) == portable
+    # the same variables in a native collection: other numbers (so the pinning is what holds)
+    subprocess.run([sys.executable, "-m", "bench", *argv], env=dict(os.environ), check=True,
+                   capture_output=True)
+    assert json.loads(card.read_text())["timing"]["machine"]["kernels"] == "native"
+    assert file_arrays_sha256(path) != portable
