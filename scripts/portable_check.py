@@ -44,6 +44,7 @@ def main() -> int:
                                        "(default: collect them into a temporary one)")
     args = parser.parse_args()
 
+    from tasks.collect.cards import machine
     from tasks.datasets import file_arrays_sha256, local_path
     from tasks.registry import get_task
 
@@ -68,7 +69,8 @@ def main() -> int:
                 print(f"{task}: {path} was collected with native kernels; give --data a "
                       "folder of portable collections, or leave it out", file=sys.stderr)
                 return 2
-            here = made_on["cpu"]
+            isa = made_on.get("isa") or machine()["isa"]  # cards before the field: made here
+            here = f"{made_on['cpu']} ({', '.join(isa) or 'no AVX2'})"
             sha = file_arrays_sha256(path)
             entry = ledger["hashes"].setdefault(args.profile, {}).get(task)
             if entry is None:

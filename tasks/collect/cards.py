@@ -96,7 +96,10 @@ def machine() -> dict:
     return {"cpu": cpu, "kernels": kernels_in_use(),
             "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "numpy_cpu_features": [f for f in flags if __cpu_features__.get(f)],
-            "amx": "amx_bf16" in flags_line.split() if flags_line else None}
+            "amx": "amx_bf16" in flags_line.split() if flags_line else None,
+            # the processor's own, whatever the kernels were pinned to
+            "isa": [flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+                    if flag in flags_line.split()]}
 
 
 def file_attrs(spec: TaskSpec, profile: str, seed: int, budget: CollectBudget,
