@@ -37,12 +37,22 @@ def cmd_collect(args) -> int:
     from tasks.datasets import local_path
 
     if args.kernels == "portable" and kernels_in_use() != "portable":
+        import os
+
+        if os.environ.get("BENCH_PORTABLE_CHILD") == "1":  # pinned, yet not in use: say so
+            from tasks.collect.cards import machine
+
+            made_on = machine()
+            raise UserError("--kernels portable: the pinned kernels did not take in the child "
+                            f"process (torch's {made_on['torch_cpu_capability']}, numpy's "
+                            f"{' '.join(made_on['numpy_cpu_features'])}, MKL_CBWR="
+                            f"{os.environ.get('MKL_CBWR')}); collect with --kernels native")
         # the libraries read their kernel settings when they load: this command again, in a
         # process that loads them under the pinned settings
         import subprocess
 
         try:
-            env = portable_environment()
+            env = portable_environment() | {"BENCH_PORTABLE_CHILD": "1"}
         except KernelsError as err:
             raise UserError(str(err)) from None
         return subprocess.call([sys.executable, "-m", "bench", *args.argv], env=env)

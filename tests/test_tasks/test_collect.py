@@ -383,3 +383,8 @@ def test_portable_kernels_pin_what_the_machine_would_pick(local_dir, capfd, monk
                    capture_output=True)
     assert json.loads(card.read_text())["timing"]["machine"]["kernels"] == "native"
     assert file_arrays_sha256(path) != portable
+    # a child whose pinning did not take says so, rather than starting a child of its own
+    monkeypatch.setenv("BENCH_PORTABLE_CHILD", "1")
+    capfd.readouterr()
+    assert main([*argv, "--kernels", "portable"]) == 2
+    assert "did not take" in capfd.readouterr().err
