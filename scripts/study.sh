@@ -69,11 +69,15 @@ for task in sys.argv[2].split(","):
         card = path.with_name(path.name + ".card.json")
         if card.exists():
             machine = json.loads(card.read_text()).get("timing", {}).get("machine", {})
+        other = [str(named.parent) for named in sorted(Path("docs/study").rglob("data.json"))
+                 if json.loads(named.read_text())["arrays_sha256"].get(task) == sha]
         sys.exit(f"study.sh: {path} holds other transitions ({sha[:12]}) than the study's "
                  f"({study[task][:12]}, {sys.argv[3]}): this machine "
                  f"({machine.get('cpu', 'its processor is not on the card')}) collected "
                  "them otherwise (docs/data/README.md); train where the collection gives the "
-                 "study's transitions, or on a study whose data.json names these (STUDY_DIR)")
+                 "study's transitions, or on a study whose data.json names these ("
+                 + (f"they are {other[0]}'s: STUDY_DIR={other[0]}" if other else "STUDY_DIR")
+                 + ")")
 for record in sorted(Path(sys.argv[1]).rglob("thr*-seed*.json")) if Path(sys.argv[1]).is_dir() else []:
     r = json.loads(record.read_text())
     path, sha = transitions(r["task"])
