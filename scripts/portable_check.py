@@ -3,8 +3,7 @@
     python scripts/portable_check.py [--profile smoke|study] [--tasks BallRun,DroneRun] [--record]
 
 Collects the tasks with `bench collect --kernels portable` into a temporary folder (or reads
-them from BENCH_LOCAL_DATA_DIR where a portable collection of this commit's collector is
-already there) and holds their arrays hashes against docs/data/portable.json, which lists per
+the portable collections already in the folder --data names) and holds their arrays hashes against docs/data/portable.json, which lists per
 profile and task the hash and the processors that made it. Prints one line per task: "same"
 (made on another processor before: the evidence portability holds), "differs" (exit 1), or
 "new". --record adds this processor (and the new tasks) to the file. Collection repeats bit

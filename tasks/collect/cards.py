@@ -86,16 +86,13 @@ def machine() -> dict:
     except OSError:
         pass
     cpu = model or platform.processor() or platform.machine()
-    try:
-        from numpy._core._multiarray_umath import __cpu_features__
-    except ImportError:  # numpy < 2
-        from numpy.core._multiarray_umath import __cpu_features__
-    flags = ("AVX2", "AVX512F", "AVX512_SKX", "AVX512_SPR", "AVX512_BF16", "AMX_BF16")
-    from tasks.collect.kernels import kernels_in_use
+    from tasks.collect.kernels import kernels_in_use, numpy_cpu_features
 
+    features = numpy_cpu_features()
+    flags = ("AVX2", "AVX512F", "AVX512_SKX", "AVX512_SPR", "AVX512_BF16", "AMX_BF16")
     return {"cpu": cpu, "kernels": kernels_in_use(),
             "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "numpy_cpu_features": [f for f in flags if __cpu_features__.get(f)],
+            "numpy_cpu_features": [f for f in flags if features.get(f)],
             "amx": "amx_bf16" in flags_line.split() if flags_line else None,
             # the processor's own, whatever the kernels were pinned to
             "isa": [flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")

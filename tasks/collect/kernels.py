@@ -36,7 +36,7 @@ class KernelsError(RuntimeError):
     """Portable kernels cannot run here (a processor without AVX2)."""
 
 
-def _numpy_features() -> dict[str, bool]:
+def numpy_cpu_features() -> dict[str, bool]:
     try:
         from numpy._core._multiarray_umath import __cpu_features__
     except ImportError:  # numpy < 2
@@ -46,7 +46,7 @@ def _numpy_features() -> dict[str, bool]:
 
 def portable_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
     """`environ` (os.environ by default) with the portable kernels' variables set over it."""
-    features = _numpy_features()
+    features = numpy_cpu_features()
     if not features.get("AVX2") or not features.get("FMA3"):
         raise KernelsError("--kernels portable pins every library to AVX2, which this "
                            "processor lacks; collect with --kernels native")
@@ -61,7 +61,7 @@ def kernels_in_use() -> str:
     torch and numpy loaded, and numpy dispatches no AVX-512 loop), else "native"."""
     if any(os.environ.get(name) != value for name, value in PINNED.items()):
         return "native"
-    features = _numpy_features()
+    features = numpy_cpu_features()
     if any(on for name, on in features.items() if name.startswith("AVX512")):
         return "native"
     import torch
