@@ -20,8 +20,10 @@
 # Seed 0 of every job runs first, so that the curves that choose the budgets come early.
 # The study's transitions are named in docs/study/data.json: training refuses, exit 2, a data
 # file whose transitions differ (collection repeats on one kind of processor, not on every
-# kind; docs/data/README.md). STUDY_DIR=docs/study/second-collection trains and saves the
-# study of the second collection's transitions instead.
+# kind; docs/data/README.md), and so does a precision other than the study's (data.json's
+# `precision`; bench/study.py). STUDY_DIR=docs/study/second-collection trains and saves the
+# study of the second collection's transitions instead (in fp32: the machine known to collect
+# them now has no bfloat16 arithmetic).
 # Environment: STUDY_TASKS (default BallRun,CarRun,DroneRun,CarCircle), STUDY_METHODS,
 # STUDY_SEEDS (default "0 1,2": the groups run one after the other), JOBS (default 2),
 # PYTHON (default .venv/bin/python).
@@ -39,54 +41,10 @@ export DSRL_SUPPRESS_IMPORT_ERROR=1
 # the study's folder: its transitions (data.json), its records (results/), its documents
 study_dir="${STUDY_DIR:-docs/study}"
 out="$study_dir/results"
-if [ ! -f "$study_dir/data.json" ]; then
-  echo "study.sh: $study_dir/data.json is missing: it names the transitions the study trains on" >&2
-  exit 2
-fi
-
 if [ "$mode" != --save ]; then
-  # only on the study's transitions (docs/study/data.json), and committed records only onto
-  # the data they were made on: a report would average records of two datasets
-  "$python" - "$out" "$tasks" "$study_dir/data.json" <<'PY' || exit 2
-import json, sys
-from pathlib import Path
-
-from tasks.datasets import file_arrays_sha256, local_path
-from tasks.registry import get_task
-
-found = {}
-def transitions(task):
-    if task not in found:
-        path = local_path(get_task(task), "study")
-        found[task] = (path, file_arrays_sha256(path) if path.exists() else None)
-    return found[task]
-
-study = json.loads(Path(sys.argv[3]).read_text())["arrays_sha256"]
-for task in sys.argv[2].split(","):
-    path, sha = transitions(task)
-    if sha is not None and task in study and sha != study[task]:
-        machine = {}
-        card = path.with_name(path.name + ".card.json")
-        if card.exists():
-            machine = json.loads(card.read_text()).get("timing", {}).get("machine", {})
-        other = [str(named.parent) for named in sorted(Path("docs/study").rglob("data.json"))
-                 if json.loads(named.read_text())["arrays_sha256"].get(task) == sha]
-        sys.exit(f"study.sh: {path} holds other transitions ({sha[:12]}) than the study's "
-                 f"({study[task][:12]}, {sys.argv[3]}): this machine "
-                 f"({machine.get('cpu', 'its processor is not on the card')}) collected "
-                 "them otherwise (docs/data/README.md); train where the collection gives the "
-                 "study's transitions, or on a study whose data.json names these ("
-                 + (f"they are {other[0]}'s: STUDY_DIR={other[0]}" if other else "STUDY_DIR")
-                 + ")")
-for record in sorted(Path(sys.argv[1]).rglob("thr*-seed*.json")) if Path(sys.argv[1]).is_dir() else []:
-    r = json.loads(record.read_text())
-    path, sha = transitions(r["task"])
-    if sha not in (None, r.get("dataset_arrays_sha256")):
-        sys.exit(f"study.sh: {record} was made on other data than {path} (transitions "
-                 f"{str(r.get('dataset_arrays_sha256'))[:12]}, the file's {sha[:12]}); "
-                 "collect at the commit docs/data's card names, or move the records aside "
-                 "to begin another study")
-PY
+  # only on the study's transitions and in its precision (its data.json), and committed
+  # records only onto the data they were made on: a report would average two datasets
+  "$python" -m bench.study check "$study_dir" "$tasks" "$precision" "$out" || exit 2
   if [ -d "$out" ]; then
     mkdir -p "$results"
     cp -rn "$out/." "$results/"
@@ -99,22 +57,18 @@ PY
 fi
 
 if [ -n "$mode" ]; then
-  # the records (JSON) and each run's curve (CSV): what the document's tables, ledger and
-  # figures are made from; never checkpoints
+  # the records (JSON) of the study's precision and their runs' curves (CSV): what the
+  # document's tables, ledger and figures are made from; never checkpoints (bench/study.py)
+  study_precision=$("$python" -m bench.study precision "$study_dir")
+  if [ "$precision" != "$study_precision" ]; then
+    echo "study.sh: $study_dir trains in $study_precision ($study_dir/data.json), not in $precision: save with $study_precision" >&2
+    exit 2
+  fi
   mkdir -p "$out"
-  # a run's curve only where a record of its job exists (a run of an abandoned job, other
-  # data or another precision, is nobody's result)
-  (cd "$results" && find . -path ./.plans -prune -o \( -name '*.json' ! -name '*.error.json' \
-      ! -name 'progress.json' -o -name 'curve.csv' \) -type f -print) |
-    while read -r file; do
-      if [ "$(basename "$file")" = curve.csv ]; then
-        run=$(basename "$(dirname "$file")"); job=${run#run-seed*-}; job=${job%%-thr*}
-        task_dir=$(dirname "$(dirname "$(dirname "$file")")")
-        [ -n "$(find "$results/$task_dir" -name "thr*-seed*-$job.json" -print -quit)" ] || continue
-      fi
-      mkdir -p "$out/$(dirname "$file")"
-      cp "$results/$file" "$out/$file"
-    done
+  "$python" -m bench.study saved "$results" "$precision" | while read -r file; do
+    mkdir -p "$out/$(dirname "$file")"
+    cp "$results/$file" "$out/$file"
+  done
   echo "copied: $out holds $(find "$out" -type f | wc -l) files"
 fi
 
