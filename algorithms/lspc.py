@@ -4,7 +4,7 @@ Approach for Safe Offline Reinforcement Learning", Algorithm 2 and appendix A.3)
 One training run gives two policies:
 - LSPC-S: the CVAE decoder with z drawn from the prior restricted to the box [-eps_S, eps_S]
   (the high-probability region), a conservatively safe policy;
-- LSPC-O: the decoder at the latent safety encoder's z = eps * tanh(mu_delta(s)), the
+- LSPC-O: the decoder at the latent safety encoder's z = eps * tanh(u), u its mean, the
   reward-maximising policy inside the same restricted latent space.
 
 Reference code read for facts: PrajwalKoirala/LSPC-Safe-Offline-RL (lspc_iql.py,
@@ -24,8 +24,9 @@ lspc_iql_configs.py). Choices where the paper is silent, each a Config field:
 - eq. 40 and 42 sum the twin critics' losses (the paper's formula; the code averages them,
   which Adam makes nearly the same: `twin_loss_reduction="mean"`);
 - no observation normalisation (neither the paper nor the code normalises);
-- LSPC-O acts at the encoder's mean (the paper's mu_delta(s)); the code samples from it
-  (`optimal_samples_latent=True`);
+- LSPC-O acts at the encoder's mean: the paper trains with z ~ mu_delta(. | s) (eq. 14)
+  and is silent on how the policy acts when evaluated, where a deterministic policy is the
+  usual reading; the code samples from it (`optimal_samples_latent=True`);
 - LSPC-S's restriction eps_S = 0.25 everywhere (the paper's A.3.1); the authors' code uses
   eps_S = eps (0.6 on seven Bullet tasks): `safe_epsilon=None` follows the code.
 Every choice of the authors' code at once is the method LSPC-code (algorithms/lspc_code.py,

@@ -22,7 +22,8 @@ Where the code departs from the paper's text:
 [1] 0.6 on CarCircle, DroneRun, DroneCircle, CarRun, AntCircle, BallRun and BallCircle
     (lspc_iql_configs.py:60, 77, 86, 95, 104, 113, 122), 0.25 elsewhere (:51); in every
     config equal to max_latent_action, LSPC-O's eps, hence safe_epsilon None.
-[2] u ~ mu_delta(. | s), z = eps tanh(u); LSPC reads sec. 3's mu_delta(s) as the mean.
+[2] u ~ mu_delta(. | s), z = eps tanh(u); the paper trains so (eq. 14) and is silent on
+    evaluation, where LSPC acts at the mean.
 [3] 2 where a transition is both terminal and timed out: it bootstraps with -gamma V(s').
 [4] train_lspc_iql.py passes the data through DSRL's pre_process_data (every option off),
     which rebuilds it from whole trajectories, so transitions after the last done are lost.
