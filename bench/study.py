@@ -1,8 +1,8 @@
 """What a study may train on: its transitions and its precision, named in its data.json.
 
-A study (docs/study, docs/study/second-collection) is one dataset per task and one
-precision: its report averages over seeds, so a seed trained on other transitions or in
-another precision would be averaged in silently (the report would name a bf16 method apart
+A study (docs/study, docs/study/portable, docs/study/second-collection) is one dataset per
+task and one precision: its report averages over seeds, so a seed trained on other
+transitions or in another precision would be averaged in silently (the report would name a bf16 method apart
 from its fp32 one, and the claims would see two methods). Collection repeats bit for bit on
 one kind of processor, not on every kind (docs/data/README.md), and bf16 trains only where
 the processor has bfloat16 arithmetic, so which study a machine can add to is a property of

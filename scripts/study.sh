@@ -21,9 +21,9 @@
 # The study's transitions are named in docs/study/data.json: training refuses, exit 2, a data
 # file whose transitions differ (collection repeats on one kind of processor, not on every
 # kind; docs/data/README.md), and so does a precision other than the study's (data.json's
-# `precision`; bench/study.py). STUDY_DIR=docs/study/second-collection trains and saves the
-# study of the second collection's transitions instead (in fp32: the machine known to collect
-# them now has no bfloat16 arithmetic).
+# `precision`; bench/study.py). STUDY_DIR names another study: docs/study/portable (fp32, on
+# data collected with --kernels portable, which any x86-64 machine can make) or
+# docs/study/second-collection (bf16, the second collection's transitions).
 # Environment: STUDY_TASKS (default BallRun,CarRun,DroneRun,CarCircle), STUDY_METHODS,
 # STUDY_SEEDS (default "0 1,2": the groups run one after the other), JOBS (default 2),
 # PYTHON (default .venv/bin/python).
