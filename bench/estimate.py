@@ -22,7 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from bench.plan import Job
-from bench.records import load_records
+from bench.records import load_records, precision_of
 from tasks.files import cache_dir, write_text_atomic
 from tasks.registry import get_task
 
@@ -77,7 +77,7 @@ class SpeedBook:
             key = (record.get("trained_as", record["method"]), record["task"])
             if record.get("train_seconds") and record.get("steps"):
                 self.train[(*key, record.get("device", "cpu"),
-                            record.get("precision", "fp32"))].append(
+                            precision_of(record))].append(
                     record["steps"] / record["train_seconds"])
             if record.get("eval_seconds"):
                 self.evals[key].append(record["eval_seconds"])

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.records import load_records
+from bench.records import load_records, precision_of
 from bench.run import build_method_from_record, load_checkpoint
 from tasks.datasets import (DatasetError, arrays_sha256, file_sha256, local_dir, official_dir,
                             read_dsrl_file, split_trajectories)
@@ -55,7 +55,7 @@ def find_run(results: Path, task: str, method: str, seed: int, job: str | None =
                           f"`python -m bench run --tasks {spec.name} --methods {name} "
                           f"--seeds {seed} --results {results}`")
     if len(runs) > 1:
-        labels = ", ".join(f"{h[:10]} ({r.get('precision', 'fp32')}, {r['steps']:,} steps, "
+        labels = ", ".join(f"{h[:10]} ({precision_of(r)}, {r['steps']:,} steps, "
                            f"{r['dataset_file']})" for h, r in sorted(runs.items()))
         raise LatentError(f"{len(runs)} jobs of {name} on {spec.name}, seed {seed}: {labels}; "
                           "choose one with --job HASH")
@@ -152,7 +152,7 @@ def summarize(record: dict, method, spec, view: dict) -> dict:
     return {
         "task": spec.name, "method": record["trained_as"], "seed": record["seed"],
         "job": record["config_hash"], "steps": record["steps"],
-        "precision": record.get("precision", "fp32"), "data": record["dataset_file"],
+        "precision": precision_of(record), "data": record["dataset_file"],
         "transitions": int(len(weights)),
         "latent_dim": int(view["code_mean"].shape[1]), "action_dim": spec.act_dim,
         "used_dimensions": [int(d) for d in used],

@@ -32,6 +32,12 @@ def job_tag(variant: str | None, precision: str | None) -> str:
     return ", ".join(part for part in (variant or "", precision or "") if part and part != "fp32")
 
 
+def precision_of(record: dict) -> str:
+    """The precision a record was trained in: records from before precision was recorded
+    name none, and were all fp32."""
+    return record.get("precision") or "fp32"
+
+
 def slug(name: str) -> str:
     return name.replace("/", "-").replace(" ", "_")
 

@@ -20,7 +20,7 @@ from bench.locks import JobLock
 from bench.plan import Job, job_fields, recorded_config
 from bench.profiles import PROFILES
 from bench.recording import record_evaluation, worker_name
-from bench.records import SCHEMA, utc_now, write_json_atomic
+from bench.records import SCHEMA, precision_of, utc_now, write_json_atomic
 from bench.streams import seed_everything
 from bench.train import TrainResult, TrainSchedule, train
 from tasks.datasets import file_sha256, read_dsrl_file
@@ -72,7 +72,7 @@ def build_method_from_record(record: dict, spec, device: str = "cpu"):
     seed and precision (to load the run's checkpoint into)."""
     cls, config = recorded_config(record["trained_as"], record["config"])
     return _create(cls, config, spec, record.get("train_threshold"), record["seed"], device,
-                   record.get("precision") or "fp32")
+                   precision_of(record))
 
 
 def _create(cls, config, spec, threshold, seed, device, precision):

@@ -24,6 +24,7 @@ import json
 import sys
 from pathlib import Path
 
+from bench.records import precision_of
 from tasks.datasets import file_arrays_sha256, local_path
 from tasks.registry import get_task
 
@@ -105,7 +106,7 @@ def saved_files(results: Path, precision: str) -> list[Path]:
         if path.name.endswith(".error.json") or ".plans" in path.parts:
             continue
         record = json.loads(path.read_text())
-        if (record.get("precision") or "fp32") != precision:  # fp32 records may have none
+        if precision_of(record) != precision:
             continue
         kept.append(path.relative_to(results))
         seed_part, job = path.stem.split("-", 1)[1].split("-", 1)

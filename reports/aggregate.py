@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.records import job_tag, load_records
+from bench.records import job_tag, load_records, precision_of
 from tasks.registry import TASKS
 
 LONG = ["suite", "task", "method", "reward", "cost", "reward_spread", "cost_spread", "n"]
@@ -42,11 +42,6 @@ def single_precision(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(method=[
         method_label({"method": method, "variant": variant}, with_precision=False)
         for method, variant in zip(frame.base_method, frame.variant)])
-
-
-def precision_of(record: dict) -> str:
-    """The precision a record was trained in: a record without one is fp32."""
-    return record.get("precision") or "fp32"
 
 
 def records_frame(results: Path) -> pd.DataFrame:

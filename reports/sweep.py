@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.records import load_records
+from bench.records import load_records, precision_of
 
 # "epsilon=0.1, hidden=64,64": a new setting starts after ", " with a name and "="
 _SETTING_START = re.compile(r",\s*(?=[A-Za-z_][A-Za-z0-9_]*=)")
@@ -46,7 +46,7 @@ def sweep_frame(results: Path, key: str) -> pd.DataFrame:
         settings = variant_settings(record.get("variant") or "")
         if key not in settings:
             continue
-        precision = record.get("precision") or "fp32"
+        precision = precision_of(record)
         rows.append({"task": record["task"], "method": record["method"]
                      + ("" if precision == "fp32" else f" [{precision}]"),
                      "with": ", ".join(f"{k}={v}" for k, v in settings.items() if k != key),

@@ -84,7 +84,7 @@ def run_all(args, jobs) -> list[dict]:
 # ---- the side-by-side of the recorded results ------------------------------------------
 def seed_means(records, hashes: set[str]) -> dict[tuple, dict[int, tuple[float, float]]]:
     """(task, method, precision) -> {seed: (reward, cost)}, each the mean over thresholds."""
-    from reports.aggregate import precision_of
+    from bench.records import precision_of
 
     per: dict[tuple, dict[int, list]] = {}
     for record in records:
