@@ -21,8 +21,7 @@ def job_tags(results: Path, planned: dict[str, tuple] | None = None) -> dict[str
     Where all of them are of one precision, the tags leave it out, as the report's columns
     do (reports.aggregate.single_precision): a study made in bf16 is drawn under the paper's
     names."""
-    from bench.records import job_tag, load_records
-    from bench.records import precision_of
+    from bench.records import job_tag, load_records, precision_of
 
     jobs = {job_hash: (variant, precision or "fp32")
             for job_hash, (variant, precision) in (planned or {}).items()}
