@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.records import load_records, precision_of
+from bench.records import job_tag, load_records, precision_of
 
 # "epsilon=0.1, hidden=64,64": a new setting starts after ", " with a name and "="
 _SETTING_START = re.compile(r",\s*(?=[A-Za-z_][A-Za-z0-9_]*=)")
@@ -46,9 +46,9 @@ def sweep_frame(results: Path, key: str) -> pd.DataFrame:
         settings = variant_settings(record.get("variant") or "")
         if key not in settings:
             continue
-        precision = precision_of(record)
-        rows.append({"task": record["task"], "method": record["method"]
-                     + ("" if precision == "fp32" else f" [{precision}]"),
+        tag = job_tag(None, precision_of(record))  # "" in fp32, else "bf16"
+        rows.append({"task": record["task"],
+                     "method": record["method"] + (f" [{tag}]" if tag else ""),
                      "with": ", ".join(f"{k}={v}" for k, v in settings.items() if k != key),
                      key: record["config"][key],
                      "reward": record["normalized_reward"], "cost": record["normalized_cost"]})

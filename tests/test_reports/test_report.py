@@ -369,6 +369,20 @@ def test_a_sweep_plots_both_policies_and_keeps_the_two_fig4_sweeps_apart(tmp_pat
     assert set(frame["method"]) == {"LSPC-S", "LSPC-O"}
     assert (frame["n"] == 1).all()
 
+    # a bf16 run of the same sweep point is its own line, never averaged into the fp32 one
+    bf16 = tmp_path / "bf16" / "LSPC-O" / "thr10-seed0-def.json"
+    bf16.parent.mkdir(parents=True)
+    bf16.write_text(json.dumps({
+        "schema": SCHEMA, "status": "ok", "task": "easysparse", "suite": "metadrive",
+        "seed": 0, "threshold": 10.0, "method": "LSPC-O", "precision": "bf16",
+        "variant": "epsilon=0.1", "config": {"epsilon": 0.1, "safe_epsilon": 0.25},
+        "normalized_reward": 9.0, "normalized_cost": 0.5}))
+    tagged = sweep_frame(tmp_path, "epsilon")
+    assert set(tagged["method"]) == {"LSPC-S", "LSPC-O", "LSPC-O [bf16]"}
+    assert tagged[tagged.method == "LSPC-O [bf16]"].reward.tolist() == [9.0]
+    assert 9.0 not in frame.reward.tolist() and len(tagged) == 9
+    bf16.unlink()
+
     figures = []
     monkeypatch.setattr(reports.figures, "_save",
                         lambda fig, path: figures.append(fig) or [path.with_suffix(".png")])
