@@ -26,7 +26,10 @@
 # docs/study/second-collection (bf16, the second collection's transitions).
 # Environment: STUDY_TASKS (default BallRun,CarRun,DroneRun,CarCircle), STUDY_METHODS,
 # STUDY_SEEDS (default "0 1,2": the groups run one after the other), JOBS (default 2),
-# PYTHON (default .venv/bin/python).
+# PYTHON (default .venv/bin/python). Each `bench run` gives its jobs the machine's cores
+# divided by JOBS, unaware of a second study.sh beside it (e.g. STUDY_METHODS=BC-All,BC-Safe
+# next to the LSPC stream): set BENCH_THREADS_PER_JOB=1 in both, or the threads outnumber
+# the cores and every job crawls (docs/reproduction.md, "What is left").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 results="${1:?usage: bash scripts/study.sh RESULTS [fp32|bf16] [--save|--docs]}"
