@@ -380,7 +380,9 @@ def test_a_sweep_plots_both_policies_and_keeps_the_two_fig4_sweeps_apart(tmp_pat
     tagged = sweep_frame(tmp_path, "epsilon")
     assert set(tagged["method"]) == {"LSPC-S", "LSPC-O", "LSPC-O [bf16]"}
     assert tagged[tagged.method == "LSPC-O [bf16]"].reward.tolist() == [9.0]
-    assert 9.0 not in frame.reward.tolist() and len(tagged) == 9
+    assert len(tagged) == 9
+    plain = tagged[(tagged.method == "LSPC-O") & (tagged["with"] == "") & (tagged.epsilon == 0.1)]
+    assert plain.reward.tolist() == [pytest.approx(1.1)] and plain.n.tolist() == [1]
     bf16.unlink()
 
     figures = []
