@@ -1,6 +1,7 @@
 """`bench latent` on a real (tiny) LSPC run: its numbers, its figure, and its one-line errors."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -86,3 +87,39 @@ def test_latent_of_the_authors_code_uses_its_box(local_ballrun, tmp_path, capsys
     summary = json.loads(capsys.readouterr().out)
     # the authors' code samples LSPC-S in the same box as LSPC-O: eps_S = eps = 0.6 on BallRun
     assert summary["method"] == "LSPC-code" and summary["safe_box"] == summary["epsilon"] == 0.6
+
+
+def _where_it_ends():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "where_it_ends.py"
+    spec = importlib.util.spec_from_file_location("where_it_ends", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_where_it_ends_reads_the_agent_and_repeats(lspc_run, capsys, monkeypatch):
+    results, _ = lspc_run
+    script = _where_it_ends()
+    argv = ["where_it_ends.py", "--task", "BallRun", "--results", str(results), "--episodes", "2"]
+    monkeypatch.setattr("sys.argv", argv)
+    capsys.readouterr()
+    assert script.main() == 0
+    first = capsys.readouterr().out.splitlines()
+    assert first[0].startswith("LSPC on BallRun, seed 0")
+    lines = first[1:]
+    assert [line.split()[0] for line in lines] == ["LSPC-S"] * 2 + ["LSPC-O"] * 2
+    assert all("end at x" in line and "speed" in line for line in lines)
+    # LSPC-S draws a latent every step: the episode seed fixes it, so a rerun ends in the
+    # same place (within 2%: a new pybullet world in the same process drifts in the last digits)
+    assert script.main() == 0
+    again = capsys.readouterr().out.splitlines()[1:]
+    numbers = [[float(x) for x in re.findall(r"[-+]?\d+\.?\d*", line)] for line in lines]
+    assert [[float(x) for x in re.findall(r"[-+]?\d+\.?\d*", line)] for line in again] == [
+        pytest.approx(row, rel=0.02, abs=0.05) for row in numbers]
+    monkeypatch.setattr("sys.argv", [*argv[:5], "--seed", "7"])
+    assert script.main() == 2
+    err = capsys.readouterr().err
+    assert "no record of LSPC on BallRun, seed 7" in err and len(err.strip().splitlines()) == 1

@@ -1,0 +1,76 @@
+"""Where a trained LSPC run's two policies take the agent, on a Bullet task.
+
+    python scripts/where_it_ends.py --task DroneRun --results DIR [--seed 0] [--episodes 3]
+
+Reads the run's checkpoint (as `bench latent` does: BENCH_LOCAL_DATA_DIR names the data the
+run trained on, checked by its sha256) and runs a few episodes of LSPC-S and LSPC-O,
+printing each one's reward and cost return and the agent's position and velocity at its
+end, read from the simulator. A table says a policy is unsafe; this says how (off the
+track, too fast, backwards, on the ground).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.latent import LatentError, find_run, load_run  # noqa: E402
+from tasks.envs import make_env  # noqa: E402
+
+
+def episode(method, env, policy: str, seed: int) -> dict:
+    torch.manual_seed(seed)  # LSPC-S draws its latent at every step
+    obs, _ = env.reset(seed=seed)
+    reward = cost = 0.0
+    done = False
+    while not done:
+        with torch.no_grad():
+            action = method._act_tensor(method.to_device(obs[None]).float(), policy)
+        obs, r, terminated, truncated, info = env.step(action.cpu().numpy()[0])
+        reward, cost = reward + r, cost + info.get("cost", 0.0)
+        done = terminated or truncated
+    agent = env.unwrapped.agent
+    return {"reward": reward, "cost": cost, "position": np.asarray(agent.get_position()),
+            "velocity": np.asarray(agent.get_linear_velocity())}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--results", type=Path, required=True)
+    parser.add_argument("--method", default="LSPC")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--episodes", type=int, default=3)
+    args = parser.parse_args()
+    try:
+        record = find_run(args.results, args.task, args.method, args.seed)
+        method, spec, _ = load_run(args.results, record)
+    except LatentError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if spec.suite != "bullet":
+        print(f"error: {spec.name} is not a Bullet task; this reads a Bullet agent's position",
+              file=sys.stderr)
+        return 2
+    env = make_env(spec)
+    print(f"{args.method} on {spec.name}, seed {args.seed}, job {record['config_hash']}, "
+          f"{record['steps']:,} steps")
+    for policy in method.policies:
+        for k in range(args.episodes):
+            ep = episode(method, env, policy, seed=100 + k)
+            speed = float(np.linalg.norm(ep["velocity"]))
+            print(f"{policy:12s} episode {k}: reward {ep['reward']:8.1f}  cost {ep['cost']:5.0f}  "
+                  f"end at x {ep['position'][0]:+.2f} y {ep['position'][1]:+.2f} "
+                  f"z {ep['position'][2]:+.2f}, velocity "
+                  f"({', '.join(f'{v:+.2f}' for v in ep['velocity'])}), speed {speed:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
