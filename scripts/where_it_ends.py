@@ -21,18 +21,19 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.latent import LatentError, find_run, load_run  # noqa: E402
-from tasks.envs import make_env  # noqa: E402
+from tasks.envs import action_bounds, make_env  # noqa: E402
 
 
 def episode(method, env, policy: str, seed: int) -> dict:
     torch.manual_seed(seed)  # LSPC-S draws its latent at every step
+    np.random.seed(seed)  # Bullet's agents draw their start from NumPy's global generator
     obs, _ = env.reset(seed=seed)
+    low, high = action_bounds(env)  # clipped as bench's evaluation clips
     reward = cost = 0.0
     done = False
     while not done:
-        with torch.no_grad():
-            action = method._act_tensor(method.to_device(obs[None]).float(), policy)
-        obs, r, terminated, truncated, info = env.step(action.cpu().numpy()[0])
+        action = method.act(obs[None].astype(np.float32), policy=policy)[0]
+        obs, r, terminated, truncated, info = env.step(np.clip(action, low, high))
         reward, cost = reward + r, cost + info.get("cost", 0.0)
         done = terminated or truncated
     agent = env.unwrapped.agent

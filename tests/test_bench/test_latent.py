@@ -1,7 +1,6 @@
 """`bench latent` on a real (tiny) LSPC run: its numbers, its figure, and its one-line errors."""
 
 import json
-import re
 
 import numpy as np
 import pytest
@@ -112,14 +111,9 @@ def test_where_it_ends_reads_the_agent_and_repeats(lspc_run, capsys, monkeypatch
     lines = first[1:]
     assert [line.split()[0] for line in lines] == ["LSPC-S"] * 2 + ["LSPC-O"] * 2
     assert all("end at x" in line and "speed" in line for line in lines)
-    # LSPC-S draws a latent every step: the episode seed fixes it, so a rerun ends in the
-    # same place, within 2%: Bullet does not repeat an episode bit for bit after a reset in
-    # one process (a fixed action sequence ends a few thousandths of its return apart)
+    # the episode seed fixes LSPC-S's latent draws and the agent's start: a rerun repeats
     assert script.main() == 0
-    again = capsys.readouterr().out.splitlines()[1:]
-    numbers = [[float(x) for x in re.findall(r"[-+]?\d+\.?\d*", line)] for line in lines]
-    assert [[float(x) for x in re.findall(r"[-+]?\d+\.?\d*", line)] for line in again] == [
-        pytest.approx(row, rel=0.02, abs=0.05) for row in numbers]
+    assert capsys.readouterr().out.splitlines()[1:] == lines
     monkeypatch.setattr("sys.argv", [*argv[:5], "--seed", "7"])
     assert script.main() == 2
     err = capsys.readouterr().err
