@@ -1,17 +1,23 @@
 """Where a trained LSPC run's two policies take the agent, on a Bullet task.
 
     python scripts/where_it_ends.py --task DroneRun --results DIR [--seed 0] [--episodes 3]
+        [--safe-epsilon 0.25,0.6,0]
 
 Reads the run's checkpoint (as `bench latent` does: BENCH_LOCAL_DATA_DIR names the data the
 run trained on, checked by its sha256) and runs a few episodes of LSPC-S and LSPC-O,
 printing each one's reward and cost return and the agent's position and velocity at its
 end, read from the simulator. A table says a policy is unsafe; this says how (off the
 track, too fast, backwards, on the ground).
+
+`--safe-epsilon` acts LSPC-S with other boxes [-eps_S, eps_S] on the same trained decoder
+(eps_S only changes acting, not training): whether the authors' code's eps_S = eps, or the
+prior's centre (0), would have been safe with this run's decoder.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -48,7 +54,20 @@ def main() -> int:
     parser.add_argument("--method", default="LSPC")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--episodes", type=int, default=3)
+    parser.add_argument("--safe-epsilon", default=None,
+                        help="comma-separated eps_S values to act LSPC-S with, instead of "
+                             "both policies as trained")
     args = parser.parse_args()
+    boxes = None
+    if args.safe_epsilon is not None:
+        try:
+            boxes = [float(v) for v in args.safe_epsilon.split(",")]
+        except ValueError:
+            boxes = []
+        if not boxes or any(not (v >= 0) for v in boxes):
+            print(f"error: --safe-epsilon {args.safe_epsilon!r} is not a comma-separated list "
+                  "of numbers >= 0 (e.g. 0.25,0.6,0)", file=sys.stderr)
+            return 2
     try:
         record = find_run(args.results, args.task, args.method, args.seed)
         method, spec, _ = load_run(args.results, record)
@@ -59,17 +78,31 @@ def main() -> int:
         print(f"error: {spec.name} is not a Bullet task; this reads a Bullet agent's position",
               file=sys.stderr)
         return 2
+    if boxes is not None and not hasattr(method.config, "safe_epsilon"):
+        print(f"error: {args.method} has no LSPC-S box to change; --safe-epsilon is for LSPC "
+              "and LSPC-code runs", file=sys.stderr)
+        return 2
     env = make_env(spec)
     print(f"{args.method} on {spec.name}, seed {args.seed}, job {record['config_hash']}, "
           f"{record['steps']:,} steps")
-    for policy in method.policies:
+    if boxes is None:
+        runs = [(policy, policy, method.config) for policy in method.policies]
+    else:
+        runs = [(f"eps_S={eps:g}", method.policies[0],
+                 dataclasses.replace(method.config, safe_epsilon=eps)) for eps in boxes]
+    for label, policy, config in runs:
+        method.config = config
+        costs = []
         for k in range(args.episodes):
             ep = episode(method, env, policy, seed=100 + k)
+            costs.append(ep["cost"])
             speed = float(np.linalg.norm(ep["velocity"]))
-            print(f"{policy:12s} episode {k}: reward {ep['reward']:8.1f}  cost {ep['cost']:5.0f}  "
+            print(f"{label:12s} episode {k}: reward {ep['reward']:8.1f}  cost {ep['cost']:5.0f}  "
                   f"end at x {ep['position'][0]:+.2f} y {ep['position'][1]:+.2f} "
                   f"z {ep['position'][2]:+.2f}, velocity "
                   f"({', '.join(f'{v:+.2f}' for v in ep['velocity'])}), speed {speed:.2f}")
+        if boxes is not None:
+            print(f"{label:12s} mean cost {np.mean(costs):.1f} over {len(costs)} episodes")
     return 0
 
 

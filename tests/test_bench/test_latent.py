@@ -118,3 +118,17 @@ def test_where_it_ends_reads_the_agent_and_repeats(lspc_run, capsys, monkeypatch
     assert script.main() == 2
     err = capsys.readouterr().err
     assert "no record of LSPC on BallRun, seed 7" in err and len(err.strip().splitlines()) == 1
+    # other boxes on the same decoder: the trained box repeats LSPC-S's episodes, others differ
+    monkeypatch.setattr("sys.argv", [*argv, "--safe-epsilon", "0.25,0.6"])
+    assert script.main() == 0
+    boxed = capsys.readouterr().out.splitlines()[1:]
+    at_trained = [line.split(None, 1)[1] for line in boxed if line.startswith("eps_S=0.25 ")]
+    at_wider = [line.split(None, 1)[1] for line in boxed if line.startswith("eps_S=0.6 ")]
+    trained_s = [line.split(None, 1)[1] for line in lines if line.startswith("LSPC-S ")]
+    assert at_trained[:2] == trained_s and at_trained[2].startswith("mean cost")
+    assert len(at_wider) == 3 and at_wider[:2] != trained_s
+    for bad in ("-0.1", "wide", ""):
+        monkeypatch.setattr("sys.argv", [*argv, "--safe-epsilon", bad])
+        assert script.main() == 2
+        err = capsys.readouterr().err
+        assert "--safe-epsilon" in err and len(err.strip().splitlines()) == 1
