@@ -10,7 +10,6 @@ import numpy as np
 
 from bench.evaluate import evaluate_policy
 from bench.streams import own_random_streams
-from tasks.envs import make_vector_env
 
 
 def write_curve(rows: dict[int, dict], curve_path: Path) -> None:
@@ -31,12 +30,14 @@ def curve_evaluator(method, spec, policies: tuple[str, ...], episodes: int, seed
     them (as does building its simulators): it draws from its own, seeded from (job seed,
     step), and restores torch's (CPU and CUDA), NumPy's and Python's global generators
     afterwards. So a job trains the same with
-    or without curves, and different seeds stay independent after an evaluation."""
+    or without curves, and different seeds stay independent after an evaluation.
+
+    Each policy at each point gets fresh simulators, as the records do (bench/recording.py):
+    a reused Bullet Car or Drone world keeps some of its last episode's state through
+    reset(seed), so a curve point would depend on the points before it, and a job resumed
+    from a checkpoint (new simulators) would draw other curves than an unbroken one."""
     def own_streams(step: int):
         return own_random_streams(int(np.random.SeedSequence([seed, step]).generate_state(1)[0]))
-
-    with own_streams(0):  # building a simulator may draw from NumPy's global generator
-        envs = make_vector_env(spec, episodes)
 
     def evaluate(step: int) -> dict:
         with own_streams(step):
@@ -48,11 +49,11 @@ def curve_evaluator(method, spec, policies: tuple[str, ...], episodes: int, seed
             if name is not None:
                 method.policy = name
             episodes_ = evaluate_policy(method.act, spec, episodes, 2_000_000 + step,
-                                        reset=method.reset, envs=envs,
+                                        reset=method.reset,
                                         threshold=spec.thresholds[0], observe=method.observe)
             prefix = f"{name}/" if name else "eval/"
             out[prefix + "reward_return"] = float(np.mean(episodes_["reward_returns"]))
             out[prefix + "cost_return"] = float(np.mean(episodes_["cost_returns"]))
         return out
 
-    return evaluate, envs
+    return evaluate

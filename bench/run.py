@@ -133,13 +133,9 @@ def train_schedule(job: Job, batch_size: int) -> TrainSchedule:
 
 
 def _train(job: Job, spec, method, arrays, run_dir: Path) -> TrainResult:
-    evaluate, curve_envs = None, None
+    evaluate = None
     if job.eval_every and not getattr(method, "trains_itself", False):
-        evaluate, curve_envs = curve_evaluator(method, spec, job.policies,
-                                               PROFILES[job.profile].curve_episodes, job.seed)
-    try:
-        return train(method, method.training_data(arrays),
-                     train_schedule(job, method.config.batch_size), run_dir, evaluate)
-    finally:
-        if curve_envs is not None:
-            curve_envs.close()
+        evaluate = curve_evaluator(method, spec, job.policies,
+                                   PROFILES[job.profile].curve_episodes, job.seed)
+    return train(method, method.training_data(arrays),
+                 train_schedule(job, method.config.batch_size), run_dir, evaluate)

@@ -82,7 +82,6 @@ def main() -> int:
         print(f"error: {args.method} has no LSPC-S box to change; --safe-epsilon is for LSPC "
               "and LSPC-code runs", file=sys.stderr)
         return 2
-    env = make_env(spec)
     print(f"{args.method} on {spec.name}, seed {args.seed}, job {record['config_hash']}, "
           f"{record['steps']:,} steps")
     if boxes is None:
@@ -94,7 +93,13 @@ def main() -> int:
         method.config = config
         costs = []
         for k in range(args.episodes):
-            ep = episode(method, env, policy, seed=100 + k)
+            # a fresh simulator each episode, as bench's records have: a reused Bullet world
+            # carries state over, so a line would depend on the episodes acted before it
+            env = make_env(spec)
+            try:
+                ep = episode(method, env, policy, seed=100 + k)
+            finally:
+                env.close()
             costs.append(ep["cost"])
             speed = float(np.linalg.norm(ep["velocity"]))
             print(f"{label:12s} episode {k}: reward {ep['reward']:8.1f}  cost {ep['cost']:5.0f}  "

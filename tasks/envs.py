@@ -195,5 +195,7 @@ def check_spaces(spec: TaskSpec, env: gym.Env) -> None:
 
 
 def action_bounds(env: gym.Env) -> tuple[np.ndarray, np.ndarray]:
-    space = env.single_action_space if hasattr(env, "single_action_space") else env.action_space
+    # asked of a wrapped single env, hasattr(env, "single_action_space") makes gymnasium warn
+    vector = isinstance(env, gym.vector.VectorEnv)
+    space = env.single_action_space if vector else env.action_space
     return space.low.astype(np.float32), space.high.astype(np.float32)

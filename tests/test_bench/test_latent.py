@@ -114,6 +114,22 @@ def test_where_it_ends_reads_the_agent_and_repeats(lspc_run, capsys, monkeypatch
     # the episode seed fixes LSPC-S's latent draws and the agent's start: a rerun repeats
     assert script.main() == 0
     assert capsys.readouterr().out.splitlines()[1:] == lines
+    # every episode on a simulator of its own, closed after it: Car and Drone worlds keep
+    # state through reset(seed) (test_run.py shows it on CarRun; this BallRun does not), so
+    # a reused one would make a line depend on the episodes acted before it
+    made = []
+
+    def counted_env(spec):
+        env = script_make_env(spec)
+        made.append(env)
+        return env
+
+    script_make_env = script.make_env
+    monkeypatch.setattr(script, "make_env", counted_env)
+    monkeypatch.setattr("sys.argv", [*argv[:5], "--episodes", "1"])
+    assert script.main() == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [lines[0], lines[2]]
+    assert len(made) == 2 and len({id(env) for env in made}) == 2
     monkeypatch.setattr("sys.argv", [*argv[:5], "--seed", "7"])
     assert script.main() == 2
     err = capsys.readouterr().err
