@@ -16,7 +16,9 @@ def evaluate_policy(act, spec: TaskSpec, episodes: int, seed: int, reset=None,
     all stepped together; with fewer sub-environments than episodes (MetaDrive: one engine per
     process) the episodes run in waves of `envs.num_envs`. Only a sub-environment's first
     episode of a wave counts (gymnasium vector envs reset a finished copy automatically).
-    Pass `envs` (from make_vector_env) to reuse simulators across calls.
+    Pass `envs` (from make_vector_env) to reuse simulators across calls; Bullet's Car and
+    Drone worlds keep state through reset(seed), so reused ones make episodes depend on
+    the calls before (the records and curves build new ones for each evaluation).
     `reset(num_envs, threshold)` starts each wave (a prompted method, CDT, takes the threshold
     as its target cost); `observe(rewards, costs, dones)` follows every step with the step's raw
     rewards and costs and terminated | truncated, one entry per sub-environment.
