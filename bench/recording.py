@@ -16,7 +16,6 @@ from bench.plan import Job
 from bench.records import SCHEMA, provenance, utc_now, write_json_atomic
 from bench.streams import own_random_streams
 from bench.train import TrainResult
-from tasks.envs import make_vector_env
 
 
 def eval_seed(job: Job, threshold_index: int) -> int:
@@ -39,14 +38,10 @@ def evaluation_fields(job: Job, spec, method, threshold: float, seed: int) -> di
     generator seeded from `seed` while it runs and given back afterwards. So a run resumed
     between two thresholds writes what an unbroken one writes."""
     t0 = time.time()
-    with own_random_streams(seed):
-        envs = make_vector_env(spec, job.eval_episodes)
-        try:
-            episodes = evaluate_policy(method.act, spec, job.eval_episodes, seed,
-                                       reset=method.reset, envs=envs, threshold=threshold,
-                                       observe=method.observe)
-        finally:
-            envs.close()
+    with own_random_streams(seed):  # evaluate_policy builds its simulators and closes them
+        episodes = evaluate_policy(method.act, spec, job.eval_episodes, seed,
+                                   reset=method.reset, threshold=threshold,
+                                   observe=method.observe)
     norm_r, norm_c = spec.normalize(np.asarray(episodes["reward_returns"]),
                                     np.asarray(episodes["cost_returns"]), threshold)
     return {
