@@ -23,6 +23,14 @@ Kinds (fields beside `id`, `claim`, `kind`):
 - unsafe_in_averages (method): in every suite Average row with the method, its cost >= 1.
 - unsafe_more_often (method, other): over the tasks with both, the method is unsafe on more
   tasks than the other.
+
+A claim may carry `paper_methods`, {our method: the paper's}: on the paper's side, the paper's
+numbers of the named method stand (as a copy) for ours. So the paper's claims can be put to a
+variant the paper has no column for, with the paper's method as the yardstick:
+reports/lspc_code_claims.json puts C1 to C4 to LSPC-code (the authors' code's choices, recorded
+as LSPC-S-code and LSPC-O-code) against the paper's LSPC-S and LSPC-O. Its C4-code is meant
+with `--methods` leaving out our LSPC-S and LSPC-O, so the code's LSPC-O stands against the
+baselines as the paper's did, not against the text's LSPC-O.
 """
 
 from __future__ import annotations
@@ -61,6 +69,11 @@ def load_claims(path: Path | None = None) -> list[dict]:
         if claim["kind"] in ("reward_above_in_averages", "safe_and_below_in_averages",
                              "unsafe_more_often") and "other" not in claim:
             raise ReportError(f"{where}: kind {claim['kind']} needs `other`")
+        stand_ins = claim.get("paper_methods", {})
+        if not (isinstance(stand_ins, dict)
+                and all(isinstance(k, str) and isinstance(v, str) for k, v in stand_ins.items())):
+            raise ReportError(f"{where}: paper_methods maps our method names to the paper's, "
+                              f'e.g. {{"LSPC-S-code": "LSPC-S"}}')
     return claims
 
 
@@ -177,13 +190,22 @@ def _unsafe_more_often(side: pd.DataFrame, claim: dict, tasks: set | None):
             {task for _, task in both})
 
 
+def _with_stand_ins(paper: pd.DataFrame, stand_ins: dict[str, str]) -> pd.DataFrame:
+    """The paper's frame plus, for each {ours: paper's} pair, a copy of the paper's method's
+    rows named as ours."""
+    copies = [paper[paper.method == theirs].assign(method=mine)
+              for mine, theirs in stand_ins.items()]
+    return pd.concat([paper, *copies], ignore_index=True) if copies else paper
+
+
 def check_claims(ours: pd.DataFrame, paper: pd.DataFrame, claims: list[dict]) -> list[dict]:
     """Each claim on our long frame (with Average rows) and on the paper's on the same tasks:
     a list of {id, claim, holds, ours, paper, paper_holds}."""
-    paper_same = paper_on_same_tasks(ours, paper)
+    same_tasks = paper_on_same_tasks(ours, paper)
     out = []
     for claim in claims:
         kind = claim["kind"]
+        paper_same = _with_stand_ins(same_tasks, claim.get("paper_methods", {}))
         if kind == "safe_on_tasks":
             count, ours_text, tasks = _safe_on_tasks(ours, claim, None)
             paper_count, paper_text, _ = _safe_on_tasks(paper_same, claim, tasks)

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from bench.cli import main
-from reports.aggregate import read_published, with_averages
-from reports.claims import check_claims, load_claims
+from reports.aggregate import ReportError, read_published, with_averages
+from reports.claims import PAPER_CLAIMS, check_claims, load_claims
 from reports.tables import PAPER_CSV
 
 PAPER = read_published(PAPER_CSV)
+CODE_CLAIMS = PAPER_CLAIMS.with_name("lspc_code_claims.json")
 
 
 def verdicts(table):
@@ -126,3 +128,36 @@ def test_claims_from_records(tmp_path, capsys):
     assert rows["C2"]["paper"] == "safe on 2 of 2 tasks"
     assert rows["C3"]["holds"] is True  # Bullet Average over the two tasks: 0.35 vs 0.15
     assert rows["C6"]["holds"] is None  # no BC-All
+
+
+def test_claims_put_to_the_authors_code_use_the_papers_lspc_as_yardstick(tmp_path):
+    """reports/lspc_code_claims.json: LSPC-code's policies against the paper's LSPC numbers."""
+    code = load_claims(CODE_CLAIMS)
+    assert [c["id"] for c in code] == ["C1-code", "C2-code", "C3-code", "C4-code"]
+    bullet = PAPER[(PAPER.suite == "bullet") & PAPER.task.isin(["CarRun", "BallRun"])]
+    as_code = bullet[bullet.method.isin(["LSPC-S", "LSPC-O"])].assign(
+        method=lambda f: f.method + "-code")
+    ours = with_averages(pd.concat([bullet, as_code], ignore_index=True))
+    rows = {r["id"]: r for r in check_claims(ours, PAPER, code)}
+    # the code's numbers equal to the paper's LSPC: the verdicts are the paper's own, C4 too
+    # (on these two tasks CDT, not LSPC-O, is blue among all the paper's methods)
+    assert [rows[k]["holds"] for k in ("C1-code", "C2-code", "C3-code")] == [True] * 3
+    assert rows["C4-code"]["holds"] is rows["C4-code"]["paper_holds"] is False
+    assert rows["C4-code"]["ours"] == rows["C4-code"]["paper"]
+    assert rows["C1-code"]["paper"] == rows["C1-code"]["ours"] == "safe on 2 of 2 tasks"
+    assert rows["C3-code"]["ours"] == rows["C3-code"]["paper"]
+    # the code's LSPC-S unsafe on one task: C1-code fails, the paper's side unchanged
+    unsafe = ours.copy()
+    unsafe.loc[(unsafe.method == "LSPC-S-code") & (unsafe.task == "BallRun"), "cost"] = 3.0
+    rows = {r["id"]: r for r in check_claims(unsafe, PAPER, code)}
+    assert rows["C1-code"]["holds"] is False
+    assert rows["C1-code"]["ours"] == "safe on 1 of 2 tasks"
+    assert rows["C1-code"]["paper"] == "safe on 2 of 2 tasks"
+    # without the stand-in the paper's side has no LSPC-S-code, so nothing to hold it to
+    bare = [{k: v for k, v in code[0].items() if k != "paper_methods"}]
+    (row,) = check_claims(ours, PAPER, bare)
+    assert row["holds"] is None and row["paper"] == "no LSPC-S-code on any task"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{**code[0], "paper_methods": ["LSPC-S"]}]))
+    with pytest.raises(ReportError, match="paper_methods maps our method names"):
+        load_claims(bad)
