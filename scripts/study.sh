@@ -8,7 +8,7 @@
 #   bash scripts/study.sh RESULTS [fp32|bf16] --save  # copy the finished records and curves to
 #       docs/study/results (no training): commit them, and a later machine resumes from them
 #   bash scripts/study.sh RESULTS [fp32|bf16] --docs  # train, save, then write
-#       docs/study/report.md, claims.json and curves.png from docs/study/results alone
+#       docs/study/report.md, claims.json, code_claims.json and curves.png from docs/study/results alone
 #
 # Training first copies docs/study/results into RESULTS (never over a file there): a job
 # whose records a machine before this one committed is not trained again. That holds only
@@ -39,6 +39,7 @@ case "$mode" in ""|--save|--docs) ;; *) echo "study.sh: unknown mode $mode; use 
 tasks="${STUDY_TASKS:-BallRun,CarRun,DroneRun,CarCircle}"
 methods="${STUDY_METHODS:-LSPC,LSPC-code,BC-All,BC-Safe}"
 python="${PYTHON:-.venv/bin/python}"
+code_claims_methods=BC-All,BC-Safe,LSPC-S-code,LSPC-O-code
 export DSRL_SUPPRESS_IMPORT_ERROR=1
 
 # the study's folder: its transitions (data.json), its records (results/), its documents
@@ -57,6 +58,9 @@ if [ "$mode" != --save ]; then
       --profile study --precision "$precision" --results "$results" --jobs "${JOBS:-2}"
   done
   "$python" -m bench report --results "$results" --profile study --compare paper --claims
+  # the same claims put to the authors' code, the paper's LSPC as yardstick (reports/claims.py)
+  "$python" -m bench claims --results "$results" --claims reports/lspc_code_claims.json \
+    --methods "$code_claims_methods"
 fi
 
 if [ -n "$mode" ]; then
@@ -81,8 +85,10 @@ if [ "$mode" = --docs ]; then
   "$python" -m bench report --results "$out" --profile study --compare paper --claims \
     > "$study_dir/report.md"
   "$python" -m bench claims --results "$out" --format json > "$study_dir/claims.json"
+  "$python" -m bench claims --results "$out" --claims reports/lspc_code_claims.json \
+    --methods "$code_claims_methods" --format json > "$study_dir/code_claims.json"
   "$python" -m bench plot --kind curves --task "$tasks" --results "$out" \
     --out "$study_dir/curves" >/dev/null
   rm -f "$study_dir/curves.pdf"
-  echo "written: $study_dir/report.md, claims.json, curves.png and curves.md (${#names[@]} tasks)"
+  echo "written: $study_dir/report.md, claims.json, code_claims.json, curves.png and curves.md (${#names[@]} tasks)"
 fi
