@@ -1,7 +1,7 @@
 """Where a trained LSPC run's two policies take the agent, on a Bullet task.
 
     python scripts/where_it_ends.py --task DroneRun --results DIR [--seed 0] [--episodes 3]
-        [--safe-epsilon 0.25,0.6,0]
+        [--safe-epsilon 0.25,0.6,0] [--optimal-latent mean,sample]
 
 Reads the run's checkpoint (as `bench latent` does: BENCH_LOCAL_DATA_DIR names the data the
 run trained on, checked by its sha256) and runs a few episodes of LSPC-S and LSPC-O,
@@ -11,7 +11,10 @@ track, too fast, backwards, on the ground).
 
 `--safe-epsilon` acts LSPC-S with other boxes [-eps_S, eps_S] on the same trained decoder
 (eps_S only changes acting, not training): whether the authors' code's eps_S = eps, or the
-prior's centre (0), would have been safe with this run's decoder.
+prior's centre (0), would have been safe with this run's decoder. `--optimal-latent` acts
+LSPC-O at the latent safety encoder's mean (LSPC, the paper's reading) or with z sampled from
+it (LSPC-code, the authors' code), also acting only: which of LSPC and LSPC-code's differences
+in LSPC-O's behaviour come from how it acts rather than from how it was trained.
 """
 
 from __future__ import annotations
@@ -57,6 +60,9 @@ def main() -> int:
     parser.add_argument("--safe-epsilon", default=None,
                         help="comma-separated eps_S values to act LSPC-S with, instead of "
                              "both policies as trained")
+    parser.add_argument("--optimal-latent", default=None,
+                        help="comma-separated: mean, sample, or both; LSPC-O acted at the "
+                             "encoder's mean or with z sampled from it")
     args = parser.parse_args()
     boxes = None
     if args.safe_epsilon is not None:
@@ -68,6 +74,13 @@ def main() -> int:
             print(f"error: --safe-epsilon {args.safe_epsilon!r} is not a comma-separated list "
                   "of numbers >= 0 (e.g. 0.25,0.6,0)", file=sys.stderr)
             return 2
+    latents = None
+    if args.optimal_latent is not None:
+        latents = args.optimal_latent.split(",")
+        if not latents or any(v not in ("mean", "sample") for v in latents):
+            print(f"error: --optimal-latent {args.optimal_latent!r}: give mean, sample or "
+                  "mean,sample", file=sys.stderr)
+            return 2
     try:
         record = find_run(args.results, args.task, args.method, args.seed)
         method, spec, _ = load_run(args.results, record)
@@ -78,17 +91,19 @@ def main() -> int:
         print(f"error: {spec.name} is not a Bullet task; this reads a Bullet agent's position",
               file=sys.stderr)
         return 2
-    if boxes is not None and not hasattr(method.config, "safe_epsilon"):
-        print(f"error: {args.method} has no LSPC-S box to change; --safe-epsilon is for LSPC "
-              "and LSPC-code runs", file=sys.stderr)
+    if (boxes or latents) and not hasattr(method.config, "safe_epsilon"):
+        print(f"error: {args.method} has no latent to change; --safe-epsilon and "
+              "--optimal-latent are for LSPC and LSPC-code runs", file=sys.stderr)
         return 2
     print(f"{args.method} on {spec.name}, seed {args.seed}, job {record['config_hash']}, "
           f"{record['steps']:,} steps")
-    if boxes is None:
+    runs = [(f"eps_S={eps:g}", method.policies[0],
+             dataclasses.replace(method.config, safe_epsilon=eps)) for eps in boxes or ()]
+    runs += [(f"O_z={how}", method.policies[1],
+              dataclasses.replace(method.config, optimal_samples_latent=how == "sample"))
+             for how in latents or ()]
+    if not runs:
         runs = [(policy, policy, method.config) for policy in method.policies]
-    else:
-        runs = [(f"eps_S={eps:g}", method.policies[0],
-                 dataclasses.replace(method.config, safe_epsilon=eps)) for eps in boxes]
     for label, policy, config in runs:
         method.config = config
         costs = []
@@ -106,7 +121,7 @@ def main() -> int:
                   f"end at x {ep['position'][0]:+.2f} y {ep['position'][1]:+.2f} "
                   f"z {ep['position'][2]:+.2f}, velocity "
                   f"({', '.join(f'{v:+.2f}' for v in ep['velocity'])}), speed {speed:.2f}")
-        if boxes is not None:
+        if boxes or latents:
             print(f"{label:12s} mean cost {np.mean(costs):.1f} over {len(costs)} episodes")
     return 0
 

@@ -148,3 +148,16 @@ def test_where_it_ends_reads_the_agent_and_repeats(lspc_run, capsys, monkeypatch
         assert script.main() == 2
         err = capsys.readouterr().err
         assert "--safe-epsilon" in err and len(err.strip().splitlines()) == 1
+    # LSPC-O acted at the encoder's mean repeats the trained LSPC's episodes; sampled, it differs
+    monkeypatch.setattr("sys.argv", [*argv, "--optimal-latent", "mean,sample"])
+    assert script.main() == 0
+    acted = capsys.readouterr().out.splitlines()[1:]
+    at_mean = [line.split(None, 1)[1] for line in acted if line.startswith("O_z=mean ")]
+    sampled = [line.split(None, 1)[1] for line in acted if line.startswith("O_z=sample ")]
+    trained_o = [line.split(None, 1)[1] for line in lines if line.startswith("LSPC-O ")]
+    assert at_mean[:2] == trained_o and at_mean[2].startswith("mean cost")
+    assert len(sampled) == 3 and sampled[:2] != trained_o
+    monkeypatch.setattr("sys.argv", [*argv, "--optimal-latent", "median"])
+    assert script.main() == 2
+    err = capsys.readouterr().err
+    assert "--optimal-latent" in err and len(err.strip().splitlines()) == 1
