@@ -47,14 +47,18 @@ def probe(method, states: torch.Tensor, sa: torch.Tensor) -> tuple[float, float,
     return float((vc > 0).float().mean()), float(vc.mean()), float(qc.mean())
 
 
-def critic_path(name: str, task: str, seed: int, steps: int, every: int, arrays: dict):
-    """[(step, share alive, V^c mean, Q^c mean)] of one method's critics trained alone."""
+def build(name: str, task: str, seed: int):
+    """The method, untrained, seeded as `bench run` seeds a job before building it."""
     _, cls = get_method(name)
     spec = get_task(task)
-    seed_everything(seed)  # as `bench run` seeds a job before building its method
-    method = cls.create(spec, build_config(cls, spec.name), None, seed, "cpu")
+    seed_everything(seed)
+    return cls.create(spec, build_config(cls, spec.name), None, seed, "cpu")
+
+
+def critic_path(method, arrays: dict, steps: int, every: int):
+    """[(step, share alive, V^c mean, Q^c mean)] of the method's critics trained alone."""
     data = method.training_data(arrays)
-    sampler = BatchSampler(data, method.config.batch_size, seed, "cpu")
+    sampler = BatchSampler(data, method.config.batch_size, method.seed, "cpu")
     pick = np.random.default_rng(0).choice(len(data["rewards"]), PROBE, replace=False)
     states = torch.as_tensor(data["observations"][pick])
     sa = torch.cat([states, torch.as_tensor(data["actions"][pick])], -1)
@@ -100,8 +104,8 @@ def main() -> int:
             for seed in seeds:
                 print(f"{spec.name} {name} seed {seed}: step, share of states with V^c > 0, "
                       "V^c mean (raw), Q^c target mean", flush=True)
-                for step, alive, vc, qc in critic_path(name, spec.name, seed, args.steps,
-                                                       args.every, arrays):
+                method = build(name, spec.name, seed)
+                for step, alive, vc, qc in critic_path(method, arrays, args.steps, args.every):
                     print(f"  {step:6d}  {alive:6.1%}  {vc:+8.4f}  {qc:8.4f}", flush=True)
     return 0
 

@@ -161,3 +161,40 @@ def test_where_it_ends_reads_the_agent_and_repeats(lspc_run, capsys, monkeypatch
     assert script.main() == 2
     err = capsys.readouterr().err
     assert "--optimal-latent" in err and len(err.strip().splitlines()) == 1
+
+
+def _script(name):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_codes_clamp_keeps_a_vc_born_below_zero_dead_and_the_papers_loss_does_not():
+    """scripts/cost_value_fate.py: LSPC-code clamps V^c inside its own loss, so a V^c whose
+    output is below 0 on every state never moves again; the paper's loss (LSPC) moves it."""
+    import torch
+
+    from bench.speed import synthetic_arrays
+    from tasks.registry import get_task
+
+    fate = _script("cost_value_fate")
+    arrays = synthetic_arrays(get_task("BallRun"), size=5000)
+    paths = {}
+    for name in ("LSPC-code", "LSPC"):
+        method = fate.build(name, "BallRun", seed=0)
+        with torch.no_grad():  # V^c's output layer (member 1 of v_ens) well below 0
+            method.v_ens.biases[-1][1] -= 5.0
+        paths[name] = fate.critic_path(method, arrays, steps=30, every=10)
+    code, paper = paths["LSPC-code"], paths["LSPC"]
+    assert code[0][1] == paper[0][1] == 0.0  # both start below 0 on every probed state
+    assert [row[1:3] for row in code] == [code[0][1:3]] * 4  # not a digit moves
+    assert paper[-1][2] > paper[0][2] + 1.0  # eq. 41 pulls it up towards Q^c >= 0
+    # seeded as bench run seeds a job: the same seed, the same networks, the same path
+    again = fate.build("LSPC-code", "BallRun", seed=0)
+    fresh = fate.build("LSPC-code", "BallRun", seed=0)
+    assert fate.critic_path(again, arrays, 10, 10) == fate.critic_path(fresh, arrays, 10, 10)
