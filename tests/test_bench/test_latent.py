@@ -88,12 +88,13 @@ def test_latent_of_the_authors_code_uses_its_box(local_ballrun, tmp_path, capsys
     assert summary["method"] == "LSPC-code" and summary["safe_box"] == summary["epsilon"] == 0.6
 
 
-def _where_it_ends():
+def _script(name):
+    """A script of scripts/ as a module."""
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[2] / "scripts" / "where_it_ends.py"
-    spec = importlib.util.spec_from_file_location("where_it_ends", path)
+    path = Path(__file__).resolve().parents[2] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -101,7 +102,7 @@ def _where_it_ends():
 
 def test_where_it_ends_reads_the_agent_and_repeats(lspc_run, capsys, monkeypatch):
     results, _ = lspc_run
-    script = _where_it_ends()
+    script = _script("where_it_ends")
     argv = ["where_it_ends.py", "--task", "BallRun", "--results", str(results), "--episodes", "2"]
     monkeypatch.setattr("sys.argv", argv)
     capsys.readouterr()
@@ -161,17 +162,6 @@ def test_where_it_ends_reads_the_agent_and_repeats(lspc_run, capsys, monkeypatch
     assert script.main() == 2
     err = capsys.readouterr().err
     assert "--optimal-latent" in err and len(err.strip().splitlines()) == 1
-
-
-def _script(name):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_the_codes_clamp_keeps_a_vc_born_below_zero_dead_and_the_papers_loss_does_not():
