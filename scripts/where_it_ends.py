@@ -77,7 +77,7 @@ def main() -> int:
     latents = None
     if args.optimal_latent is not None:
         latents = args.optimal_latent.split(",")
-        if not latents or any(v not in ("mean", "sample") for v in latents):
+        if any(v not in ("mean", "sample") for v in latents):  # "" gives [""]
             print(f"error: --optimal-latent {args.optimal_latent!r}: give mean, sample or "
                   "mean,sample", file=sys.stderr)
             return 2

@@ -139,9 +139,12 @@ def test_where_it_ends_reads_the_agent_and_repeats(lspc_run, capsys, monkeypatch
     monkeypatch.setattr("sys.argv", [*argv, "--safe-epsilon", "0.25,0.6"])
     assert script.main() == 0
     boxed = capsys.readouterr().out.splitlines()[1:]
-    at_trained = [line.split(None, 1)[1] for line in boxed if line.startswith("eps_S=0.25 ")]
-    at_wider = [line.split(None, 1)[1] for line in boxed if line.startswith("eps_S=0.6 ")]
-    trained_s = [line.split(None, 1)[1] for line in lines if line.startswith("LSPC-S ")]
+
+    def labelled(output, label):  # the lines of one label, the label cut off
+        return [line.split(None, 1)[1] for line in output if line.startswith(label + " ")]
+
+    at_trained, at_wider = labelled(boxed, "eps_S=0.25"), labelled(boxed, "eps_S=0.6")
+    trained_s = labelled(lines, "LSPC-S")
     assert at_trained[:2] == trained_s and at_trained[2].startswith("mean cost")
     assert len(at_wider) == 3 and at_wider[:2] != trained_s
     for bad in ("-0.1", "wide", ""):
@@ -153,9 +156,8 @@ def test_where_it_ends_reads_the_agent_and_repeats(lspc_run, capsys, monkeypatch
     monkeypatch.setattr("sys.argv", [*argv, "--optimal-latent", "mean,sample"])
     assert script.main() == 0
     acted = capsys.readouterr().out.splitlines()[1:]
-    at_mean = [line.split(None, 1)[1] for line in acted if line.startswith("O_z=mean ")]
-    sampled = [line.split(None, 1)[1] for line in acted if line.startswith("O_z=sample ")]
-    trained_o = [line.split(None, 1)[1] for line in lines if line.startswith("LSPC-O ")]
+    at_mean, sampled = labelled(acted, "O_z=mean"), labelled(acted, "O_z=sample")
+    trained_o = labelled(lines, "LSPC-O")
     assert at_mean[:2] == trained_o and at_mean[2].startswith("mean cost")
     assert len(sampled) == 3 and sampled[:2] != trained_o
     monkeypatch.setattr("sys.argv", [*argv, "--optimal-latent", "median"])
