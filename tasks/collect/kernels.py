@@ -56,13 +56,22 @@ def portable_environment(environ: dict[str, str] | None = None) -> dict[str, str
     return env
 
 
+def numpy_dispatches_avx512() -> bool:
+    """Whether numpy may run an AVX-512 loop. Every AVX-512 target numpy dispatches to (AVX512F
+    and the AVX512_* groups: SKX, CLX, ICL, SPR...) needs AVX512F; the finer flags (AVX512VL,
+    AVX512BW, ...) are no targets of their own, and numpy keeps reporting them when
+    NPY_DISABLE_CPU_FEATURES has turned AVX512F off (seen on an AMD EPYC with AVX-512)."""
+    features = numpy_cpu_features()
+    return any(on for name, on in features.items()
+               if name == "AVX512F" or name.startswith("AVX512_"))
+
+
 def kernels_in_use() -> str:
     """"portable" when this process runs on the pinned kernels (the variables were set before
     torch and numpy loaded, and numpy dispatches no AVX-512 loop), else "native"."""
     if any(os.environ.get(name) != value for name, value in PINNED.items()):
         return "native"
-    features = numpy_cpu_features()
-    if any(on for name, on in features.items() if name.startswith("AVX512")):
+    if numpy_dispatches_avx512():
         return "native"
     import torch
 

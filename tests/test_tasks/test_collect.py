@@ -388,3 +388,24 @@ def test_portable_kernels_pin_what_the_machine_would_pick(local_dir, capfd, monk
     capfd.readouterr()
     assert main([*argv, "--kernels", "portable"]) == 2
     assert "did not take" in capfd.readouterr().err
+
+
+def test_portable_kernels_judge_numpy_by_its_avx512_dispatch_targets(monkeypatch):
+    """numpy keeps reporting AVX512VL, AVX512BW and the other finer flags when AVX512F is
+    turned off (an AMD EPYC with AVX-512 does), yet runs no AVX-512 loop without AVX512F: a
+    pinned child there is portable; any AVX512F or AVX512_* group still on is not."""
+    import torch
+
+    from tasks.collect import kernels
+
+    for name, value in kernels.PINNED.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    seen_pinned = {"AVX2": True, "FMA3": True, "AVX512F": False, "AVX512_SKX": False,
+                   "AVX512VL": True, "AVX512BW": True, "AVX512VNNI": True}
+    monkeypatch.setattr(kernels, "numpy_cpu_features", lambda: seen_pinned)
+    assert kernels.kernels_in_use() == "portable"
+    for still_on in ("AVX512F", "AVX512_SKX"):
+        monkeypatch.setattr(kernels, "numpy_cpu_features",
+                            lambda: seen_pinned | {still_on: True})
+        assert kernels.kernels_in_use() == "native", still_on
