@@ -47,7 +47,8 @@ def refusal(study_dir: Path, tasks: list[str], precision: str, results: Path) ->
 
     Checked: the study's precision; each task's local `study` file holds the study's
     transitions (a task without a file yet is left to `bench run`, which says so); every
-    record in RESULTS (what a machine before this one trained) was made on the file here."""
+    record in RESULTS (what a machine before this one trained) was made on the study's
+    transitions of its task (on the local file where the study names none)."""
     if not (study_dir / "data.json").is_file():
         return (f"{study_dir}/data.json is missing: it names the transitions and the precision "
                 "the study trains on")
@@ -84,12 +85,24 @@ def refusal(study_dir: Path, tasks: list[str], precision: str, results: Path) ->
                 f"({machine.get('cpu', 'its processor is not on the card')}) collected them "
                 f"otherwise (docs/data/README.md); train where the collection gives the "
                 f"study's transitions, or on the study that names these ({where})")
+    # a record belongs to the study when it was made on the study's transitions of its task;
+    # the local file stands in only for a task the study names none for. So a machine whose
+    # collection gives the study's transitions on some tasks only (the portable kernels on
+    # an AVX-512 processor: docs/data/README.md) trains those, beside the others' records
     for record_path in sorted(results.rglob("thr*-seed*.json")) if results.is_dir() else []:
         record = json.loads(record_path.read_text())
+        made_on = record.get("dataset_arrays_sha256")
+        wanted = facts["arrays_sha256"].get(record["task"])
+        if wanted is not None:
+            if made_on != wanted:
+                return (f"{record_path} was made on other transitions "
+                        f"({str(made_on)[:12]}) than the study's ({wanted[:12]}, "
+                        f"{study_dir}/data.json): move it aside, or begin a study of its own")
+            continue
         path, sha = transitions(record["task"])
-        if sha not in (None, record.get("dataset_arrays_sha256")):
+        if sha not in (None, made_on):
             return (f"{record_path} was made on other data than {path} (transitions "
-                    f"{str(record.get('dataset_arrays_sha256'))[:12]}, the file's {sha[:12]}); "
+                    f"{str(made_on)[:12]}, the file's {sha[:12]}); "
                     "collect at the commit docs/data's card names, or move the records aside "
                     "to begin another study")
     return None

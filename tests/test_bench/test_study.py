@@ -53,6 +53,24 @@ def test_training_goes_on_only_on_the_study_s_transitions_and_precision(study, t
     record.parent.mkdir(parents=True)
     record.write_text(json.dumps({"task": "DroneRun", "dataset_arrays_sha256": "1" * 64}))
     assert str(record) in refusal(root, ["DroneRun"], "bf16", results)
+    # ... nor onto a machine that trains other tasks only
+    assert str(record) in refusal(root, ["BallRun"], "bf16", results)
+
+
+def test_a_machine_trains_the_tasks_it_collects_alike_beside_the_others_records(
+        study, tmp_path):
+    """A machine whose collection gives the study's transitions on some tasks only trains
+    those; the records of the others, made on the study's transitions elsewhere, are the
+    study's though this machine's file of their task differs."""
+    root, sha = study
+    results = tmp_path / "results"
+    record = results / "bullet" / "DroneRun" / "LSPC-S" / "thr10-seed0-abcdef1234.json"
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"task": "DroneRun", "dataset_arrays_sha256": sha}))
+    write_dsrl_file(local_path(get_task("DroneRun"), "study"), fake_arrays(seed=1),
+                    {"source": "local", "seed": 1})  # this machine's DroneRun: other arrays
+    assert refusal(root, ["BallRun"], "bf16", results) is None
+    assert "holds other transitions" in refusal(root, ["DroneRun", "BallRun"], "bf16", results)
 
 
 def test_save_keeps_the_records_of_the_study_s_precision_and_their_curves(tmp_path):
