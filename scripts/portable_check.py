@@ -6,7 +6,8 @@ Collects the tasks with `bench collect --kernels portable` into a temporary fold
 the portable collections already in the folder --data names) and holds their arrays hashes against docs/data/portable.json, which lists per
 profile and task the hash and the processors that made it. Prints one line per task: "same"
 (made on another processor before: the evidence portability holds), "differs" (exit 1), or
-"new". --record adds this processor (and the new tasks) to the file. Collection repeats bit
+"new". --record adds this processor (and the new tasks) to the file: to a task's `made_on`
+where same, to its `differs_on` (with the hash made here) where not. Collection repeats bit
 for bit on one processor in any case, so only another kind of processor adds evidence.
 """
 
@@ -86,7 +87,10 @@ def main() -> int:
                 differs = True
                 print(f"{task} ({args.profile}): DIFFERS here ({here}): {sha[:16]}, against "
                       f"{entry['arrays_sha256'][:16]} on {', '.join(entry['made_on'])}")
-    if args.record and not differs:
+                # evidence too: where portability fails, and with what
+                entry.setdefault("differs_on", {})[here] = {
+                    "arrays_sha256": sha, "collector_commit": card.get("harness_commit")}
+    if args.record:
         LEDGER.write_text(json.dumps(ledger, indent=1) + "\n")
         print(f"recorded in {LEDGER.relative_to(ROOT)}")
     return 1 if differs else 0

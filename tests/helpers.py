@@ -101,3 +101,13 @@ def run(results, *extra):
     """`bench run` in this process: BallRun, the smoke profile, one job at a time, quiet."""
     return main(["run", "--tasks", "BallRun", "--profile", "smoke", "--results", str(results),
                  "--jobs", "1", "--quiet", *extra])
+
+
+def load_script(name: str):
+    """A script of scripts/ as a module, for its functions and its main()."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -86,11 +86,13 @@ def machine() -> dict:
     except OSError:
         pass
     cpu = model or platform.processor() or platform.machine()
-    from tasks.collect.kernels import kernels_in_use, numpy_cpu_features
+    from tasks.collect.kernels import PINNED, kernels_in_use, numpy_cpu_features
 
     features = numpy_cpu_features()
     flags = ("AVX2", "AVX512F", "AVX512_SKX", "AVX512_SPR", "AVX512_BF16", "AMX_BF16")
-    return {"cpu": cpu, "kernels": kernels_in_use(),
+    kernels = kernels_in_use()
+    return {"cpu": cpu, "kernels": kernels,
+            **({"pinned": dict(PINNED)} if kernels == "portable" else {}),
             "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "numpy_cpu_features": [f for f in flags if features.get(f)],
             "amx": "amx_bf16" in flags_line.split() if flags_line else None,

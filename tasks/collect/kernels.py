@@ -14,7 +14,11 @@ the libraries read when they load:
   for Intel processors only);
 - oneDNN at AVX2 at most (ONEDNN_MAX_CPU_ISA);
 - numpy without its AVX-512 loops (NPY_DISABLE_CPU_FEATURES), so that its transcendental
-  functions come from the same code as on an AVX2 processor.
+  functions come from the same code as on an AVX2 processor;
+- numpy's and scipy's BLAS (OpenBLAS) at its Haswell kernels (OPENBLAS_CORETYPE): AVX2 and
+  FMA, what it runs on AVX2 processors (its Zen target is the same code). On an AVX-512
+  processor it picks SkylakeX kernels otherwise, whose products differ in the last bits;
+  DroneRun's simulator multiplies through it (docs/data/README.md, "Portable kernels").
 
 Variables read at load time cannot be changed in a running process, so a portable collection
 runs in a child process started with them (bench.cli.data). Native stays the default: the
@@ -28,7 +32,7 @@ import os
 #: the variables portable kernels set, and their values; numpy's are the machine's own
 #: AVX-512 features (portable_environment)
 PINNED = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE,STRICT",
-          "ONEDNN_MAX_CPU_ISA": "AVX2"}
+          "ONEDNN_MAX_CPU_ISA": "AVX2", "OPENBLAS_CORETYPE": "Haswell"}
 KERNELS = ("native", "portable")
 
 

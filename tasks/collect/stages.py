@@ -116,7 +116,7 @@ def stage_fingerprint(spec: TaskSpec, profile: str, budget: CollectBudget, seed:
     the budget's agent list and per-task scales are left out, and of the grid filter only the
     window (episodes outside it are not stored): adding an agent or changing the filter
     retrains nothing already saved."""
-    from tasks.collect.kernels import kernels_in_use
+    from tasks.collect.kernels import PINNED, kernels_in_use
     from tasks.composition import window_of
 
     settings = {k: repr(v) for k, v in dataclasses.asdict(budget).items()
@@ -127,8 +127,10 @@ def stage_fingerprint(spec: TaskSpec, profile: str, budget: CollectBudget, seed:
                        "seed": seed, "stage": dataclasses.asdict(stage),
                        "parent": parent_fingerprint, "budget": settings, "window": window,
                        # portable kernels make other numbers: a stage of either is not the
-                       # other's (native stages keep the fingerprints they always had)
-                       **({"kernels": "portable"} if kernels_in_use() == "portable" else {})},
+                       # other's (native stages keep the fingerprints they always had), nor a
+                       # stage of one pinned set another's
+                       **({"kernels": "portable", "pinned": PINNED}
+                          if kernels_in_use() == "portable" else {})},
                       sort_keys=True, default=repr)
 
 

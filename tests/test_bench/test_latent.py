@@ -7,7 +7,7 @@ import pytest
 
 from bench.cli import main
 from tasks.datasets import split_trajectories
-from helpers import run
+from helpers import load_script, run
 
 
 @pytest.fixture
@@ -88,21 +88,9 @@ def test_latent_of_the_authors_code_uses_its_box(local_ballrun, tmp_path, capsys
     assert summary["method"] == "LSPC-code" and summary["safe_box"] == summary["epsilon"] == 0.6
 
 
-def _script(name):
-    """A script of scripts/ as a module."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_where_it_ends_reads_the_agent_and_repeats(lspc_run, capsys, monkeypatch):
     results, _ = lspc_run
-    script = _script("where_it_ends")
+    script = load_script("where_it_ends")
     argv = ["where_it_ends.py", "--task", "BallRun", "--results", str(results), "--episodes", "2"]
     monkeypatch.setattr("sys.argv", argv)
     capsys.readouterr()
@@ -174,7 +162,7 @@ def test_the_codes_clamp_keeps_a_vc_born_below_zero_dead_and_the_papers_loss_doe
     from bench.speed import synthetic_arrays
     from tasks.registry import get_task
 
-    fate = _script("cost_value_fate")
+    fate = load_script("cost_value_fate")
     arrays = synthetic_arrays(get_task("BallRun"), size=5000)
     paths = {}
     for name in ("LSPC-code", "LSPC"):

@@ -409,3 +409,78 @@ def test_portable_kernels_judge_numpy_by_its_avx512_dispatch_targets(monkeypatch
         monkeypatch.setattr(kernels, "numpy_cpu_features",
                             lambda: seen_pinned | {still_on: True})
         assert kernels.kernels_in_use() == "native", still_on
+
+
+def test_portable_check_records_where_transitions_repeat_and_where_they_differ(
+        tmp_path, monkeypatch, capsys):
+    """scripts/portable_check.py --record: a task whose portable file holds the ledger's
+    transitions adds this processor to its `made_on`; one whose file holds others adds it,
+    with its hash, to `differs_on`, and exits 1; nothing a processor recorded before is lost."""
+    import json
+    import sys
+
+    from helpers import fake_arrays, load_script
+    from tasks.datasets import file_arrays_sha256, write_dsrl_file
+
+    check = load_script("portable_check")
+    data = tmp_path / "data"
+    shas = {}
+    for task, seed in (("BallRun", 0), ("DroneRun", 1)):
+        path = data / local_path(get_task(task), "study").name
+        write_dsrl_file(path, fake_arrays(seed=seed), {"source": "local", "seed": 0})
+        path.with_name(path.name + ".card.json").write_text(json.dumps(
+            {"harness_commit": "c" * 40,
+             "timing": {"machine": {"kernels": "portable", "cpu": "Here CPU",
+                                    "isa": ["avx2", "avx512f"]}}}))
+        shas[task] = file_arrays_sha256(path)
+    before = {task: {"arrays_sha256": sha, "collector_commit": "a" * 40,
+                     "made_on": ["There CPU (avx2)"]} for task, sha in shas.items()}
+    before["DroneRun"]["arrays_sha256"] = "0" * 64  # made otherwise there
+    ledger = tmp_path / "portable.json"
+    ledger.write_text(json.dumps({"about": "-", "hashes": {"study": before}}))
+    monkeypatch.setattr(check, "LEDGER", ledger)
+    monkeypatch.setattr(check, "ROOT", tmp_path)
+    monkeypatch.setattr(sys, "argv", ["portable_check.py", "--profile", "study", "--tasks",
+                                      "BallRun,DroneRun", "--data", str(data), "--record"])
+    assert check.main() == 1
+    out = capsys.readouterr().out
+    assert "BallRun (study): same" in out and "DroneRun (study): DIFFERS" in out
+    after = json.loads(ledger.read_text())["hashes"]["study"]
+    here = "Here CPU (avx2, avx512f)"
+    assert after["BallRun"]["made_on"] == ["There CPU (avx2)", here]
+    assert "differs_on" not in after["BallRun"]
+    assert after["DroneRun"]["made_on"] == ["There CPU (avx2)"]
+    assert after["DroneRun"]["arrays_sha256"] == "0" * 64
+    assert after["DroneRun"]["differs_on"] == {
+        here: {"arrays_sha256": shas["DroneRun"], "collector_commit": "c" * 40}}
+
+
+def test_portable_kernels_pin_numpy_s_blas(local_dir):
+    """DroneRun's simulator multiplies through numpy's BLAS (OpenBLAS), whose kernels follow
+    the processor (SkylakeX ones on AVX-512, Haswell ones on AVX2) or OPENBLAS_CORETYPE: a
+    native collection under another core type makes other transitions, a portable one the
+    same (the pinned Haswell kernels, whatever the parent set)."""
+    import os
+    import subprocess
+    import sys
+
+    from tasks.collect.kernels import KernelsError, portable_environment
+    from tasks.datasets import file_arrays_sha256
+
+    try:
+        portable_environment()
+    except KernelsError:
+        pytest.skip("this processor has no AVX2, which portable kernels pin")
+    path = local_path(get_task("DroneRun"), "smoke")
+
+    def collected(kernels: str, coretype: str | None) -> str:
+        env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+        env |= {"OPENBLAS_CORETYPE": coretype} if coretype else {}
+        subprocess.run([sys.executable, "-m", "bench", "collect", "--tasks", "DroneRun",
+                        "--profile", "smoke", "--jobs", "1", "--force", "--kernels", kernels],
+                       env=env, check=True, capture_output=True)
+        return file_arrays_sha256(path)
+
+    # Prescott: OpenBLAS's SSE3 kernels, which every x86-64 runs
+    assert collected("native", "Prescott") != collected("native", "Haswell")
+    assert collected("portable", "Prescott") == collected("portable", None)
