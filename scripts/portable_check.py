@@ -51,7 +51,9 @@ def main() -> int:
     tasks = [get_task(name).name for name in args.tasks.split(",")]
     ledger = json.loads(LEDGER.read_text()) if LEDGER.exists() else {
         "about": "Arrays hashes of `bench collect --kernels portable` per profile and task "
-                 "(seed 0), with the processors that made each (scripts/portable_check.py)",
+                 "(seed 0), with the processors that made each (made_on) and those where "
+                 "the collector of the commit named gave other transitions (differs_on) "
+                 "(scripts/portable_check.py)",
         "hashes": {}}
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(args.data) if args.data else Path(scratch)
