@@ -171,8 +171,8 @@ def add_parsers(add) -> None:
                    help="native (default): torch, MKL and numpy pick their kernels for this "
                         "processor, so the file repeats bit for bit on processors of its kind; "
                         "portable: every library pinned to AVX2 kernels (MKL's COMPATIBLE "
-                        "branch, OpenBLAS's Haswell), in a child process, for the same file on other x86-64 "
-                        "processors (tasks/collect/kernels.py)")
+                        "branch, OpenBLAS's Haswell ones), in a child process, for the same "
+                        "file on other x86-64 processors (tasks/collect/kernels.py)")
     p.set_defaults(func=cmd_collect)
     p = add("datasets", "the datasets on disk beside the official files' numbers")
     p.add_argument("--suite", help="bullet | safetygym | metadrive | all, or a comma list")

@@ -18,7 +18,8 @@ the libraries read when they load:
 - numpy's and scipy's BLAS (OpenBLAS) at its Haswell kernels (OPENBLAS_CORETYPE): AVX2 and
   FMA, what it runs on AVX2 processors (its Zen target is the same code). On an AVX-512
   processor it picks SkylakeX kernels otherwise, whose products differ in the last bits;
-  DroneRun's simulator multiplies through it (docs/data/README.md, "Portable kernels").
+  DroneRun's simulator multiplies through it (docs/data/README.md, "On an AVX-512
+  processor").
 
 Variables read at load time cannot be changed in a running process, so a portable collection
 runs in a child process started with them (bench.cli.data). Native stays the default: the
