@@ -288,6 +288,17 @@ class LSPC(TorchMethod):
         soft_update(self.q_target, self.q_ens, self.config.polyak_tau)  # lines 17-19
         return stats
 
+    def train_critics(self, batch) -> dict[str, float]:
+        """Lines 5-12 and 17-19 alone: the critics as train_step trains them, the policy left
+        untrained (scripts/cost_value_fate.py follows V^c so, for thousands of steps a
+        minute). The policy's updates read the critics' pre-update values only and never
+        the target networks, so the critics' path is the same with or without them."""
+        loss, *_, stats = critic_losses(self.config, self.q_ens, self.v_ens, self.q_target,
+                                        batch)
+        self._step_critics(loss)
+        soft_update(self.q_target, self.q_ens, self.config.polyak_tau)
+        return stats
+
     def _step_critics(self, loss):
         optimizer_step(self.critic_optim, loss)
 

@@ -29,8 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from algorithms import get_method  # noqa: E402
 from algorithms.base import build_config  # noqa: E402
-from algorithms.lspc import critic_losses  # noqa: E402
-from algorithms.nets import optimizer_step, soft_update  # noqa: E402
 from bench.streams import seed_everything  # noqa: E402
 from tasks.datasets import DatasetError, local_path, read_dsrl_file  # noqa: E402
 from tasks.registry import get_task  # noqa: E402
@@ -64,10 +62,7 @@ def critic_path(method, arrays: dict, steps: int, every: int):
     sa = torch.cat([states, torch.as_tensor(data["actions"][pick])], -1)
     path = [(0, *probe(method, states, sa))]
     for step in range(1, steps + 1):
-        loss, *_ = critic_losses(method.config, method.q_ens, method.v_ens, method.q_target,
-                                 sampler.sample())
-        optimizer_step(method.critic_optim, loss)
-        soft_update(method.q_target, method.q_ens, method.config.polyak_tau)
+        method.train_critics(sampler.sample())
         if step % every == 0:
             path.append((step, *probe(method, states, sa)))
     return path

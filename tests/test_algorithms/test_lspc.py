@@ -332,3 +332,29 @@ def test_latent_view_is_what_training_reads():
     assert view["z_safe"].abs().max() <= 0.25 and view["z_optimal"].abs().max() < 0.6
     assert {k: tuple(v.shape) for k, v in view.items() if k.startswith("error")} == {
         "error_code": (200,), "error_safe": (200,), "error_optimal": (200,)}
+
+
+@pytest.mark.parametrize("method_class", [LSPC, LSPCCode])
+def test_critics_trained_alone_follow_the_path_they_take_beside_the_policy(method_class):
+    """train_critics (scripts/cost_value_fate.py) gives the critics and their targets the
+    same weights, bit for bit, as train_step does on the same batches: the policy's updates
+    change nothing the critics read."""
+    config = (small_config() if method_class is LSPC
+              else dataclasses.replace(CodeConfig(), batch_size=64, hidden=(32, 32),
+                                       latent_dim=4))
+    torch.manual_seed(0)
+    full = method_class(SPEC, config, None, 0)
+    alone = copy.deepcopy(full)
+    full.parallel_updates = alone.parallel_updates = False
+    sampler = BatchSampler(fake_arrays(), 64, 0, "cpu")
+    for _ in range(5):
+        batch = sampler.sample()
+        full.train_step(batch)
+        alone.train_critics(batch)
+    for net in ("q_ens", "q_target", "v_ens"):
+        for mine, theirs in zip(getattr(alone, net).parameters(),
+                                getattr(full, net).parameters()):
+            assert torch.equal(mine, theirs), net
+    # and the policy did train in one of them only
+    assert not all(torch.equal(a, b) for a, b in zip(alone.cvae.parameters(),
+                                                       full.cvae.parameters()))
