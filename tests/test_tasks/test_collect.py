@@ -342,7 +342,18 @@ def test_agents_trained_apart_on_two_cores_make_the_serial_file(local_dir, capsy
         collect.train_agent_stages(SPEC, "smoke", 0, "limit 99", force=True)
 
 
-def test_portable_kernels_pin_what_the_machine_would_pick(local_dir, capfd, monkeypatch):
+@pytest.fixture
+def avx2():
+    """Portable kernels pin every library to AVX2: a processor without it cannot run them."""
+    from tasks.collect.kernels import KernelsError, portable_environment
+
+    try:
+        portable_environment()
+    except KernelsError:
+        pytest.skip("this processor has no AVX2, which portable kernels pin")
+
+
+def test_portable_kernels_pin_what_the_machine_would_pick(local_dir, avx2, capfd, monkeypatch):
     """`--kernels portable` collects in a child process whose torch, MKL, oneDNN and numpy
     load pinned to AVX2 kernels: settings a machine picks otherwise (stood in for by variables
     the parent set otherwise) do not reach the file, though they do change a native one; the
@@ -353,13 +364,8 @@ def test_portable_kernels_pin_what_the_machine_would_pick(local_dir, capfd, monk
     import sys
 
     from bench.cli import main
-    from tasks.collect.kernels import KernelsError, portable_environment
     from tasks.datasets import file_arrays_sha256
 
-    try:
-        portable_environment()
-    except KernelsError:
-        pytest.skip("this processor has no AVX2, which portable kernels pin")
     path = local_path(SPEC, "smoke")
     last_agent = collect.agents_of(SPEC, "smoke")[-1]
     assert collect.train_agent_stages(SPEC, "smoke", 0, last_agent)["trained"]  # native
@@ -455,7 +461,7 @@ def test_portable_check_records_where_transitions_repeat_and_where_they_differ(
         here: {"arrays_sha256": shas["DroneRun"], "collector_commit": "c" * 40}}
 
 
-def test_portable_kernels_pin_numpy_s_blas(local_dir):
+def test_portable_kernels_pin_numpy_s_blas(local_dir, avx2):
     """DroneRun's simulator multiplies through numpy's BLAS (OpenBLAS), whose kernels follow
     the processor (SkylakeX ones on AVX-512, Haswell ones on AVX2) or OPENBLAS_CORETYPE: a
     native collection under another core type makes other transitions, a portable one the
@@ -464,13 +470,8 @@ def test_portable_kernels_pin_numpy_s_blas(local_dir):
     import subprocess
     import sys
 
-    from tasks.collect.kernels import KernelsError, portable_environment
     from tasks.datasets import file_arrays_sha256
 
-    try:
-        portable_environment()
-    except KernelsError:
-        pytest.skip("this processor has no AVX2, which portable kernels pin")
     path = local_path(get_task("DroneRun"), "smoke")
 
     def collected(kernels: str, coretype: str | None) -> str:
